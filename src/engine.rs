@@ -1,0 +1,855 @@
+//! The engine: the public API every front end calls.
+//!
+//! Write path: validate → embed (model thread, bounded queue) → one sled
+//! transaction + flush → index and short-term buffer. Read path: embed the query →
+//! exact scan or HNSW (off the runtime, `spawn_blocking`) → fetch records.
+//!
+//! # Durability
+//! [`Engine::add`], [`Engine::add_batch`], [`Engine::add_interaction`],
+//! [`Engine::delete`] and [`Engine::delete_namespace`] return only after sled has
+//! flushed the change to disk: an acknowledged write survives `kill -9`. A batch
+//! is one transaction (all or nothing) and one flush (group commit). Indexes are
+//! rebuilt from the store on open, so they always agree with it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use parking_lot::{Mutex, RwLock};
+use uuid::Uuid;
+
+use crate::embed::{
+    BertEmbedder, BertOptions, EmbedQueue, Embedder, Embeddings, ModelInfo, l2_normalize,
+};
+use crate::error::{Error, Result};
+use crate::index::{IndexConfig, NamespaceIndex, Scored};
+use crate::model::{DEFAULT_MODEL, ModelResolver};
+use crate::store::{NewRecord, Store, parse_id};
+use crate::types::{
+    Filter, Hit, HitKind, Interaction, Message, NamespaceInfo, NewMessage, Query, Role,
+    SearchRequest, SearchResults, validate_namespace,
+};
+
+/// Input limits. Requests over them fail with [`Error::TooLarge`] or
+/// [`Error::InvalidInput`] and store nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Messages per `add_batch` call. Default 1,000.
+    pub max_messages_per_request: usize,
+    /// Bytes of UTF-8 per message content. Default 65,536.
+    pub max_content_bytes: usize,
+    /// Bytes per name, agent id or session id. Default 256.
+    pub max_label_bytes: usize,
+    /// Largest `k` of a search. Default 1,000.
+    pub max_k: usize,
+    /// Texts per `embed` call. Default 2,048.
+    pub max_embed_inputs: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_messages_per_request: 1_000,
+            max_content_bytes: 64 * 1024,
+            max_label_bytes: 256,
+            max_k: 1_000,
+            max_embed_inputs: 2_048,
+        }
+    }
+}
+
+/// Which model to run and where its files are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// A name from `models/manifest.toml` (default `all-MiniLM-L6-v2`).
+    pub name: String,
+    /// A sentence-transformers folder to use as is (overrides `name`'s resolution).
+    pub model_dir: Option<PathBuf>,
+    /// Where `<name>/` folders are unpacked. Default `models`.
+    pub models_dir: PathBuf,
+    /// Texts per forward pass. Default 32.
+    pub batch_size: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            name: DEFAULT_MODEL.into(),
+            model_dir: None,
+            models_dir: PathBuf::from("models"),
+            batch_size: 32,
+        }
+    }
+}
+
+/// Engine configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// The data directory (sled lives in `<data_dir>/sled`). Default `memoryd-data`.
+    pub data_dir: PathBuf,
+    /// The embedding model.
+    pub model: ModelConfig,
+    /// Vector index parameters.
+    pub index: IndexConfig,
+    /// Messages kept in each namespace's short-term buffer. Default 100 (the
+    /// design's `deque(maxlen=100)`).
+    pub short_term_capacity: usize,
+    /// Embedding requests that may wait before new ones get [`Error::Overloaded`].
+    /// Default 256.
+    pub embed_queue_capacity: usize,
+    /// Texts of waiting requests merged into one forward pass. Default 64.
+    pub embed_max_batch_texts: usize,
+    /// Input limits.
+    pub limits: Limits,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            data_dir: PathBuf::from("memoryd-data"),
+            model: ModelConfig::default(),
+            index: IndexConfig::default(),
+            short_term_capacity: 100,
+            embed_queue_capacity: 256,
+            embed_max_batch_texts: 64,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Defaults with the given data directory.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Counts describing the engine's state.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Stats {
+    /// Model id.
+    pub model: String,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Stored messages across namespaces.
+    pub messages: usize,
+    /// Namespaces with at least one message.
+    pub namespaces: usize,
+    /// Namespaces searched through an HNSW graph.
+    pub graph_namespaces: usize,
+    /// Embedding requests waiting or running.
+    pub embed_queue_depth: usize,
+    /// Bytes the store occupies on disk.
+    pub disk_bytes: u64,
+}
+
+struct Namespace {
+    name: String,
+    index: RwLock<NamespaceIndex>,
+    /// Newest at the back; seqs of the last `short_term_capacity` messages.
+    recent: Mutex<VecDeque<u64>>,
+    /// Serializes writes (store then index) so the index replays the store's order.
+    writer: Mutex<()>,
+    /// Set, under `writer`, when the namespace is deleted.
+    deleted: AtomicBool,
+    rebuilding: AtomicBool,
+}
+
+struct Inner {
+    config: EngineConfig,
+    store: Store,
+    embed: EmbedQueue,
+    info: ModelInfo,
+    namespaces: RwLock<BTreeMap<String, Arc<Namespace>>>,
+}
+
+/// The memory engine. Cheap to clone (an `Arc`); every clone is the same engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// Loads the configured model (resolving and verifying its files).
+///
+/// # Errors
+/// [`Error::ModelUnavailable`] when the files cannot be found, fetched or loaded.
+pub fn load_embedder(model: &ModelConfig) -> Result<Arc<dyn Embedder>> {
+    let resolver = ModelResolver::new(&model.models_dir);
+    let resolved = resolver.resolve(&model.name, model.model_dir.as_deref())?;
+    let embedder = BertEmbedder::load(
+        &resolved.dir,
+        BertOptions {
+            batch_size: model.batch_size,
+            max_seq_length: None,
+            id: Some(resolved.id),
+        },
+    )?;
+    Ok(Arc::new(embedder))
+}
+
+impl Engine {
+    /// Resolves and loads the model, opens the store and rebuilds the indexes.
+    /// Blocking (seconds): call it before starting the runtime or in `spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`Error::ModelUnavailable`], [`Error::ModelMismatch`], [`Error::Storage`],
+    /// [`Error::Corrupt`].
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        let embedder = load_embedder(&config.model)?;
+        Engine::open_with_embedder(config, embedder)
+    }
+
+    /// Like [`Engine::open`] with an already loaded model (several engines may share one).
+    ///
+    /// # Errors
+    /// [`Error::ModelMismatch`], [`Error::Storage`], [`Error::Corrupt`].
+    pub fn open_with_embedder(config: EngineConfig, embedder: Arc<dyn Embedder>) -> Result<Engine> {
+        let started = Instant::now();
+        let info = embedder.info().clone();
+        let store = Store::open(&config.data_dir)?;
+        store.check_or_init_meta(&info)?;
+        let embed = EmbedQueue::start(
+            embedder,
+            config.embed_queue_capacity,
+            config.embed_max_batch_texts,
+        );
+        let inner = Inner {
+            config,
+            store,
+            embed,
+            info,
+            namespaces: RwLock::new(BTreeMap::new()),
+        };
+        let mut count = 0usize;
+        {
+            let mut map = inner.namespaces.write();
+            for item in inner.store.scan(inner.info.dim) {
+                let (seq, message, vector) = item?;
+                let ns = map
+                    .entry(message.namespace.clone())
+                    .or_insert_with(|| Arc::new(inner.new_namespace(&message.namespace)));
+                ns.index.write().push(seq, &message, &vector);
+                push_recent(&mut ns.recent.lock(), seq, inner.config.short_term_capacity);
+                count += 1;
+            }
+        }
+        let engine = Engine {
+            inner: Arc::new(inner),
+        };
+        for ns in engine.inner.namespaces.read().values() {
+            if ns.index.read().needs_rebuild() {
+                engine.inner.rebuild(ns);
+            }
+        }
+        tracing::info!(
+            messages = count,
+            namespaces = engine.inner.namespaces.read().len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "engine opened"
+        );
+        Ok(engine)
+    }
+
+    /// The model's identity and shape.
+    pub fn model_info(&self) -> &ModelInfo {
+        &self.inner.info
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Stores one message; returns it with its id and timestamp filled in.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`], [`Error::InvalidInput`], [`Error::TooLarge`],
+    /// [`Error::Overloaded`], [`Error::Storage`].
+    pub async fn add(&self, namespace: &str, message: NewMessage) -> Result<Message> {
+        let mut out = self.add_batch(namespace, vec![message]).await?;
+        Ok(out.remove(0))
+    }
+
+    /// Stores messages in one model call, one transaction and one flush; returns
+    /// them in input order. All or nothing.
+    ///
+    /// # Errors
+    /// As [`Engine::add`]; [`Error::InvalidInput`] for an empty batch.
+    pub async fn add_batch(
+        &self,
+        namespace: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Message>> {
+        validate_namespace(namespace)?;
+        let limits = &self.inner.config.limits;
+        if messages.is_empty() {
+            return Err(Error::invalid("messages", "send at least one message"));
+        }
+        if messages.len() > limits.max_messages_per_request {
+            return Err(Error::too_large(
+                "messages",
+                format!(
+                    "{} messages in one request; the limit is {}: split the batch",
+                    messages.len(),
+                    limits.max_messages_per_request
+                ),
+            ));
+        }
+        for (i, m) in messages.iter().enumerate() {
+            self.validate_message(i, m)?;
+        }
+        let now = to_micros(Utc::now());
+        let built: Vec<Message> = messages
+            .into_iter()
+            .map(|m| Message {
+                id: Uuid::now_v7().to_string(),
+                namespace: namespace.to_owned(),
+                role: m.role,
+                name: m.name,
+                content: m.content,
+                timestamp: m.timestamp.map(to_micros).unwrap_or(now),
+                agent_id: m.agent_id,
+                session_id: m.session_id,
+                exchange_id: None,
+                metadata: m.metadata,
+            })
+            .collect();
+        self.store_messages(built).await
+    }
+
+    /// Stores a user message and the agent's response sharing one `exchange_id`
+    /// (the design's `add_interaction(agent_id, user_msg, agent_response, metadata)`).
+    /// Returns `[user message, agent message]`.
+    ///
+    /// # Errors
+    /// As [`Engine::add_batch`].
+    pub async fn add_interaction(&self, namespace: &str, it: Interaction) -> Result<Vec<Message>> {
+        validate_namespace(namespace)?;
+        let exchange = Uuid::now_v7().to_string();
+        let ts = to_micros(it.timestamp.unwrap_or_else(Utc::now));
+        let mut user = NewMessage::new(Role::User, it.user_message);
+        user.name = it.user_name;
+        user.timestamp = Some(ts);
+        user.agent_id = it.agent_id.clone();
+        user.session_id = it.session_id.clone();
+        user.metadata = it.metadata.clone();
+        let mut agent = NewMessage::new(Role::Assistant, it.agent_response);
+        agent.name = it.agent_id.clone();
+        agent.timestamp = Some(ts);
+        agent.agent_id = it.agent_id;
+        agent.session_id = it.session_id;
+        agent.metadata = it.metadata;
+        for (i, m) in [&user, &agent].into_iter().enumerate() {
+            self.validate_message(i, m)?;
+        }
+        let built = [user, agent]
+            .into_iter()
+            .map(|m| Message {
+                id: Uuid::now_v7().to_string(),
+                namespace: namespace.to_owned(),
+                role: m.role,
+                name: m.name,
+                content: m.content,
+                timestamp: ts,
+                agent_id: m.agent_id,
+                session_id: m.session_id,
+                exchange_id: Some(exchange.clone()),
+                metadata: m.metadata,
+            })
+            .collect();
+        self.store_messages(built).await
+    }
+
+    fn validate_message(&self, i: usize, m: &NewMessage) -> Result<()> {
+        let limits = &self.inner.config.limits;
+        let field = |f: &str| format!("messages[{i}].{f}");
+        if m.content.trim().is_empty() {
+            return Err(Error::invalid(
+                field("content"),
+                "must contain a non-whitespace character",
+            ));
+        }
+        if m.content.len() > limits.max_content_bytes {
+            return Err(Error::too_large(
+                field("content"),
+                format!(
+                    "{} bytes; the limit is {}",
+                    m.content.len(),
+                    limits.max_content_bytes
+                ),
+            ));
+        }
+        for (name, v) in [
+            ("name", &m.name),
+            ("agent_id", &m.agent_id),
+            ("session_id", &m.session_id),
+        ] {
+            if let Some(v) = v {
+                if v.is_empty() || v.len() > limits.max_label_bytes {
+                    return Err(Error::invalid(
+                        field(name),
+                        format!("must be 1 to {} bytes", limits.max_label_bytes),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn store_messages(&self, messages: Vec<Message>) -> Result<Vec<Message>> {
+        let texts = messages.iter().map(Message::embedding_text).collect();
+        let embeddings = self.inner.embed.embed(texts).await?;
+        let inner = self.inner.clone();
+        blocking(move || inner.persist(messages, embeddings)).await
+    }
+
+    /// The top-k messages most similar to the query in `namespace`, best first.
+    /// An unknown namespace yields no hits.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`]; [`Error::InvalidInput`] for `k` outside
+    /// `1..=max_k`, an empty time range, or a query vector of the wrong dimension,
+    /// zero norm or non-finite values; [`Error::Overloaded`].
+    pub async fn search(&self, namespace: &str, request: SearchRequest) -> Result<SearchResults> {
+        let started = Instant::now();
+        validate_namespace(namespace)?;
+        let max_k = self.inner.config.limits.max_k;
+        if request.k == 0 || request.k > max_k {
+            return Err(Error::invalid(
+                "k",
+                format!("must be between 1 and {max_k}"),
+            ));
+        }
+        request.filter.validate()?;
+        let query = match request.query {
+            Query::Text(text) => {
+                if text.trim().is_empty() {
+                    return Err(Error::invalid(
+                        "query",
+                        "must contain a non-whitespace character",
+                    ));
+                }
+                if text.len() > self.inner.config.limits.max_content_bytes {
+                    return Err(Error::too_large("query", "longer than the content limit"));
+                }
+                let e = self.inner.embed.embed(vec![text]).await?;
+                e.data
+            }
+            Query::Vector(mut v) => {
+                if v.len() != self.inner.info.dim {
+                    return Err(Error::invalid(
+                        "vector",
+                        format!(
+                            "has {} values; the model's dimension is {}",
+                            v.len(),
+                            self.inner.info.dim
+                        ),
+                    ));
+                }
+                if !v.iter().all(|x| x.is_finite()) || l2_normalize(&mut v) == 0.0 {
+                    return Err(Error::invalid("vector", "must be finite and non-zero"));
+                }
+                v
+            }
+        };
+        let inner = self.inner.clone();
+        let ns = namespace.to_owned();
+        let hits = blocking(move || inner.search(&ns, &query, request.k, &request.filter)).await?;
+        let took = started.elapsed();
+        metrics::histogram!("memoryd_search_duration_seconds").record(took.as_secs_f64());
+        Ok(SearchResults {
+            hits,
+            took_ms: took.as_secs_f64() * 1e3,
+        })
+    }
+
+    /// The `n` most recently added messages of `namespace` (from its short-term
+    /// buffer, so at most `short_term_capacity`), newest first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`], [`Error::Storage`].
+    pub async fn recent(&self, namespace: &str, n: usize) -> Result<Vec<Message>> {
+        validate_namespace(namespace)?;
+        let inner = self.inner.clone();
+        let ns = namespace.to_owned();
+        blocking(move || {
+            let Some(ns) = inner.namespaces.read().get(&ns).cloned() else {
+                return Ok(Vec::new());
+            };
+            let seqs: Vec<u64> = ns.recent.lock().iter().rev().take(n).copied().collect();
+            let mut out = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                if let Some(m) = inner.store.message(seq)? {
+                    out.push(m);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// One message by id.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown (or malformed) id.
+    pub async fn get(&self, id: &str) -> Result<Message> {
+        let inner = self.inner.clone();
+        let id = id.to_owned();
+        blocking(move || {
+            let uuid = parse_id(&id)?;
+            inner
+                .store
+                .seq_of(&uuid)?
+                .map(|seq| inner.store.message(seq))
+                .transpose()?
+                .flatten()
+                .ok_or(Error::NotFound {
+                    what: "message",
+                    id,
+                })
+        })
+        .await
+    }
+
+    /// Deletes one message from the store, the index and the short-term buffer.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown id.
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let inner = self.inner.clone();
+        let id = id.to_owned();
+        blocking(move || inner.delete(&id)).await
+    }
+
+    /// Deletes every message of a namespace; returns how many were deleted.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`], [`Error::Storage`].
+    pub async fn delete_namespace(&self, namespace: &str) -> Result<usize> {
+        validate_namespace(namespace)?;
+        let inner = self.inner.clone();
+        let ns = namespace.to_owned();
+        blocking(move || inner.delete_namespace(&ns)).await
+    }
+
+    /// Namespaces and their message counts, by name.
+    pub fn namespaces(&self) -> Vec<NamespaceInfo> {
+        self.inner
+            .namespaces
+            .read()
+            .values()
+            .map(|ns| NamespaceInfo {
+                name: ns.name.clone(),
+                messages: ns.index.read().len(),
+            })
+            .filter(|i| i.messages > 0)
+            .collect()
+    }
+
+    /// Embeds texts with the engine's model: `[texts.len(), dim]`, unit length.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for no input or an empty text, [`Error::TooLarge`]
+    /// over `max_embed_inputs`, [`Error::Overloaded`].
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Embeddings> {
+        let limits = &self.inner.config.limits;
+        if texts.is_empty() {
+            return Err(Error::invalid("input", "send at least one text"));
+        }
+        if texts.len() > limits.max_embed_inputs {
+            return Err(Error::too_large(
+                "input",
+                format!(
+                    "{} texts; the limit is {}",
+                    texts.len(),
+                    limits.max_embed_inputs
+                ),
+            ));
+        }
+        if let Some(i) = texts.iter().position(|t| t.is_empty()) {
+            return Err(Error::invalid(format!("input[{i}]"), "must not be empty"));
+        }
+        if let Some(i) = texts
+            .iter()
+            .position(|t| t.len() > limits.max_content_bytes)
+        {
+            return Err(Error::too_large(
+                format!("input[{i}]"),
+                "longer than the content limit",
+            ));
+        }
+        self.inner.embed.embed(texts).await
+    }
+
+    /// Counts for `/health`, `/metrics` and `memoryd stats`.
+    pub fn stats(&self) -> Stats {
+        let map = self.inner.namespaces.read();
+        let mut messages = 0;
+        let mut namespaces = 0;
+        let mut graphs = 0;
+        for ns in map.values() {
+            let idx = ns.index.read();
+            messages += idx.len();
+            namespaces += usize::from(!idx.is_empty());
+            graphs += usize::from(idx.has_graph());
+        }
+        Stats {
+            model: self.inner.info.id.clone(),
+            dim: self.inner.info.dim,
+            messages,
+            namespaces,
+            graph_namespaces: graphs,
+            embed_queue_depth: self.inner.embed.depth(),
+            disk_bytes: self.inner.store.size_on_disk().unwrap_or(0),
+        }
+    }
+
+    /// Flushes the store (every acknowledged write already is; this is for shutdown).
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn flush(&self) -> Result<()> {
+        self.inner.store.flush()
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(format!("worker task failed: {e}"))))?
+}
+
+/// Timestamps are stored with microsecond precision; truncate up front so the
+/// message returned by `add` equals the one read back.
+fn to_micros(ts: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(ts.timestamp_micros()).unwrap_or(ts)
+}
+
+fn push_recent(buf: &mut VecDeque<u64>, seq: u64, capacity: usize) {
+    if capacity == 0 {
+        return;
+    }
+    while buf.len() >= capacity {
+        buf.pop_front();
+    }
+    buf.push_back(seq);
+}
+
+impl Inner {
+    fn new_namespace(&self, name: &str) -> Namespace {
+        Namespace {
+            name: name.to_owned(),
+            index: RwLock::new(NamespaceIndex::new(
+                self.info.dim,
+                self.config.index.clone(),
+            )),
+            recent: Mutex::new(VecDeque::new()),
+            writer: Mutex::new(()),
+            deleted: AtomicBool::new(false),
+            rebuilding: AtomicBool::new(false),
+        }
+    }
+
+    fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.namespaces.read().get(name).cloned()
+    }
+
+    fn namespace_or_create(&self, name: &str) -> Arc<Namespace> {
+        if let Some(ns) = self.namespace(name) {
+            return ns;
+        }
+        self.namespaces
+            .write()
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(self.new_namespace(name)))
+            .clone()
+    }
+
+    fn persist(
+        self: &Arc<Self>,
+        messages: Vec<Message>,
+        embeddings: Embeddings,
+    ) -> Result<Vec<Message>> {
+        let ns_name = messages[0].namespace.clone();
+        let mut vectors: Vec<Vec<f32>> = embeddings.rows().map(<[f32]>::to_vec).collect();
+        vectors.iter_mut().for_each(|v| {
+            l2_normalize(v);
+        });
+        loop {
+            let ns = self.namespace_or_create(&ns_name);
+            let _w = ns.writer.lock();
+            if ns.deleted.load(Ordering::Acquire) {
+                continue; // deleted while we waited: write into the new namespace
+            }
+            let mut seqs = Vec::with_capacity(messages.len());
+            for _ in &messages {
+                seqs.push(self.store.next_seq()?);
+            }
+            let records: Vec<NewRecord<'_>> = messages
+                .iter()
+                .zip(&seqs)
+                .zip(&vectors)
+                .map(|((m, &seq), v)| NewRecord {
+                    seq,
+                    message: m,
+                    vector: v,
+                })
+                .collect();
+            self.store.insert(&records)?;
+            {
+                let mut idx = ns.index.write();
+                for ((m, &seq), v) in messages.iter().zip(&seqs).zip(&vectors) {
+                    idx.push(seq, m, v);
+                }
+            }
+            {
+                let mut recent = ns.recent.lock();
+                for &seq in &seqs {
+                    push_recent(&mut recent, seq, self.config.short_term_capacity);
+                }
+            }
+            drop(_w);
+            metrics::counter!("memoryd_messages_added_total").increment(messages.len() as u64);
+            self.maybe_rebuild(&ns);
+            return Ok(messages);
+        }
+    }
+
+    fn search(&self, ns: &str, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
+        let Some(ns) = self.namespace(ns) else {
+            return Ok(Vec::new());
+        };
+        let needs_metadata = !filter.metadata.is_empty();
+        let mut fetch = if needs_metadata { k * 4 } else { k };
+        loop {
+            let (candidates, live, exact) = {
+                let idx = ns.index.read();
+                let Some(rf) = idx.compile(filter) else {
+                    return Ok(Vec::new());
+                };
+                let exact = fetch > k * 64;
+                (idx.search(query, fetch, &rf, exact), idx.len(), exact)
+            };
+            let exhausted = candidates.len() < fetch || exact || fetch >= live;
+            let mut hits = Vec::with_capacity(k);
+            for Scored { score, seq } in candidates {
+                let Some(message) = self.store.message(seq)? else {
+                    continue; // deleted since the index was read
+                };
+                if needs_metadata
+                    && !filter
+                        .metadata
+                        .iter()
+                        .all(|(key, v)| message.metadata.get(key) == Some(v))
+                {
+                    continue;
+                }
+                hits.push(Hit {
+                    id: message.id.clone(),
+                    kind: HitKind::Message,
+                    score,
+                    message,
+                });
+                if hits.len() == k {
+                    break;
+                }
+            }
+            if hits.len() == k || exhausted {
+                return Ok(hits);
+            }
+            fetch = (fetch * 4).min(live);
+        }
+    }
+
+    fn delete(self: &Arc<Self>, id: &str) -> Result<()> {
+        let not_found = || Error::NotFound {
+            what: "message",
+            id: id.chars().take(100).collect(),
+        };
+        let uuid = parse_id(id)?;
+        let seq = self.store.seq_of(&uuid)?.ok_or_else(not_found)?;
+        let message = self.store.message(seq)?.ok_or_else(not_found)?;
+        let ns = self.namespace_or_create(&message.namespace);
+        // Lock order everywhere: the namespaces map (released) before a writer.
+        let _w = ns.writer.lock();
+        // Re-check under the writer lock: a concurrent delete may have won.
+        if self.store.seq_of(&uuid)?.is_none() {
+            return Err(not_found());
+        }
+        self.store.delete(&[(seq, uuid)])?;
+        ns.index.write().remove(seq);
+        ns.recent.lock().retain(|&s| s != seq);
+        drop(_w);
+        metrics::counter!("memoryd_messages_deleted_total").increment(1);
+        self.maybe_rebuild(&ns);
+        Ok(())
+    }
+
+    fn delete_namespace(&self, name: &str) -> Result<usize> {
+        let Some(ns) = self.namespace(name) else {
+            return Ok(0);
+        };
+        let _w = ns.writer.lock();
+        let seqs = ns.index.read().seqs();
+        let mut items = Vec::with_capacity(seqs.len());
+        for seq in &seqs {
+            if let Some(m) = self.store.message(*seq)? {
+                items.push((*seq, parse_id(&m.id)?));
+            }
+        }
+        for chunk in items.chunks(1_000) {
+            self.store.delete(chunk)?;
+        }
+        self.store.remove_namespace(name)?;
+        ns.deleted.store(true, Ordering::Release);
+        self.namespaces.write().remove(name);
+        Ok(items.len())
+    }
+
+    /// Starts an off-lock rebuild of `ns` on its own thread when the index asks for one.
+    fn maybe_rebuild(self: &Arc<Self>, ns: &Arc<Namespace>) {
+        if !ns.index.read().needs_rebuild() || ns.rebuilding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.clone();
+        let target = ns.clone();
+        let spawned = std::thread::Builder::new()
+            .name("memoryd-index-build".into())
+            .spawn(move || {
+                inner.rebuild(&target);
+            });
+        if spawned.is_err() {
+            ns.rebuilding.store(false, Ordering::Release);
+        }
+    }
+
+    /// Rebuilds from a snapshot without blocking searches, then swaps it in.
+    fn rebuild(&self, ns: &Namespace) {
+        let started = Instant::now();
+        let snapshot = ns.index.read().snapshot();
+        let mut rebuilt = NamespaceIndex::rebuilt_from(&snapshot);
+        {
+            let mut idx = ns.index.write();
+            idx.catch_up(&mut rebuilt, snapshot.upto);
+            *idx = rebuilt;
+        }
+        ns.rebuilding.store(false, Ordering::Release);
+        tracing::info!(
+            namespace = %ns.name,
+            took_ms = started.elapsed().as_millis() as u64,
+            "index rebuilt"
+        );
+    }
+}
+
+// Compile-time check that the engine can be shared across tasks.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine>();
+};

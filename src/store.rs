@@ -1,0 +1,491 @@
+//! Persistence on sled.
+//!
+//! One data directory, five trees. Every value starts with a format-version
+//! byte ([`FORMAT_VERSION`]); bodies are postcard unless noted.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `meta` | `"engine"` | [`EngineMeta`]: model id, dimension, normalization |
+//! | `messages` | seq (u64 big-endian) | a message record |
+//! | `vectors` | seq (u64 big-endian) | `dim` × f32 little-endian (raw, not postcard) |
+//! | `ids` | message UUID (16 bytes) | seq (u64 big-endian) |
+//! | `namespaces` | namespace name (UTF-8) | a namespace record |
+//!
+//! The seq is sled's monotonic `generate_id`, so iterating `messages` yields
+//! insertion order. A message, its vector and its id entry are written in one
+//! transaction; [`Store::insert`] and [`Store::delete`] return only after
+//! `flush` (fsync), which is the durability contract: an acknowledged write
+//! survives `kill -9` and power loss (to the extent the disk honours fsync).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use uuid::Uuid;
+
+use crate::embed::ModelInfo;
+use crate::error::{Error, Result};
+use crate::types::{Message, Role};
+
+/// Version byte at the start of every persisted value.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Engine-wide facts recorded in the data directory on first open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineMeta {
+    /// Model id (e.g. `all-MiniLM-L6-v2`).
+    pub model_id: String,
+    /// sha256 of the weights file: the identity of the vector space.
+    pub weights_sha256: String,
+    /// Embedding dimension.
+    pub dim: u32,
+    /// Whether stored vectors are L2-normalized (always true today).
+    pub normalized: bool,
+    /// When the directory was created, microseconds since the Unix epoch.
+    pub created_micros: i64,
+}
+
+/// Per-namespace state that is not derived from its messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamespaceRecord {
+    /// When the namespace was created, microseconds since the Unix epoch.
+    pub created_micros: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MessageRecord {
+    id: [u8; 16],
+    namespace: String,
+    role: u8,
+    name: Option<String>,
+    content: String,
+    timestamp_micros: i64,
+    agent_id: Option<String>,
+    session_id: Option<String>,
+    exchange_id: Option<[u8; 16]>,
+    /// JSON text: postcard is not self-describing, so arbitrary JSON rides as text.
+    metadata_json: String,
+}
+
+fn corrupt(tree: &'static str, message: impl Into<String>) -> Error {
+    Error::Corrupt {
+        tree,
+        message: message.into(),
+    }
+}
+
+fn versioned<'a>(tree: &'static str, bytes: &'a [u8]) -> Result<&'a [u8]> {
+    match bytes.split_first() {
+        Some((&FORMAT_VERSION, body)) => Ok(body),
+        Some((v, _)) => Err(corrupt(tree, format!("unknown format version {v}"))),
+        None => Err(corrupt(tree, "empty value")),
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_VERSION];
+    // Serializing our own plain structs into a Vec cannot fail.
+    out.extend(postcard::to_allocvec(value).expect("postcard encodes plain structs"));
+    out
+}
+
+fn micros(ts: DateTime<Utc>) -> i64 {
+    ts.timestamp_micros()
+}
+
+fn from_micros(tree: &'static str, us: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| corrupt(tree, "timestamp out of range"))
+}
+
+/// Parses a message id (UUID text).
+///
+/// # Errors
+/// [`Error::NotFound`] when `id` is not a UUID (no message can have it).
+pub fn parse_id(id: &str) -> Result<Uuid> {
+    Uuid::parse_str(id).map_err(|_| Error::NotFound {
+        what: "message",
+        id: id.chars().take(100).collect(),
+    })
+}
+
+/// Encodes a message into its persisted form.
+///
+/// # Errors
+/// [`Error::InvalidInput`] when the message id or exchange id is not a UUID.
+pub fn encode_message(m: &Message) -> Result<Vec<u8>> {
+    let id = Uuid::parse_str(&m.id).map_err(|_| Error::invalid("id", "not a UUID"))?;
+    let exchange_id = m
+        .exchange_id
+        .as_deref()
+        .map(Uuid::parse_str)
+        .transpose()
+        .map_err(|_| Error::invalid("exchange_id", "not a UUID"))?;
+    Ok(encode(&MessageRecord {
+        id: *id.as_bytes(),
+        namespace: m.namespace.clone(),
+        role: m.role.to_u8(),
+        name: m.name.clone(),
+        content: m.content.clone(),
+        timestamp_micros: micros(m.timestamp),
+        agent_id: m.agent_id.clone(),
+        session_id: m.session_id.clone(),
+        exchange_id: exchange_id.map(|u| *u.as_bytes()),
+        metadata_json: serde_json::Value::Object(m.metadata.clone()).to_string(),
+    }))
+}
+
+/// Decodes a persisted message. Never panics on arbitrary bytes.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the bytes are not a valid record.
+pub fn decode_message(bytes: &[u8]) -> Result<Message> {
+    const T: &str = "messages";
+    let r: MessageRecord =
+        postcard::from_bytes(versioned(T, bytes)?).map_err(|e| corrupt(T, e.to_string()))?;
+    let metadata = match serde_json::from_str(&r.metadata_json) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err(corrupt(T, "metadata is not a JSON object")),
+    };
+    Ok(Message {
+        id: Uuid::from_bytes(r.id).to_string(),
+        namespace: r.namespace,
+        role: Role::from_u8(r.role).ok_or_else(|| corrupt(T, "unknown role"))?,
+        name: r.name,
+        content: r.content,
+        timestamp: from_micros(T, r.timestamp_micros)?,
+        agent_id: r.agent_id,
+        session_id: r.session_id,
+        exchange_id: r.exchange_id.map(|b| Uuid::from_bytes(b).to_string()),
+        metadata,
+    })
+}
+
+/// Encodes a vector: version byte, then f32 little-endian.
+pub fn encode_vector(v: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + v.len() * 4);
+    out.push(FORMAT_VERSION);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a vector of `dim` values. Never panics on arbitrary bytes.
+///
+/// # Errors
+/// [`Error::Corrupt`] on a wrong version or length.
+pub fn decode_vector(bytes: &[u8], dim: usize) -> Result<Vec<f32>> {
+    let body = versioned("vectors", bytes)?;
+    if body.len() != dim * 4 {
+        return Err(corrupt(
+            "vectors",
+            format!("expected {} bytes, found {}", dim * 4, body.len()),
+        ));
+    }
+    Ok(body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// Decodes engine metadata.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the bytes are not a valid record.
+pub fn decode_meta(bytes: &[u8]) -> Result<EngineMeta> {
+    postcard::from_bytes(versioned("meta", bytes)?).map_err(|e| corrupt("meta", e.to_string()))
+}
+
+/// One message ready to persist.
+pub struct NewRecord<'a> {
+    /// Its sequence number from [`Store::next_seq`].
+    pub seq: u64,
+    /// The message.
+    pub message: &'a Message,
+    /// Its embedding, `[dim]`.
+    pub vector: &'a [f32],
+}
+
+/// The sled-backed store.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    messages: sled::Tree,
+    vectors: sled::Tree,
+    ids: sled::Tree,
+    namespaces: sled::Tree,
+}
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
+
+fn tx_error(e: TransactionError<Error>) -> Error {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => Error::Storage(e),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled cannot open the directory (e.g. another
+    /// process holds it).
+    pub fn open(dir: &std::path::Path) -> Result<Store> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        Ok(Store {
+            meta: db.open_tree("meta")?,
+            messages: db.open_tree("messages")?,
+            vectors: db.open_tree("vectors")?,
+            ids: db.open_tree("ids")?,
+            namespaces: db.open_tree("namespaces")?,
+            db,
+        })
+    }
+
+    /// Records `info` on first open; afterwards checks that it matches.
+    ///
+    /// # Errors
+    /// [`Error::ModelMismatch`] when the directory was written with other weights
+    /// or another dimension.
+    pub fn check_or_init_meta(&self, info: &ModelInfo) -> Result<EngineMeta> {
+        if let Some(bytes) = self.meta.get("engine")? {
+            let meta = decode_meta(&bytes)?;
+            if meta.weights_sha256 != info.weights_sha256 || meta.dim as usize != info.dim {
+                return Err(Error::ModelMismatch {
+                    stored: meta.model_id,
+                    stored_dim: meta.dim as usize,
+                    current: info.id.clone(),
+                    current_dim: info.dim,
+                });
+            }
+            return Ok(meta);
+        }
+        let meta = EngineMeta {
+            model_id: info.id.clone(),
+            weights_sha256: info.weights_sha256.clone(),
+            dim: info.dim as u32,
+            normalized: true,
+            created_micros: micros(Utc::now()),
+        };
+        self.meta.insert("engine", encode(&meta))?;
+        self.db.flush()?;
+        Ok(meta)
+    }
+
+    /// A fresh sequence number, greater than every one handed out before
+    /// (also across restarts).
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn next_seq(&self) -> Result<u64> {
+        Ok(self.db.generate_id()?)
+    }
+
+    /// Writes `records` atomically (one transaction over all trees) and flushes.
+    /// Creates the namespace records that do not exist yet.
+    ///
+    /// # Errors
+    /// [`Error::Storage`]; on error nothing was written.
+    pub fn insert(&self, records: &[NewRecord<'_>]) -> Result<()> {
+        let mut encoded = Vec::with_capacity(records.len());
+        for r in records {
+            encoded.push((
+                r.seq.to_be_bytes(),
+                encode_message(r.message)?,
+                encode_vector(r.vector),
+                *parse_id(&r.message.id)?.as_bytes(),
+                r.message.namespace.as_bytes(),
+            ));
+        }
+        let ns_record = encode(&NamespaceRecord {
+            created_micros: micros(Utc::now()),
+        });
+        (&self.messages, &self.vectors, &self.ids, &self.namespaces)
+            .transaction(|(messages, vectors, ids, namespaces)| -> TxResult<()> {
+                for (seq, msg, vec, id, ns) in &encoded {
+                    messages.insert(&seq[..], msg.as_slice())?;
+                    vectors.insert(&seq[..], vec.as_slice())?;
+                    ids.insert(&id[..], &seq[..])?;
+                    if namespaces.get(ns)?.is_none() {
+                        namespaces.insert(*ns, ns_record.as_slice())?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Looks up a message's seq by id.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    pub fn seq_of(&self, id: &Uuid) -> Result<Option<u64>> {
+        match self.ids.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => {
+                let b: [u8; 8] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| corrupt("ids", "seq is not 8 bytes"))?;
+                Ok(Some(u64::from_be_bytes(b)))
+            }
+        }
+    }
+
+    /// Reads a message by seq.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    pub fn message(&self, seq: u64) -> Result<Option<Message>> {
+        self.messages
+            .get(seq.to_be_bytes())?
+            .map(|b| decode_message(&b))
+            .transpose()
+    }
+
+    /// Deletes messages (record, vector and id entry) atomically and flushes.
+    ///
+    /// # Errors
+    /// [`Error::Storage`]; on error nothing was deleted.
+    pub fn delete(&self, items: &[(u64, Uuid)]) -> Result<()> {
+        (&self.messages, &self.vectors, &self.ids)
+            .transaction(|(messages, vectors, ids)| -> TxResult<()> {
+                for (seq, id) in items {
+                    messages.remove(&seq.to_be_bytes()[..])?;
+                    vectors.remove(&seq.to_be_bytes()[..])?;
+                    ids.remove(&id.as_bytes()[..])?;
+                }
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Removes a namespace's record (its messages are deleted with [`Store::delete`]).
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn remove_namespace(&self, ns: &str) -> Result<()> {
+        self.namespaces.remove(ns.as_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every stored message with its vector, in seq (insertion) order.
+    pub fn scan(&self, dim: usize) -> impl Iterator<Item = Result<(u64, Message, Vec<f32>)>> + '_ {
+        self.messages.iter().map(move |kv| {
+            let (k, v) = kv?;
+            let key: [u8; 8] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| corrupt("messages", "key is not 8 bytes"))?;
+            let seq = u64::from_be_bytes(key);
+            let message = decode_message(&v)?;
+            let vector = self
+                .vectors
+                .get(k)?
+                .ok_or_else(|| corrupt("vectors", format!("no vector for seq {seq}")))?;
+            Ok((seq, message, decode_vector(&vector, dim)?))
+        })
+    }
+
+    /// Names of namespaces with a record.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn namespace_names(&self) -> Result<Vec<String>> {
+        self.namespaces
+            .iter()
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    /// Flushes everything to disk.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the store occupies on disk.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Message {
+        Message {
+            id: Uuid::now_v7().to_string(),
+            namespace: "ns".into(),
+            role: Role::Assistant,
+            name: Some("Mel".into()),
+            content: "hello\0 world".into(),
+            timestamp: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            agent_id: Some("a".into()),
+            session_id: None,
+            exchange_id: Some(Uuid::now_v7().to_string()),
+            metadata: serde_json::json!({"k": [1, {"x": null}]})
+                .as_object()
+                .unwrap()
+                .clone(),
+        }
+    }
+
+    #[test]
+    fn message_roundtrip() {
+        let m = sample();
+        assert_eq!(decode_message(&encode_message(&m).unwrap()).unwrap(), m);
+    }
+
+    #[test]
+    fn vector_roundtrip_and_length_check() {
+        let v = vec![0.5f32, -1.25, 3.0];
+        let b = encode_vector(&v);
+        assert_eq!(decode_vector(&b, 3).unwrap(), v);
+        assert!(decode_vector(&b, 4).is_err());
+        assert!(decode_vector(&[2, 0, 0, 0, 0], 1).is_err());
+    }
+
+    #[test]
+    fn unknown_version_is_corrupt() {
+        let mut b = encode_message(&sample()).unwrap();
+        b[0] = 99;
+        assert_eq!(decode_message(&b).unwrap_err().code(), "corrupt_record");
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_message(&bytes);
+            let _ = decode_vector(&bytes, 4);
+            let _ = decode_meta(&bytes);
+        }
+
+        #[test]
+        fn truncated_records_are_errors(cut in 0usize..60) {
+            let b = encode_message(&sample()).unwrap();
+            let cut = cut.min(b.len() - 1);
+            prop_assert!(decode_message(&b[..cut]).is_err());
+        }
+    }
+}

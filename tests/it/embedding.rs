@@ -1,0 +1,114 @@
+use memoryd::embed::{BertEmbedder, BertOptions};
+use serde::Deserialize;
+
+use crate::common::{embedder, model_config, shared_path};
+
+#[derive(Deserialize)]
+struct Reference {
+    max_seq_length: usize,
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    text: String,
+    tokens_untruncated: usize,
+    embedding: Vec<f32>,
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+fn reference() -> Reference {
+    let path = shared_path("fixtures/minilm-reference.json");
+    serde_json::from_slice(&std::fs::read(&path).expect("reference fixture present"))
+        .expect("fixture parses")
+}
+
+/// sentence-transformers' own output, batched together (padding must not leak
+/// into the pooled vectors) and one by one.
+#[test]
+fn reproduces_sentence_transformers_reference() {
+    let r = reference();
+    let e = embedder();
+    assert_eq!(e.info().dim, 384);
+    assert_eq!(e.info().max_seq_length, r.max_seq_length);
+    let texts: Vec<&str> = r.items.iter().map(|i| i.text.as_str()).collect();
+    let batched = e.embed(&texts).unwrap();
+    assert_eq!(batched.len(), r.items.len());
+    assert!(
+        r.items.iter().any(|i| i.tokens_untruncated > 256),
+        "fixture covers truncation"
+    );
+    for (i, item) in r.items.iter().enumerate() {
+        let c = cosine(batched.row(i), &item.embedding);
+        assert!(
+            c >= 0.9999,
+            "item {i} ({} tokens): cosine {c}",
+            item.tokens_untruncated
+        );
+        assert_eq!(
+            batched.tokens[i],
+            item.tokens_untruncated.min(256),
+            "item {i} token count"
+        );
+        let single = e.embed(&[item.text.as_str()]).unwrap();
+        let c1 = cosine(single.row(0), &item.embedding);
+        assert!(c1 >= 0.9999, "item {i} alone: cosine {c1}");
+    }
+}
+
+#[test]
+fn outputs_are_unit_length_in_input_order() {
+    let e = embedder();
+    let out = e
+        .embed(&[
+            "a cat",
+            "a much longer sentence about dogs and parks",
+            "a cat",
+        ])
+        .unwrap();
+    for row in out.rows() {
+        let n: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() < 1e-5);
+    }
+    assert_eq!(out.row(0), out.row(2));
+    assert_ne!(out.row(0), out.row(1));
+}
+
+/// Any sentence-transformers folder loads by path; a smaller batch size gives the same vectors.
+#[test]
+fn loads_a_folder_by_path_with_other_batch_size() {
+    let cfg = model_config();
+    let dir = memoryd::model::ModelResolver::new(&cfg.models_dir)
+        .resolve(&cfg.name, None)
+        .unwrap()
+        .dir;
+    let e = BertEmbedder::load(
+        &dir,
+        BertOptions {
+            batch_size: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let r = reference();
+    let texts: Vec<&str> = r.items.iter().take(10).map(|i| i.text.as_str()).collect();
+    let out = memoryd::Embedder::embed(&e, &texts).unwrap();
+    for (i, item) in r.items.iter().take(10).enumerate() {
+        assert!(cosine(out.row(i), &item.embedding) >= 0.9999);
+    }
+}
+
+#[test]
+fn rejects_a_folder_without_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = BertEmbedder::load(dir.path(), BertOptions::default())
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), "model_unavailable");
+}

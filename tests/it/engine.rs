@@ -1,0 +1,751 @@
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration, Utc};
+use memoryd::{
+    EngineConfig, Error, Filter, IndexConfig, Interaction, NewMessage, Query, Role, SearchRequest,
+};
+use proptest::prelude::*;
+use serde_json::json;
+
+use crate::common::{config, embedder, open};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn ts(day: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_683_500_000, 0).unwrap() + Duration::days(day)
+}
+
+const TURNS: &[(&str, &str)] = &[
+    (
+        "Caroline",
+        "I went to an LGBTQ support group yesterday and it was so powerful.",
+    ),
+    (
+        "Melanie",
+        "That's great! I painted a sunrise over the lake last weekend.",
+    ),
+    (
+        "Caroline",
+        "I'm researching adoption agencies; I want to build a family.",
+    ),
+    (
+        "Melanie",
+        "My kids loved the camping trip to the mountains in June.",
+    ),
+    (
+        "Caroline",
+        "I signed up for a pottery class on Tuesday evenings.",
+    ),
+    ("Melanie", "We adopted a dog named Luna from the shelter."),
+    (
+        "Caroline",
+        "Counseling school starts in September, I'm nervous and excited.",
+    ),
+    (
+        "Melanie",
+        "I ran a charity race for mental health awareness.",
+    ),
+];
+
+fn conversation(session: &str) -> Vec<NewMessage> {
+    TURNS
+        .iter()
+        .enumerate()
+        .map(|(i, (who, text))| {
+            NewMessage::new(
+                if i % 2 == 0 {
+                    Role::User
+                } else {
+                    Role::Assistant
+                },
+                *text,
+            )
+            .with_name(*who)
+            .with_timestamp(ts(i as i64))
+            .with_session(session)
+        })
+        .collect()
+}
+
+#[test]
+fn search_finds_the_relevant_turn_and_reopen_gives_same_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let queries = [
+        "What pet did Melanie adopt?",
+        "When does counseling school start?",
+        "pottery",
+    ];
+    let first = rt.block_on(async {
+        let e = open(dir.path());
+        e.add_batch("conv-1", conversation("s1")).await.unwrap();
+        let mut all = Vec::new();
+        for q in queries {
+            all.push(
+                e.search("conv-1", SearchRequest::text(q, 3))
+                    .await
+                    .unwrap()
+                    .hits,
+            );
+        }
+        all
+    });
+    assert!(first[0][0].message.content.contains("Luna"));
+    assert!(first[1][0].message.content.contains("Counseling"));
+    assert!(first[2][0].message.content.contains("pottery"));
+    for hits in &first {
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    }
+    // Reopen: same ids, same order, same scores.
+    let second = rt.block_on(async {
+        let e = open(dir.path());
+        let mut all = Vec::new();
+        for q in queries {
+            all.push(
+                e.search("conv-1", SearchRequest::text(q, 3))
+                    .await
+                    .unwrap()
+                    .hits,
+            );
+        }
+        assert_eq!(e.recent("conv-1", 100).await.unwrap().len(), TURNS.len());
+        all
+    });
+    assert_eq!(first, second);
+}
+
+#[test]
+fn namespaces_never_leak() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let e = open(dir.path());
+        e.add_batch("alice", conversation("a")).await.unwrap();
+        e.add(
+            "bob",
+            NewMessage::new(Role::User, "We adopted a dog named Luna."),
+        )
+        .await
+        .unwrap();
+        for q in ["dog named Luna", "pottery class", "adoption"] {
+            for h in e
+                .search("bob", SearchRequest::text(q, 50))
+                .await
+                .unwrap()
+                .hits
+            {
+                assert_eq!(h.message.namespace, "bob");
+            }
+            for h in e
+                .search("alice", SearchRequest::text(q, 50))
+                .await
+                .unwrap()
+                .hits
+            {
+                assert_eq!(h.message.namespace, "alice");
+            }
+        }
+        assert_eq!(
+            e.search("bob", SearchRequest::text("dog", 50))
+                .await
+                .unwrap()
+                .hits
+                .len(),
+            1
+        );
+        assert!(
+            e.search("carol", SearchRequest::text("dog", 5))
+                .await
+                .unwrap()
+                .hits
+                .is_empty()
+        );
+        let names: Vec<_> = e
+            .namespaces()
+            .into_iter()
+            .map(|n| (n.name, n.messages))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("alice".to_string(), TURNS.len()), ("bob".to_string(), 1)]
+        );
+    });
+}
+
+#[test]
+fn deleted_messages_never_return_even_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let luna_id = rt.block_on(async {
+        let e = open(dir.path());
+        let stored = e.add_batch("conv", conversation("s")).await.unwrap();
+        let luna = stored
+            .iter()
+            .find(|m| m.content.contains("Luna"))
+            .unwrap()
+            .id
+            .clone();
+        e.delete(&luna).await.unwrap();
+        assert!(matches!(e.get(&luna).await, Err(Error::NotFound { .. })));
+        assert!(matches!(e.delete(&luna).await, Err(Error::NotFound { .. })));
+        let hits = e
+            .search("conv", SearchRequest::text("dog named Luna", 100))
+            .await
+            .unwrap()
+            .hits;
+        assert_eq!(hits.len(), TURNS.len() - 1);
+        assert!(hits.iter().all(|h| h.id != luna));
+        assert!(
+            e.recent("conv", 100)
+                .await
+                .unwrap()
+                .iter()
+                .all(|m| m.id != luna)
+        );
+        luna
+    });
+    rt.block_on(async {
+        let e = open(dir.path());
+        let hits = e
+            .search("conv", SearchRequest::text("dog named Luna", 100))
+            .await
+            .unwrap()
+            .hits;
+        assert!(hits.iter().all(|h| h.id != luna_id));
+        assert_eq!(hits.len(), TURNS.len() - 1);
+        assert_eq!(e.delete_namespace("conv").await.unwrap(), TURNS.len() - 1);
+        assert!(
+            e.search("conv", SearchRequest::text("Luna", 10))
+                .await
+                .unwrap()
+                .hits
+                .is_empty()
+        );
+        assert!(e.namespaces().is_empty());
+    });
+    rt.block_on(async {
+        let e = open(dir.path());
+        assert!(e.namespaces().is_empty());
+        assert!(e.recent("conv", 10).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn filters_restrict_results_without_losing_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let e = open(dir.path());
+        let mut msgs = conversation("s1");
+        msgs.extend(conversation("s2"));
+        for (i, m) in msgs.iter_mut().enumerate() {
+            m.metadata = json!({"topic": if i % 3 == 0 { "family" } else { "other" }, "i": i})
+                .as_object()
+                .unwrap()
+                .clone();
+            m.agent_id = Some(if i < 8 { "agent-a" } else { "agent-b" }.into());
+        }
+        e.add_batch("f", msgs).await.unwrap();
+        let search = |filter: Filter| {
+            let e = e.clone();
+            async move {
+                e.search(
+                    "f",
+                    SearchRequest::text("adopted a dog", 100).with_filter(filter),
+                )
+                .await
+                .unwrap()
+                .hits
+            }
+        };
+        let by_session = search(Filter {
+            session_id: Some("s2".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(by_session.len(), 8);
+        assert!(
+            by_session
+                .iter()
+                .all(|h| h.message.session_id.as_deref() == Some("s2"))
+        );
+        let by_name = search(Filter {
+            name: Some("Melanie".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(by_name.len(), 8);
+        assert!(by_name[0].message.content.contains("Luna"));
+        let by_role = search(Filter {
+            role: Some(Role::User),
+            ..Default::default()
+        })
+        .await;
+        assert!(by_role.iter().all(|h| h.message.role == Role::User));
+        let by_time = search(Filter {
+            from: Some(ts(2)),
+            to: Some(ts(4)),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(by_time.len(), 4);
+        assert!(
+            by_time
+                .iter()
+                .all(|h| h.message.timestamp >= ts(2) && h.message.timestamp < ts(4))
+        );
+        let by_meta = search(Filter {
+            metadata: json!({"topic": "family"}).as_object().unwrap().clone(),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(by_meta.len(), 6);
+        assert!(
+            by_meta
+                .iter()
+                .all(|h| h.message.metadata["topic"] == "family")
+        );
+        let by_agent = search(Filter {
+            agent_id: Some("agent-b".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(by_agent.len(), 8);
+        let nobody = search(Filter {
+            agent_id: Some("agent-z".into()),
+            ..Default::default()
+        })
+        .await;
+        assert!(nobody.is_empty());
+        let inverted = e
+            .search(
+                "f",
+                SearchRequest::text("x", 5).with_filter(Filter {
+                    from: Some(ts(3)),
+                    to: Some(ts(1)),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        assert_eq!(inverted.unwrap_err().code(), "invalid_value");
+    });
+}
+
+#[test]
+fn recent_is_newest_first_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let cfg = EngineConfig {
+        short_term_capacity: 5,
+        ..config(dir.path())
+    };
+    rt.block_on(async {
+        let e = memoryd::Engine::open_with_embedder(cfg.clone(), embedder()).unwrap();
+        for i in 0..8 {
+            e.add(
+                "r",
+                NewMessage::new(Role::User, format!("message number {i}")),
+            )
+            .await
+            .unwrap();
+        }
+        let recent = e.recent("r", 3).await.unwrap();
+        let contents: Vec<_> = recent.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(
+            contents,
+            ["message number 7", "message number 6", "message number 5"]
+        );
+        assert_eq!(e.recent("r", 100).await.unwrap().len(), 5);
+        // Everything stays searchable: the buffer only bounds short-term memory.
+        assert_eq!(
+            e.search("r", SearchRequest::text("message", 100))
+                .await
+                .unwrap()
+                .hits
+                .len(),
+            8
+        );
+    });
+    rt.block_on(async {
+        let e = memoryd::Engine::open_with_embedder(cfg, embedder()).unwrap();
+        let recent = e.recent("r", 100).await.unwrap();
+        assert_eq!(recent.len(), 5);
+        assert_eq!(recent[0].content, "message number 7");
+        assert_eq!(recent[4].content, "message number 3");
+    });
+}
+
+#[test]
+fn interaction_stores_two_messages_sharing_an_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let e = open(dir.path());
+        let stored = e
+            .add_interaction(
+                "u1",
+                Interaction {
+                    agent_id: Some("helper".into()),
+                    user_message: "My flight to Lisbon leaves on Friday.".into(),
+                    agent_response: "Noted: Lisbon, Friday. Want a reminder?".into(),
+                    session_id: Some("s".into()),
+                    user_name: None,
+                    timestamp: None,
+                    metadata: json!({"channel": "chat"}).as_object().unwrap().clone(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0].role, Role::User);
+        assert_eq!(stored[1].role, Role::Assistant);
+        assert!(stored[0].exchange_id.is_some());
+        assert_eq!(stored[0].exchange_id, stored[1].exchange_id);
+        let got = e.get(&stored[1].id).await.unwrap();
+        assert_eq!(got, stored[1]);
+        let hits = e
+            .search("u1", SearchRequest::text("when is the flight to Lisbon", 1))
+            .await
+            .unwrap();
+        assert_eq!(hits.hits[0].id, stored[0].id);
+    });
+}
+
+#[test]
+fn bad_input_is_rejected_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let e = open(dir.path());
+        let cases: Vec<(&str, Vec<NewMessage>, &str)> = vec![
+            (
+                "a/b",
+                vec![NewMessage::new(Role::User, "x")],
+                "invalid_namespace",
+            ),
+            (
+                "",
+                vec![NewMessage::new(Role::User, "x")],
+                "invalid_namespace",
+            ),
+            ("ok", vec![], "invalid_value"),
+            (
+                "ok",
+                vec![NewMessage::new(Role::User, " \n\t ")],
+                "invalid_value",
+            ),
+            (
+                "ok",
+                vec![NewMessage::new(Role::User, "x".repeat(70_000))],
+                "too_large",
+            ),
+            (
+                "ok",
+                (0..1001)
+                    .map(|i| NewMessage::new(Role::User, format!("{i}")))
+                    .collect(),
+                "too_large",
+            ),
+            (
+                "ok",
+                vec![
+                    NewMessage::new(Role::User, "fine"),
+                    NewMessage::new(Role::User, ""),
+                ],
+                "invalid_value",
+            ),
+        ];
+        for (ns, msgs, code) in cases {
+            let err = e.add_batch(ns, msgs).await.unwrap_err();
+            assert_eq!(err.code(), code, "{err}");
+        }
+        assert!(
+            e.namespaces().is_empty(),
+            "a rejected request stored something"
+        );
+        for k in [0, 1001] {
+            assert_eq!(
+                e.search("ok", SearchRequest::text("x", k))
+                    .await
+                    .unwrap_err()
+                    .code(),
+                "invalid_value"
+            );
+        }
+        let wrong_dim = SearchRequest {
+            query: Query::Vector(vec![1.0; 3]),
+            k: 1,
+            filter: Filter::default(),
+        };
+        assert_eq!(
+            e.search("ok", wrong_dim).await.unwrap_err().code(),
+            "invalid_value"
+        );
+        let zero = SearchRequest {
+            query: Query::Vector(vec![0.0; 384]),
+            k: 1,
+            filter: Filter::default(),
+        };
+        assert_eq!(
+            e.search("ok", zero).await.unwrap_err().code(),
+            "invalid_value"
+        );
+        let nan = SearchRequest {
+            query: Query::Vector(vec![f32::NAN; 384]),
+            k: 1,
+            filter: Filter::default(),
+        };
+        assert_eq!(
+            e.search("ok", nan).await.unwrap_err().code(),
+            "invalid_value"
+        );
+        assert_eq!(e.get("not-a-uuid").await.unwrap_err().code(), "not_found");
+        assert_eq!(
+            e.get("0190b3a2-0000-7000-8000-000000000000")
+                .await
+                .unwrap_err()
+                .code(),
+            "not_found"
+        );
+    });
+}
+
+#[test]
+fn opening_with_another_model_fails_clearly() {
+    struct Fake(memoryd::ModelInfo);
+    impl memoryd::Embedder for Fake {
+        fn info(&self) -> &memoryd::ModelInfo {
+            &self.0
+        }
+        fn embed(&self, texts: &[&str]) -> memoryd::Result<memoryd::Embeddings> {
+            Ok(memoryd::Embeddings {
+                data: vec![0.5; texts.len() * 4],
+                dim: 4,
+                tokens: vec![1; texts.len()],
+            })
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let fake = Fake(memoryd::ModelInfo {
+        id: "fake".into(),
+        dim: 4,
+        max_seq_length: 8,
+        weights_sha256: "00".into(),
+    });
+    let err = memoryd::Engine::open_with_embedder(config(dir.path()), std::sync::Arc::new(fake))
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), "model_mismatch");
+    assert!(err.to_string().contains("all-MiniLM-L6-v2"), "{err}");
+}
+
+/// Namespaces past the exact-scan threshold are served by an HNSW graph built in
+/// the background; results stay right, across deletes and a reopen.
+#[test]
+fn large_namespace_switches_to_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = EngineConfig {
+        index: IndexConfig {
+            exact_threshold: 300,
+            ..IndexConfig::default()
+        },
+        ..config(dir.path())
+    };
+    let rt = rt();
+    let texts: Vec<String> = (0..400)
+        .map(|i| {
+            format!(
+                "note {i}: the {} {} likes {}",
+                ["red", "blue", "green", "tall", "old"][i % 5],
+                ["cat", "dog", "owl", "fox", "bee", "cow", "elk"][i % 7],
+                [
+                    "tea", "jazz", "rain", "maps", "chess", "figs", "kites", "salt", "snow",
+                    "glue", "wool"
+                ][i % 11]
+            )
+        })
+        .collect();
+    rt.block_on(async {
+        let e = memoryd::Engine::open_with_embedder(cfg.clone(), embedder()).unwrap();
+        let batch = texts
+            .iter()
+            .map(|t| NewMessage::new(Role::User, t.clone()))
+            .collect();
+        let stored = e.add_batch("big", batch).await.unwrap();
+        // The build runs on its own thread; wait for it (bounded).
+        for _ in 0..200 {
+            if e.stats().graph_namespaces == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(e.stats().graph_namespaces, 1);
+        let mut top1 = 0;
+        for (m, t) in stored.iter().zip(&texts).step_by(10) {
+            let hits = e
+                .search("big", SearchRequest::text(format!("user: {t}"), 1))
+                .await
+                .unwrap()
+                .hits;
+            top1 += usize::from(hits[0].id == m.id);
+        }
+        assert!(top1 >= 38, "self top-1 through the graph: {top1}/40");
+        e.delete(&stored[0].id).await.unwrap();
+        let hits = e
+            .search(
+                "big",
+                SearchRequest::text(format!("user: {}", texts[0]), 10),
+            )
+            .await
+            .unwrap()
+            .hits;
+        assert!(hits.iter().all(|h| h.id != stored[0].id));
+        let f = Filter {
+            role: Some(Role::Assistant),
+            ..Default::default()
+        };
+        assert!(
+            e.search("big", SearchRequest::text("cat", 10).with_filter(f))
+                .await
+                .unwrap()
+                .hits
+                .is_empty()
+        );
+    });
+    rt.block_on(async {
+        let e = memoryd::Engine::open_with_embedder(cfg, embedder()).unwrap();
+        assert_eq!(e.stats().graph_namespaces, 1);
+        assert_eq!(e.stats().messages, 399);
+    });
+}
+
+#[test]
+fn concurrent_adds_deletes_and_searches_stay_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (kept, deleted) = rt.block_on(async {
+        let e = open(dir.path());
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let e = e.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut kept = Vec::new();
+                let mut deleted = Vec::new();
+                for i in 0..12 {
+                    let m = e
+                        .add(
+                            "shared",
+                            NewMessage::new(
+                                Role::User,
+                                format!("task {t} writes line {i} about topic {}", i % 4),
+                            ),
+                        )
+                        .await
+                        .unwrap();
+                    let hits = e
+                        .search(
+                            "shared",
+                            SearchRequest::text(format!("task {t} line {i}"), 5),
+                        )
+                        .await
+                        .unwrap();
+                    assert!(!hits.hits.is_empty());
+                    if i % 3 == 0 {
+                        e.delete(&m.id).await.unwrap();
+                        deleted.push(m.id);
+                    } else {
+                        kept.push(m.id);
+                    }
+                }
+                (kept, deleted)
+            }));
+        }
+        let mut kept = HashSet::new();
+        let mut deleted = HashSet::new();
+        for t in tasks {
+            let (k, d) = t.await.unwrap();
+            kept.extend(k);
+            deleted.extend(d);
+        }
+        let hits: HashSet<String> = e
+            .search("shared", SearchRequest::text("task line topic", 1000))
+            .await
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        assert_eq!(hits, kept);
+        (kept, deleted)
+    });
+    rt.block_on(async {
+        let e = open(dir.path());
+        let hits: HashSet<String> = e
+            .search("shared", SearchRequest::text("task line topic", 1000))
+            .await
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        assert_eq!(hits, kept);
+        assert!(hits.is_disjoint(&deleted));
+        assert_eq!(e.stats().messages, kept.len());
+    });
+}
+
+fn sentence() -> impl Strategy<Value = String> {
+    let words = prop::sample::select(vec![
+        "garden",
+        "river",
+        "violin",
+        "mortgage",
+        "python",
+        "soccer",
+        "bakery",
+        "glacier",
+        "poetry",
+        "tax",
+        "rocket",
+        "lantern",
+        "orchid",
+        "subway",
+        "vaccine",
+        "chess",
+        "marathon",
+        "quilt",
+        "volcano",
+        "espresso",
+        "thunder",
+        "library",
+        "kayak",
+        "saxophone",
+        "desert",
+        "password",
+    ]);
+    prop::collection::vec(words, 3..9).prop_map(|w| w.join(" "))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    /// Every stored text, queried as it was embedded, is its own top-1.
+    #[test]
+    fn every_stored_text_is_its_own_top1(texts in prop::collection::hash_set(sentence(), 5..25)) {
+        let dir = tempfile::tempdir().unwrap();
+        let texts: Vec<String> = texts.into_iter().collect();
+        rt().block_on(async {
+            let e = open(dir.path());
+            let batch = texts.iter().map(|t| NewMessage::new(Role::User, t.clone()).with_name("Sam")).collect();
+            let stored = e.add_batch("p", batch).await.unwrap();
+            for m in &stored {
+                let hits = e.search("p", SearchRequest::text(m.embedding_text(), 1)).await.unwrap().hits;
+                prop_assert_eq!(&hits[0].id, &m.id);
+                prop_assert!(hits[0].score > 0.999);
+            }
+            Ok(())
+        })?;
+    }
+}
