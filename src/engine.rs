@@ -390,13 +390,13 @@ impl Engine {
             ("agent_id", &m.agent_id),
             ("session_id", &m.session_id),
         ] {
-            if let Some(v) = v {
-                if v.is_empty() || v.len() > limits.max_label_bytes {
-                    return Err(Error::invalid(
-                        field(name),
-                        format!("must be 1 to {} bytes", limits.max_label_bytes),
-                    ));
-                }
+            if let Some(v) = v
+                && (v.is_empty() || v.len() > limits.max_label_bytes)
+            {
+                return Err(Error::invalid(
+                    field(name),
+                    format!("must be 1 to {} bytes", limits.max_label_bytes),
+                ));
             }
         }
         Ok(())

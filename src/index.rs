@@ -504,7 +504,7 @@ mod tests {
 
     fn msg(i: usize) -> Message {
         let n = NewMessage::new(
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 Role::User
             } else {
                 Role::Assistant
@@ -564,7 +564,7 @@ mod tests {
 
     #[test]
     fn graph_search_recalls_and_skips_tombstones() {
-        let (mut idx, vs) = build(3000, 1000);
+        let (idx, vs) = build(3000, 1000);
         assert!(idx.needs_rebuild());
         let snap = idx.snapshot();
         let mut rebuilt = NamespaceIndex::rebuilt_from(&snap);

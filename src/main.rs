@@ -1,1 +1,411 @@
-fn main() {}
+//! `memoryd`: the server and command line over the [`memoryd::Engine`].
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use memoryd::server::{self, AppState, ServerConfig};
+use memoryd::{Engine, EngineConfig, IndexConfig, Limits, ModelConfig, NewMessage, SearchRequest};
+
+/// Semantic conversation memory for AI agents: local embeddings, persistent, millisecond search.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct EngineArgs {
+    /// Data directory (created if missing).
+    #[arg(
+        long,
+        global = true,
+        env = "MEMORYD_DATA_DIR",
+        default_value = "memoryd-data"
+    )]
+    data_dir: PathBuf,
+    /// Model name from models/manifest.toml.
+    #[arg(long, global = true, env = "MEMORYD_MODEL", default_value = memoryd::model::DEFAULT_MODEL)]
+    model: String,
+    /// A sentence-transformers folder (any BERT-family model) to use instead of resolving --model.
+    #[arg(long, global = true, env = "MEMORYD_MODEL_DIR")]
+    model_dir: Option<PathBuf>,
+    /// Where models are unpacked as <name>/.
+    #[arg(
+        long,
+        global = true,
+        env = "MEMORYD_MODELS_DIR",
+        default_value = "models"
+    )]
+    models_dir: PathBuf,
+    /// Texts per forward pass of the model.
+    #[arg(long, global = true, env = "MEMORYD_BATCH_SIZE", default_value_t = 32)]
+    batch_size: usize,
+    /// Messages kept per namespace in the short-term buffer.
+    #[arg(
+        long,
+        global = true,
+        env = "MEMORYD_SHORT_TERM_CAPACITY",
+        default_value_t = 100
+    )]
+    short_term_capacity: usize,
+    /// Namespaces with this many vectors or more are searched through an HNSW graph.
+    #[arg(long, global = true, env = "MEMORYD_EXACT_THRESHOLD", default_value_t = IndexConfig::default().exact_threshold)]
+    exact_threshold: usize,
+    /// HNSW M (links per node).
+    #[arg(long, global = true, env = "MEMORYD_HNSW_M", default_value_t = IndexConfig::default().m)]
+    hnsw_m: usize,
+    /// HNSW ef_construction.
+    #[arg(long, global = true, env = "MEMORYD_EF_CONSTRUCTION", default_value_t = IndexConfig::default().ef_construction)]
+    ef_construction: usize,
+    /// HNSW ef_search.
+    #[arg(long, global = true, env = "MEMORYD_EF_SEARCH", default_value_t = IndexConfig::default().ef_search)]
+    ef_search: usize,
+    /// Embedding requests that may wait before new ones are answered 429.
+    #[arg(
+        long,
+        global = true,
+        env = "MEMORYD_EMBED_QUEUE",
+        default_value_t = 256
+    )]
+    embed_queue: usize,
+    /// Messages per add request.
+    #[arg(long, global = true, env = "MEMORYD_MAX_MESSAGES_PER_REQUEST", default_value_t = Limits::default().max_messages_per_request)]
+    max_messages_per_request: usize,
+    /// Bytes per message content.
+    #[arg(long, global = true, env = "MEMORYD_MAX_CONTENT_BYTES", default_value_t = Limits::default().max_content_bytes)]
+    max_content_bytes: usize,
+}
+
+impl EngineArgs {
+    fn config(&self) -> EngineConfig {
+        EngineConfig {
+            data_dir: self.data_dir.clone(),
+            model: self.model_config(),
+            index: IndexConfig {
+                exact_threshold: self.exact_threshold,
+                m: self.hnsw_m,
+                ef_construction: self.ef_construction,
+                ef_search: self.ef_search,
+                ..IndexConfig::default()
+            },
+            short_term_capacity: self.short_term_capacity,
+            embed_queue_capacity: self.embed_queue,
+            limits: Limits {
+                max_messages_per_request: self.max_messages_per_request,
+                max_content_bytes: self.max_content_bytes,
+                ..Limits::default()
+            },
+            ..EngineConfig::default()
+        }
+    }
+
+    fn model_config(&self) -> ModelConfig {
+        ModelConfig {
+            name: self.model.clone(),
+            model_dir: self.model_dir.clone(),
+            models_dir: self.models_dir.clone(),
+            batch_size: self.batch_size,
+        }
+    }
+
+    fn open(&self) -> Result<Engine> {
+        Engine::open(self.config()).with_context(|| format!("opening {}", self.data_dir.display()))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the main job). Fetches the model on first run.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "MEMORYD_BIND", default_value = "127.0.0.1:7070")]
+        bind: SocketAddr,
+        /// Largest request body, in bytes.
+        #[arg(long, env = "MEMORYD_MAX_BODY_BYTES", default_value_t = ServerConfig::default().max_body_bytes)]
+        max_body_bytes: usize,
+        /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
+        #[arg(long, env = "MEMORYD_SHUTDOWN_GRACE_S", default_value_t = 30)]
+        shutdown_grace_s: u64,
+    },
+    /// Store messages from a file: JSON Lines of messages, or a LoCoMo file.
+    Ingest {
+        /// The file.
+        file: PathBuf,
+        /// Target namespace (for LoCoMo, the prefix: each conversation goes to <NS>-<sample_id>).
+        #[arg(long, env = "MEMORYD_NAMESPACE")]
+        namespace: String,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+        /// Messages per write (one model call and one flush each).
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+    },
+    /// Top-k most similar messages in a namespace.
+    Search {
+        /// The query text.
+        query: String,
+        /// Namespace to search.
+        #[arg(long, env = "MEMORYD_NAMESPACE")]
+        namespace: String,
+        /// Number of hits.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Most recent messages of a namespace, newest first.
+    Recent {
+        /// Namespace.
+        #[arg(long, env = "MEMORYD_NAMESPACE")]
+        namespace: String,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Counts: messages, namespaces, graphs, disk bytes.
+    Stats,
+    /// Embed texts (arguments, or stdin lines when none): one JSON array per line, in input order.
+    Embed {
+        /// Texts to embed.
+        texts: Vec<String>,
+    },
+    /// Print the OpenAPI document of the HTTP API (as committed in docs/openapi.json).
+    Openapi,
+    /// Model files.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Resolve, download and verify a model's files (default: the configured model).
+    Fetch {
+        /// Model name from models/manifest.toml.
+        name: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// One message object per line: {"role","content",["name","timestamp","agent_id","session_id","metadata"]}.
+    Jsonl,
+    /// LoCoMo's locomo10.json.
+    Locomo,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MEMORYD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve {
+            bind,
+            max_body_bytes,
+            shutdown_grace_s,
+        } => rt.block_on(serve(cli.engine, bind, max_body_bytes, shutdown_grace_s)),
+        Command::Openapi => {
+            println!("{}", server::openapi_json());
+            Ok(())
+        }
+        Command::Model {
+            command: ModelCommand::Fetch { name },
+        } => {
+            let name = name.unwrap_or(cli.engine.model.clone());
+            let resolver = memoryd::model::ModelResolver::new(&cli.engine.models_dir);
+            let resolved = resolver.resolve(&name, cli.engine.model_dir.as_deref())?;
+            println!(
+                "{} ({:?}): {}",
+                resolved.id,
+                resolved.source,
+                resolved.dir.display()
+            );
+            Ok(())
+        }
+        command => {
+            let engine = cli.engine.open()?;
+            rt.block_on(run(engine, command))
+        }
+    }
+}
+
+async fn serve(
+    args: EngineArgs,
+    bind: SocketAddr,
+    max_body_bytes: usize,
+    grace_s: u64,
+) -> Result<()> {
+    let state = AppState::loading();
+    let app = server::router(state.clone(), &ServerConfig { max_body_bytes });
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding {bind}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "listening (503 until the model is loaded)");
+    let loading = state.clone();
+    let loader = tokio::task::spawn_blocking(move || args.open());
+    let server = tokio::spawn(server::serve(
+        listener,
+        app,
+        state,
+        Duration::from_secs(grace_s),
+    ));
+    match loader.await? {
+        Ok(engine) => {
+            let info = engine.model_info();
+            tracing::info!(model = %info.id, dim = info.dim, "ready");
+            loading.set_engine(engine);
+        }
+        Err(e) => {
+            server.abort();
+            return Err(e);
+        }
+    }
+    server.await??;
+    Ok(())
+}
+
+async fn run(engine: Engine, command: Command) -> Result<()> {
+    match command {
+        Command::Ingest {
+            file,
+            namespace,
+            format,
+            batch,
+        } => ingest(&engine, &file, &namespace, format, batch.max(1)).await,
+        Command::Search {
+            query,
+            namespace,
+            k,
+            json,
+        } => {
+            let res = engine
+                .search(&namespace, SearchRequest::text(query, k))
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&res)?);
+            } else {
+                for h in &res.hits {
+                    let m = &h.message;
+                    println!(
+                        "{:.4}  {}  {}: {}",
+                        h.score,
+                        m.timestamp.format("%Y-%m-%d %H:%M"),
+                        m.name.as_deref().unwrap_or(m.role.as_str()),
+                        m.content
+                    );
+                }
+                eprintln!("{} hits in {:.2} ms", res.hits.len(), res.took_ms);
+            }
+            Ok(())
+        }
+        Command::Recent { namespace, limit } => {
+            for m in engine.recent(&namespace, limit).await? {
+                println!("{}", serde_json::to_string(&m)?);
+            }
+            Ok(())
+        }
+        Command::Stats => {
+            println!("{}", serde_json::to_string_pretty(&engine.stats())?);
+            Ok(())
+        }
+        Command::Embed { texts } => {
+            let texts = if texts.is_empty() {
+                std::io::stdin()
+                    .lock()
+                    .lines()
+                    .collect::<std::io::Result<Vec<_>>>()?
+            } else {
+                texts
+            };
+            let mut out = std::io::stdout().lock();
+            for chunk in texts.chunks(engine.config().limits.max_embed_inputs) {
+                let e = engine.embed(chunk.to_vec()).await?;
+                for row in e.rows() {
+                    writeln!(out, "{}", serde_json::to_string(row)?)?;
+                }
+            }
+            Ok(())
+        }
+        Command::Serve { .. } | Command::Model { .. } | Command::Openapi => {
+            unreachable!("handled in main")
+        }
+    }
+}
+
+async fn ingest(
+    engine: &Engine,
+    file: &PathBuf,
+    namespace: &str,
+    format: Format,
+    batch: usize,
+) -> Result<()> {
+    let groups: Vec<(String, Vec<NewMessage>)> = match format {
+        Format::Jsonl => {
+            let f = std::io::BufReader::new(
+                std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?,
+            );
+            let mut msgs = Vec::new();
+            for (i, line) in f.lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let m: NewMessage = serde_json::from_str(&line)
+                    .with_context(|| format!("{}:{}: not a message", file.display(), i + 1))?;
+                msgs.push(m);
+            }
+            vec![(namespace.to_string(), msgs)]
+        }
+        Format::Locomo => memoryd::locomo::load(file)?
+            .into_iter()
+            .map(|s| (format!("{namespace}-{}", s.sample_id), s.messages()))
+            .collect(),
+    };
+    let total: usize = groups.iter().map(|(_, m)| m.len()).sum();
+    if total == 0 {
+        bail!("{} holds no messages", file.display());
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(total as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} messages  {per_sec}  eta {eta}")
+            .expect("valid template"),
+    );
+    let started = std::time::Instant::now();
+    for (ns, msgs) in groups {
+        for chunk in msgs.chunks(batch) {
+            engine.add_batch(&ns, chunk.to_vec()).await?;
+            bar.inc(chunk.len() as u64);
+        }
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "stored {total} messages in {secs:.1} s ({:.0} messages/s)",
+        total as f64 / secs
+    );
+    Ok(())
+}

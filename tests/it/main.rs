@@ -3,5 +3,7 @@
 //! loaded once per test binary.
 
 mod common;
+mod e2e;
 mod embedding;
 mod engine;
+mod http;

@@ -1,0 +1,490 @@
+//! The HTTP API (axum). Handlers only extract, call the [`Engine`] and map the
+//! result; see `docs/openapi.json` for the contract.
+
+pub mod api;
+pub mod error;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use utoipa::OpenApi;
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::types::{
+    Hit, HitKind, Message, NamespaceInfo, NewMessage, Query, Role, SearchRequest, SearchResults,
+};
+use api::*;
+use error::{ApiError, ErrorBody, ErrorResponse};
+
+/// JSON body extractor whose failures use our error body.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// Path extractor whose failures use our error body.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// Query-string extractor whose failures use our error body.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// Server settings that are not engine settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body in bytes. Default 1 MiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Shared state: the engine once loaded (the server answers 503 before that).
+#[derive(Clone)]
+pub struct AppState {
+    engine: Arc<OnceLock<Engine>>,
+    metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    /// State with the engine still loading; call [`AppState::set_engine`] when ready.
+    pub fn loading() -> Self {
+        AppState {
+            engine: Arc::new(OnceLock::new()),
+            metrics: prometheus(),
+        }
+    }
+
+    /// State with a ready engine.
+    pub fn ready(engine: Engine) -> Self {
+        let s = AppState::loading();
+        s.set_engine(engine);
+        s
+    }
+
+    /// Makes the engine available to requests (first call wins).
+    pub fn set_engine(&self, engine: Engine) {
+        let _ = self.engine.set(engine);
+    }
+
+    fn engine(&self) -> Result<&Engine, ApiError> {
+        self.engine.get().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "model_loading",
+                "the embedding model is still loading; retry in a few seconds",
+            )
+        })
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once; `None` if another
+/// recorder was installed first by an embedding application).
+fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let batch = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &latency)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("memoryd_embed_batch_size".into()),
+                        &batch,
+                    )
+                })
+                .ok()
+                .and_then(|b| b.install_recorder().ok())
+        })
+        .clone()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "memoryd",
+        description = "Semantic conversation memory for AI agents."
+    ),
+    paths(
+        health,
+        add_messages,
+        add_interaction,
+        search,
+        recent,
+        list_namespaces,
+        delete_namespace,
+        get_message,
+        delete_message,
+        embeddings
+    ),
+    components(schemas(
+        ErrorResponse,
+        ErrorBody,
+        AddMessages,
+        AddedIds,
+        SearchBody,
+        MessageList,
+        NamespaceList,
+        Health,
+        EmbeddingRequest,
+        EmbeddingInput,
+        EmbeddingResponse,
+        EmbeddingData,
+        Usage,
+        NewMessage,
+        Message,
+        Role,
+        Hit,
+        HitKind,
+        SearchResults,
+        NamespaceInfo,
+        crate::types::Filter,
+        crate::types::Interaction
+    ))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of this API, as committed in `docs/openapi.json`.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+}
+
+/// The router with every route, our error bodies for unknown routes and
+/// methods, the body limit and per-route metrics.
+pub fn router(state: AppState, config: &ServerConfig) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/namespaces", get(list_namespaces))
+        .route("/v1/namespaces/{ns}", delete(delete_namespace))
+        .route("/v1/namespaces/{ns}/messages", post(add_messages))
+        .route("/v1/namespaces/{ns}/interactions", post(add_interaction))
+        .route("/v1/namespaces/{ns}/search", post(search))
+        .route("/v1/namespaces/{ns}/recent", get(recent))
+        .route("/v1/messages/{id}", get(get_message).delete(delete_message))
+        .route("/v1/embeddings", post(embeddings))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn(track))
+        .with_state(state)
+}
+
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("memoryd_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("memoryd_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        "no such route; see GET /openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that HTTP method; see GET /openapi.json",
+    )
+}
+
+#[utoipa::path(get, path = "/health", responses(
+    (status = 200, body = Health), (status = 503, description = "model loading", body = Health)))]
+async fn health(State(s): State<AppState>) -> Response {
+    match s.engine.get() {
+        Some(e) => {
+            let stats = e.stats();
+            Json(Health {
+                status: "ok".into(),
+                model: Some(stats.model),
+                dim: Some(stats.dim),
+                messages: Some(stats.messages),
+            })
+            .into_response()
+        }
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "loading".into(),
+                model: None,
+                dim: None,
+                messages: None,
+            }),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    if let Ok(e) = s.engine() {
+        let stats = e.stats();
+        metrics::gauge!("memoryd_index_vectors").set(stats.messages as f64);
+        metrics::gauge!("memoryd_namespaces").set(stats.namespaces as f64);
+        metrics::gauge!("memoryd_embed_queue_depth").set(stats.embed_queue_depth as f64);
+        metrics::gauge!("memoryd_disk_bytes").set(stats.disk_bytes as f64);
+    }
+    match &s.metrics {
+        Some(h) => {
+            h.run_upkeep();
+            ([("content-type", "text/plain; version=0.0.4")], h.render()).into_response()
+        }
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics_unavailable",
+            "another metrics recorder is installed in this process",
+        )
+        .into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    ([("content-type", "application/json")], openapi_json()).into_response()
+}
+
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/messages", request_body = AddMessages,
+    params(("ns" = String, Path, description = "namespace")),
+    responses((status = 201, body = AddedIds), (status = 400, body = ErrorResponse),
+        (status = 413, body = ErrorResponse), (status = 422, body = ErrorResponse),
+        (status = 429, body = ErrorResponse)))]
+async fn add_messages(
+    State(s): State<AppState>,
+    ApiPath(ns): ApiPath<String>,
+    ApiJson(body): ApiJson<AddMessages>,
+) -> Result<(StatusCode, Json<AddedIds>), ApiError> {
+    let stored = s.engine()?.add_batch(&ns, body.messages).await?;
+    Ok((StatusCode::CREATED, Json(ids(stored))))
+}
+
+fn ids(messages: Vec<Message>) -> AddedIds {
+    AddedIds {
+        ids: messages.into_iter().map(|m| m.id).collect(),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/interactions", request_body = crate::types::Interaction,
+    params(("ns" = String, Path, description = "namespace")),
+    responses((status = 201, description = "[user message id, agent message id]", body = AddedIds),
+        (status = 422, body = ErrorResponse), (status = 429, body = ErrorResponse)))]
+async fn add_interaction(
+    State(s): State<AppState>,
+    ApiPath(ns): ApiPath<String>,
+    ApiJson(body): ApiJson<crate::types::Interaction>,
+) -> Result<(StatusCode, Json<AddedIds>), ApiError> {
+    let stored = s.engine()?.add_interaction(&ns, body).await?;
+    Ok((StatusCode::CREATED, Json(ids(stored))))
+}
+
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/search", request_body = SearchBody,
+    params(("ns" = String, Path, description = "namespace")),
+    responses((status = 200, body = SearchResults), (status = 422, body = ErrorResponse),
+        (status = 429, body = ErrorResponse)))]
+async fn search(
+    State(s): State<AppState>,
+    ApiPath(ns): ApiPath<String>,
+    ApiJson(body): ApiJson<SearchBody>,
+) -> Result<Json<SearchResults>, ApiError> {
+    let query = match (body.query, body.vector) {
+        (Some(q), None) => Query::Text(q),
+        (None, Some(v)) => Query::Vector(v),
+        _ => {
+            return Err(
+                Error::invalid("query", "give exactly one of `query` (text) and `vector`").into(),
+            );
+        }
+    };
+    let request = SearchRequest {
+        query,
+        k: body.k.unwrap_or(10),
+        filter: body.filter.unwrap_or_default(),
+    };
+    Ok(Json(s.engine()?.search(&ns, request).await?))
+}
+
+#[utoipa::path(get, path = "/v1/namespaces/{ns}/recent",
+    params(("ns" = String, Path, description = "namespace"), RecentParams),
+    responses((status = 200, body = MessageList), (status = 422, body = ErrorResponse)))]
+async fn recent(
+    State(s): State<AppState>,
+    ApiPath(ns): ApiPath<String>,
+    ApiQuery(p): ApiQuery<RecentParams>,
+) -> Result<Json<MessageList>, ApiError> {
+    let e = s.engine()?;
+    let cap = e.config().short_term_capacity;
+    let limit = p.limit.unwrap_or(20);
+    if limit == 0 || limit > cap {
+        return Err(Error::invalid(
+            "limit",
+            format!("must be between 1 and the short-term capacity ({cap})"),
+        )
+        .into());
+    }
+    Ok(Json(MessageList {
+        messages: e.recent(&ns, limit).await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/namespaces", responses((status = 200, body = NamespaceList)))]
+async fn list_namespaces(State(s): State<AppState>) -> Result<Json<NamespaceList>, ApiError> {
+    Ok(Json(NamespaceList {
+        namespaces: s.engine()?.namespaces(),
+    }))
+}
+
+#[utoipa::path(delete, path = "/v1/namespaces/{ns}",
+    params(("ns" = String, Path, description = "namespace")),
+    responses((status = 204, description = "everything in it is forgotten"), (status = 422, body = ErrorResponse)))]
+async fn delete_namespace(
+    State(s): State<AppState>,
+    ApiPath(ns): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    s.engine()?.delete_namespace(&ns).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/messages/{id}",
+    params(("id" = String, Path, description = "message id")),
+    responses((status = 200, body = Message), (status = 404, body = ErrorResponse)))]
+async fn get_message(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Message>, ApiError> {
+    Ok(Json(s.engine()?.get(&id).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/messages/{id}",
+    params(("id" = String, Path, description = "message id")),
+    responses((status = 204, description = "deleted"), (status = 404, body = ErrorResponse)))]
+async fn delete_message(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    s.engine()?.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/embeddings", request_body = EmbeddingRequest,
+    responses((status = 200, body = EmbeddingResponse), (status = 413, body = ErrorResponse),
+        (status = 422, body = ErrorResponse), (status = 429, body = ErrorResponse)))]
+async fn embeddings(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<EmbeddingRequest>,
+) -> Result<Json<EmbeddingResponse>, ApiError> {
+    if let Some(f) = body.encoding_format.as_deref().filter(|f| *f != "float") {
+        return Err(Error::invalid(
+            "encoding_format",
+            format!("{f:?} is not supported; use \"float\""),
+        )
+        .into());
+    }
+    let texts = match body.input {
+        EmbeddingInput::One(t) => vec![t],
+        EmbeddingInput::Many(v) => v,
+    };
+    let e = s.engine()?;
+    let out = e.embed(texts).await?;
+    let tokens: usize = out.tokens.iter().sum();
+    Ok(Json(EmbeddingResponse {
+        object: "list".into(),
+        data: out
+            .rows()
+            .enumerate()
+            .map(|(index, v)| EmbeddingData {
+                object: "embedding".into(),
+                index,
+                embedding: v.to_vec(),
+            })
+            .collect(),
+        model: e.model_info().id.clone(),
+        usage: Usage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    }))
+}
+
+/// Serves `router` on `listener` until SIGINT/SIGTERM, then stops accepting,
+/// lets in-flight requests finish (up to `grace`) and flushes the store.
+///
+/// # Errors
+/// I/O errors from the listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    state: AppState,
+    grace: Duration,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal(grace))
+        .await?;
+    if let Some(e) = state.engine.get()
+        && let Err(err) = e.flush()
+    {
+        tracing::error!(error = %err, "final flush failed");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal(grace: Duration) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!(
+        grace_s = grace.as_secs(),
+        "shutting down: finishing in-flight requests"
+    );
+    // Bound the drain: a stuck client must not keep the process alive forever.
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        tracing::warn!("grace period over; exiting");
+        std::process::exit(0);
+    });
+}

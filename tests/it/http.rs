@@ -1,0 +1,357 @@
+//! The HTTP API driven in-process (`tower::ServiceExt::oneshot`, no socket).
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use memoryd::server::{self, AppState, ServerConfig};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::common::{config, embedder, repo_path};
+
+struct Api {
+    app: Router,
+    _dir: tempfile::TempDir,
+}
+
+fn api_with(cfg: impl FnOnce(&mut memoryd::EngineConfig), server: ServerConfig) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    cfg(&mut c);
+    let engine = memoryd::Engine::open_with_embedder(c, embedder()).unwrap();
+    Api {
+        app: server::router(AppState::ready(engine), &server),
+        _dir: dir,
+    }
+}
+
+fn api() -> Api {
+    api_with(|_| {}, ServerConfig::default())
+}
+
+impl Api {
+    async fn raw(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> (StatusCode, Value, HeaderMap) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let resp = self
+            .app
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, value, headers)
+    }
+
+    async fn json(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+        let (s, v, _) = self
+            .raw(
+                method,
+                uri,
+                serde_json::to_vec(&body).unwrap(),
+                Some("application/json"),
+            )
+            .await;
+        (s, v)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        let (s, v, _) = self.raw("GET", uri, Vec::new(), None).await;
+        (s, v)
+    }
+
+    async fn delete(&self, uri: &str) -> (StatusCode, Value) {
+        let (s, v, _) = self.raw("DELETE", uri, Vec::new(), None).await;
+        (s, v)
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_error(got: (StatusCode, Value), status: u16, code: &str) {
+    assert_eq!(got.0.as_u16(), status, "{}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        got.1
+    );
+}
+
+#[test]
+fn store_search_recent_get_delete_roundtrip() {
+    rt().block_on(async {
+        let api = api();
+        let (s, v) = api.get("/health").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v, json!({"status": "ok", "model": "all-MiniLM-L6-v2", "dim": 384, "messages": 0}));
+
+        let (s, v) = api
+            .json("POST", "/v1/namespaces/conv-1/messages", json!({"messages": [
+                {"role": "user", "name": "Caroline", "content": "I went to an LGBTQ support group yesterday.", "timestamp": "2023-05-08T13:56:00Z", "session_id": "s1", "metadata": {"dia_id": "D1:3"}},
+                {"role": "assistant", "name": "Melanie", "content": "We adopted a dog named Luna!", "timestamp": "2023-05-08T13:57:00Z", "agent_id": "a1"}
+            ]}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let ids: Vec<String> = serde_json::from_value(v["ids"].clone()).unwrap();
+        assert_eq!(ids.len(), 2);
+
+        let (s, v) = api.json("POST", "/v1/namespaces/conv-1/search", json!({"query": "What pet does Melanie have?", "k": 1})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["hits"][0]["id"], ids[1].as_str());
+        assert_eq!(v["hits"][0]["kind"], "message");
+        assert_eq!(v["hits"][0]["message"]["name"], "Melanie");
+        assert!(v["hits"][0]["score"].as_f64().unwrap() > 0.3);
+        assert!(v["took_ms"].as_f64().unwrap() > 0.0);
+        assert_eq!(v["hits"].as_array().unwrap().len(), 1);
+
+        let (_, v) = api
+            .json("POST", "/v1/namespaces/conv-1/search", json!({"query": "pet", "filter": {"metadata": {"dia_id": "D1:3"}, "from": "2023-05-08T00:00:00Z", "to": "2023-05-09T00:00:00Z"}}))
+            .await;
+        assert_eq!(v["hits"].as_array().unwrap().len(), 1);
+        assert_eq!(v["hits"][0]["id"], ids[0].as_str());
+
+        let (s, v) = api.get("/v1/namespaces/conv-1/recent?limit=1").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["messages"][0]["id"], ids[1].as_str());
+        let (_, v) = api.get("/v1/namespaces/conv-1/recent").await;
+        assert_eq!(v["messages"].as_array().unwrap().len(), 2);
+
+        let (s, v) = api.get("/v1/namespaces").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v, json!({"namespaces": [{"name": "conv-1", "messages": 2}]}));
+
+        let (s, v) = api.get(&format!("/v1/messages/{}", ids[0])).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["content"], "I went to an LGBTQ support group yesterday.");
+        assert_eq!(v["timestamp"], "2023-05-08T13:56:00Z");
+        assert_eq!(v["session_id"], "s1");
+
+        let (s, _) = api.delete(&format!("/v1/messages/{}", ids[0])).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        assert_error(api.get(&format!("/v1/messages/{}", ids[0])).await, 404, "not_found");
+        assert_error(api.delete(&format!("/v1/messages/{}", ids[0])).await, 404, "not_found");
+
+        let (s, _) = api.delete("/v1/namespaces/conv-1").await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let (_, v) = api.json("POST", "/v1/namespaces/conv-1/search", json!({"query": "pet"})).await;
+        assert_eq!(v["hits"], json!([]));
+        let (_, v) = api.get("/health").await;
+        assert_eq!(v["messages"], 0);
+    });
+}
+
+#[test]
+fn interactions_and_embeddings() {
+    rt().block_on(async {
+        let api = api();
+        let (s, v) = api
+            .json("POST", "/v1/namespaces/u/interactions", json!({"agent_id": "helper", "user_message": "Book me a table for two on Friday", "agent_response": "Done: Friday, 8 pm, two people.", "session_id": "s", "metadata": {"channel": "web"}}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let ids = v["ids"].as_array().unwrap();
+        assert_eq!(ids.len(), 2);
+        let (_, user) = api.get(&format!("/v1/messages/{}", ids[0].as_str().unwrap())).await;
+        let (_, agent) = api.get(&format!("/v1/messages/{}", ids[1].as_str().unwrap())).await;
+        assert_eq!(user["role"], "user");
+        assert_eq!(agent["role"], "assistant");
+        assert_eq!(user["exchange_id"], agent["exchange_id"]);
+        assert_eq!(agent["metadata"]["channel"], "web");
+
+        let (s, v) = api.json("POST", "/v1/embeddings", json!({"input": ["hello", "a longer sentence here"], "model": "text-embedding-3-small"})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["object"], "list");
+        assert_eq!(v["model"], "all-MiniLM-L6-v2");
+        assert_eq!(v["data"].as_array().unwrap().len(), 2);
+        assert_eq!(v["data"][1]["index"], 1);
+        assert_eq!(v["data"][0]["object"], "embedding");
+        assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 384);
+        assert_eq!(v["usage"]["prompt_tokens"], 3 + 6);
+        assert_eq!(v["usage"]["total_tokens"], v["usage"]["prompt_tokens"]);
+        let (_, one) = api.json("POST", "/v1/embeddings", json!({"input": "hello"})).await;
+        assert_eq!(one["data"][0]["embedding"], v["data"][0]["embedding"]);
+        assert_error(api.json("POST", "/v1/embeddings", json!({"input": []})).await, 422, "invalid_value");
+        assert_error(api.json("POST", "/v1/embeddings", json!({"input": [""]})).await, 422, "invalid_value");
+        assert_error(api.json("POST", "/v1/embeddings", json!({"input": [1, 2]})).await, 422, "invalid_value");
+        assert_error(api.json("POST", "/v1/embeddings", json!({"input": "x", "encoding_format": "base64"})).await, 422, "invalid_value");
+    });
+}
+
+#[test]
+fn every_error_code_and_the_server_keeps_serving() {
+    rt().block_on(async {
+        let api = api_with(|c| c.limits.max_messages_per_request = 50, ServerConfig { max_body_bytes: 64 * 1024 });
+        let ns = "/v1/namespaces/n/messages";
+        let one = |content: Value| json!({"messages": [{"role": "user", "content": content}]});
+        // 400 malformed JSON, invalid UTF-8.
+        let (s, v, _) = api.raw("POST", ns, b"{\"messages\": [".to_vec(), Some("application/json")).await;
+        assert_error((s, v), 400, "malformed_json");
+        let (s, v, _) = api.raw("POST", ns, b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}".to_vec(), Some("application/json")).await;
+        assert_error((s, v), 400, "malformed_json");
+        // 415 wrong content type.
+        let (s, v, _) = api.raw("POST", ns, serde_json::to_vec(&one(json!("hi"))).unwrap(), Some("text/plain")).await;
+        assert_error((s, v), 415, "unsupported_media_type");
+        // 422 wrong types, missing and unknown fields, bad values.
+        assert_error(api.json("POST", ns, json!({"messages": "hi"})).await, 422, "invalid_value");
+        assert_error(api.json("POST", ns, json!({"messages": [{"role": "user"}]})).await, 422, "invalid_value");
+        assert_error(api.json("POST", ns, json!({"messages": [{"role": "wizard", "content": "x"}]})).await, 422, "invalid_value");
+        assert_error(api.json("POST", ns, json!({"messages": [{"role": "user", "content": "x", "colour": "red"}]})).await, 422, "invalid_value");
+        assert_error(api.json("POST", ns, json!({"messages": [{"role": "user", "content": "x", "timestamp": "yesterday"}]})).await, 422, "invalid_value");
+        assert_error(api.json("POST", ns, one(json!("   "))).await, 422, "invalid_value");
+        assert_error(api.json("POST", ns, json!({"messages": []})).await, 422, "invalid_value");
+        assert_error(api.json("POST", "/v1/namespaces/a..b!/messages", one(json!("x"))).await, 422, "invalid_namespace");
+        assert_error(api.json("POST", &format!("/v1/namespaces/{}/messages", "x".repeat(200)), one(json!("x"))).await, 422, "invalid_namespace");
+        // 413 limits.
+        let many: Vec<Value> = (0..51).map(|i| json!({"role": "user", "content": format!("m{i}")})).collect();
+        assert_error(api.json("POST", ns, json!({"messages": many})).await, 413, "too_large");
+        assert_error(api.json("POST", ns, one(json!("x".repeat(70 * 1024)))).await, 413, "body_too_large");
+        // Search values.
+        let search = "/v1/namespaces/n/search";
+        for k in [json!(0), json!(-1), json!(1001), json!(2.5), json!("ten"), json!(u64::MAX)] {
+            assert_error(api.json("POST", search, json!({"query": "x", "k": k})).await, 422, "invalid_value");
+        }
+        assert_error(api.json("POST", search, json!({})).await, 422, "invalid_value");
+        assert_error(api.json("POST", search, json!({"query": "x", "vector": [1.0]})).await, 422, "invalid_value");
+        assert_error(api.json("POST", search, json!({"vector": [1.0, 2.0]})).await, 422, "invalid_value");
+        assert_error(api.json("POST", search, json!({"query": "x", "filter": {"from": "2024-01-02T00:00:00Z", "to": "2024-01-01T00:00:00Z"}})).await, 422, "invalid_value");
+        assert_error(api.json("POST", search, json!({"query": "x", "filter": {"from": "01/02/2024"}})).await, 422, "invalid_value");
+        assert_error(api.json("POST", search, json!({"query": "x", "filter": {"role": "boss"}})).await, 422, "invalid_value");
+        // Recent.
+        assert_error(api.get("/v1/namespaces/n/recent?limit=0").await, 422, "invalid_value");
+        assert_error(api.get("/v1/namespaces/n/recent?limit=abc").await, 422, "invalid_value");
+        assert_error(api.get("/v1/namespaces/n/recent?limit=100000").await, 422, "invalid_value");
+        // 404 unknown ids and routes; 405 methods.
+        assert_error(api.get("/v1/messages/nope").await, 404, "not_found");
+        assert_error(api.get("/v1/messages/01a1fea3-7a63-7049-8622-0ac502833d5a").await, 404, "not_found");
+        assert_error(api.get("/v2/anything").await, 404, "route_not_found");
+        let (s, v, _) = api.raw("PUT", search, Vec::new(), None).await;
+        assert_error((s, v), 405, "method_not_allowed");
+        assert_error(api.get(ns).await, 405, "method_not_allowed");
+        // Nothing was stored by any rejected request, and the server still serves.
+        let (_, v) = api.get("/v1/namespaces").await;
+        assert_eq!(v, json!({"namespaces": []}));
+        let (s, _) = api.json("POST", ns, one(json!("still here"))).await;
+        assert_eq!(s, StatusCode::CREATED);
+    });
+}
+
+#[test]
+fn loading_state_answers_503() {
+    rt().block_on(async {
+        let app = server::router(AppState::loading(), &ServerConfig::default());
+        let api = Api {
+            app,
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        let (s, v) = api.get("/health").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(v["status"], "loading");
+        let (s, v, h) = api
+            .raw(
+                "POST",
+                "/v1/namespaces/n/search",
+                br#"{"query":"x"}"#.to_vec(),
+                Some("application/json"),
+            )
+            .await;
+        assert_error((s, v), 503, "model_loading");
+        assert!(h.contains_key("retry-after"));
+    });
+}
+
+#[test]
+fn overload_answers_429_with_retry_after() {
+    rt().block_on(async {
+        let api = api_with(|c| c.embed_queue_capacity = 1, ServerConfig::default());
+        let texts: Vec<String> = (0..64)
+            .map(|i| {
+                format!("a fairly long sentence number {i} to keep the model busy for a while")
+            })
+            .collect();
+        let reqs = (0..12).map(|_| {
+            api.raw(
+                "POST",
+                "/v1/embeddings",
+                serde_json::to_vec(&json!({"input": texts})).unwrap(),
+                Some("application/json"),
+            )
+        });
+        let results = futures::future::join_all(reqs).await;
+        let rejected: Vec<_> = results
+            .iter()
+            .filter(|(s, _, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+            .collect();
+        let ok = results
+            .iter()
+            .filter(|(s, _, _)| *s == StatusCode::OK)
+            .count();
+        assert!(!rejected.is_empty(), "a full queue must answer 429");
+        assert!(ok >= 1);
+        for (_, v, h) in rejected {
+            assert_eq!(v["error"]["code"], "overloaded");
+            assert_eq!(h["retry-after"], "1");
+        }
+    });
+}
+
+#[test]
+fn metrics_and_openapi() {
+    rt().block_on(async {
+        let api = api();
+        api.json("POST", "/v1/namespaces/m/messages", json!({"messages": [{"role": "user", "content": "hello"}]})).await;
+        api.json("POST", "/v1/namespaces/m/search", json!({"query": "hello"})).await;
+        let (s, v) = api.get("/metrics").await;
+        assert_eq!(s, StatusCode::OK);
+        let text = v.as_str().unwrap();
+        for needle in [
+            "memoryd_http_requests_total{route=\"/v1/namespaces/{ns}/search\",method=\"POST\",status=\"200\"}",
+            "memoryd_http_request_duration_seconds_bucket",
+            "memoryd_embed_batch_size_bucket",
+            "memoryd_embed_queue_depth",
+            "memoryd_index_vectors",
+        ] {
+            assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+        }
+        let (s, v) = api.get("/openapi.json").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(v["paths"]["/v1/namespaces/{ns}/search"]["post"].is_object());
+    });
+}
+
+/// `docs/openapi.json` is generated from the code; regenerate with
+/// `cargo run --release -- openapi > docs/openapi.json`.
+#[test]
+fn committed_openapi_matches_the_code() {
+    let committed = std::fs::read_to_string(repo_path("docs/openapi.json")).unwrap_or_default();
+    assert_eq!(
+        committed.trim(),
+        server::openapi_json().trim(),
+        "docs/openapi.json is stale: run `cargo run --release -- openapi > docs/openapi.json`"
+    );
+}
