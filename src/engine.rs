@@ -286,6 +286,57 @@ impl Engine {
         namespace: &str,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Message>> {
+        let built = self.build_messages(namespace, messages)?;
+        self.store_messages(built).await
+    }
+
+    /// Like [`Engine::add_batch`] with embeddings computed elsewhere by this
+    /// engine's model (an import, a migration): `embeddings` is `[messages.len(), dim]`
+    /// row-major. Vectors are L2-normalized before storage. Mixing in vectors of
+    /// another model silently ruins search: only use vectors from [`Engine::embed`]
+    /// or the same model.
+    ///
+    /// # Errors
+    /// As [`Engine::add_batch`]; [`Error::InvalidInput`] when `embeddings` has the
+    /// wrong length or a row that is not finite and non-zero.
+    pub async fn add_batch_with_embeddings(
+        &self,
+        namespace: &str,
+        messages: Vec<NewMessage>,
+        embeddings: Vec<f32>,
+    ) -> Result<Vec<Message>> {
+        let dim = self.inner.info.dim;
+        if embeddings.len() != messages.len() * dim {
+            return Err(Error::invalid(
+                "embeddings",
+                format!(
+                    "expected {} values ({} messages x {dim})",
+                    messages.len() * dim,
+                    messages.len()
+                ),
+            ));
+        }
+        if let Some(i) = embeddings
+            .chunks_exact(dim)
+            .position(|r| !r.iter().all(|x| x.is_finite()) || r.iter().all(|x| *x == 0.0))
+        {
+            return Err(Error::invalid(
+                format!("embeddings[{i}]"),
+                "must be finite and non-zero",
+            ));
+        }
+        let built = self.build_messages(namespace, messages)?;
+        let tokens = vec![0; built.len()];
+        let inner = self.inner.clone();
+        let embeddings = Embeddings {
+            data: embeddings,
+            dim,
+            tokens,
+        };
+        blocking(move || inner.persist(built, embeddings)).await
+    }
+
+    fn build_messages(&self, namespace: &str, messages: Vec<NewMessage>) -> Result<Vec<Message>> {
         validate_namespace(namespace)?;
         let limits = &self.inner.config.limits;
         if messages.is_empty() {
@@ -320,7 +371,7 @@ impl Engine {
                 metadata: m.metadata,
             })
             .collect();
-        self.store_messages(built).await
+        Ok(built)
     }
 
     /// Stores a user message and the agent's response sharing one `exchange_id`

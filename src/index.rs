@@ -151,9 +151,10 @@ struct Row {
     alive: bool,
 }
 
-/// A filter compiled against one namespace's interned strings.
+/// A filter compiled against one namespace's interned strings
+/// ([`NamespaceIndex::compile`]).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RowFilter {
+pub struct RowFilter {
     role: Option<u8>,
     agent: Option<Sym>,
     session: Option<Sym>,
@@ -390,8 +391,14 @@ impl NamespaceIndex {
         rebuilt.interner.ids = self.interner.ids.clone();
     }
 
+    /// Sets `ef_search` (candidates explored per graph query).
+    pub fn set_ef_search(&mut self, ef_search: usize) {
+        self.config.ef_search = ef_search;
+    }
+
     /// Compiles `filter`; `None` when it can match nothing here (e.g. an unknown agent).
-    pub(crate) fn compile(&self, filter: &Filter) -> Option<RowFilter> {
+    /// Metadata equality is not evaluated here (the engine checks it on the records).
+    pub fn compile(&self, filter: &Filter) -> Option<RowFilter> {
         let sym = |s: &Option<String>| -> Option<Option<Sym>> {
             match s {
                 None => Some(None),
@@ -411,13 +418,7 @@ impl NamespaceIndex {
 
     /// The best `k` live rows matching `filter` for the unit vector `query`,
     /// best first. `exact` forces the exact scan.
-    pub(crate) fn search(
-        &self,
-        query: &[f32],
-        k: usize,
-        filter: &RowFilter,
-        exact: bool,
-    ) -> Vec<Scored> {
+    pub fn search(&self, query: &[f32], k: usize, filter: &RowFilter, exact: bool) -> Vec<Scored> {
         if k == 0 || self.live == 0 {
             return Vec::new();
         }

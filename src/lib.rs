@@ -26,6 +26,7 @@
 pub mod embed;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod index;
 pub mod locomo;
 pub mod model;

@@ -179,6 +179,11 @@ enum Command {
         /// Texts to embed.
         texts: Vec<String>,
     },
+    /// Retrieval evaluation on real data.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
+    },
     /// Print the OpenAPI document of the HTTP API (as committed in docs/openapi.json).
     Openapi,
     /// Model files.
@@ -195,6 +200,34 @@ enum ModelCommand {
         /// Model name from models/manifest.toml.
         name: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// LoCoMo turn-level retrieval: R@1/5/10/20 per category, ingest rate, search latency.
+    /// Runs in a fresh temporary data directory unless --data-dir is given explicitly.
+    Locomo {
+        /// Path to locomo10.json.
+        file: PathBuf,
+        /// Retrieval mode.
+        #[arg(long, value_enum, default_value_t = Mode::Dense)]
+        mode: Mode,
+        /// Exact search in every namespace (no HNSW graph, recall 1.0 by construction).
+        #[arg(long)]
+        exact: bool,
+        /// Hits fetched per question.
+        #[arg(long, default_value_t = 50)]
+        k_max: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    /// Cosine similarity of embeddings.
+    Dense,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -224,6 +257,35 @@ fn main() -> Result<()> {
             max_body_bytes,
             shutdown_grace_s,
         } => rt.block_on(serve(cli.engine, bind, max_body_bytes, shutdown_grace_s)),
+        Command::Eval {
+            command:
+                EvalCommand::Locomo {
+                    file,
+                    mode: Mode::Dense,
+                    exact,
+                    k_max,
+                    json,
+                },
+        } => {
+            let tmp = tempfile::tempdir()?;
+            let mut config = cli.engine.config();
+            if std::env::var_os("MEMORYD_DATA_DIR").is_none()
+                && !std::env::args().any(|a| a.starts_with("--data-dir"))
+            {
+                config.data_dir = tmp.path().to_path_buf();
+            }
+            if exact {
+                config.index.exact_threshold = usize::MAX;
+            }
+            let engine = Engine::open(config)?;
+            let report = rt.block_on(memoryd::eval::run_locomo_file(&engine, &file, k_max))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
         Command::Openapi => {
             println!("{}", server::openapi_json());
             Ok(())
@@ -346,7 +408,7 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::Serve { .. } | Command::Model { .. } | Command::Openapi => {
+        Command::Serve { .. } | Command::Model { .. } | Command::Openapi | Command::Eval { .. } => {
             unreachable!("handled in main")
         }
     }

@@ -14,7 +14,11 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &std::path::Path) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(env!("CARGO_BIN_EXE_memoryd"))
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
@@ -26,7 +30,10 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("memoryd starts");
-        let s = Server { child, base: format!("http://127.0.0.1:{port}") };
+        let s = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(r) = reqwest::blocking::get(format!("{}/health", s.base))
@@ -40,7 +47,11 @@ impl Server {
     }
 
     fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = reqwest::blocking::Client::new().post(format!("{}{path}", self.base)).json(&body).send().unwrap();
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .unwrap();
         (r.status().as_u16(), r.json().unwrap_or(Value::Null))
     }
 
@@ -50,7 +61,10 @@ impl Server {
     }
 
     fn signal(mut self, sig: &str) {
-        let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.child.try_wait().unwrap().is_none() {
@@ -83,28 +97,49 @@ fn binary_serves_restarts_and_keeps_acknowledged_writes() {
     assert_eq!(s, 201, "{v}");
     let before: Vec<Value> = queries
         .iter()
-        .map(|q| server.post("/v1/namespaces/e2e/search", json!({"query": q, "k": 3})).1["hits"].clone())
+        .map(|q| {
+            server
+                .post("/v1/namespaces/e2e/search", json!({"query": q, "k": 3}))
+                .1["hits"]
+                .clone()
+        })
         .collect();
-    assert!(before[0][0]["message"]["content"].as_str().unwrap().contains("painted"));
+    assert!(
+        before[0][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("painted")
+    );
     server.signal("-TERM");
 
     // Graceful restart: same hits (ids, order, scores).
     let server = Server::start(dir.path());
     let after: Vec<Value> = queries
         .iter()
-        .map(|q| server.post("/v1/namespaces/e2e/search", json!({"query": q, "k": 3})).1["hits"].clone())
+        .map(|q| {
+            server
+                .post("/v1/namespaces/e2e/search", json!({"query": q, "k": 3}))
+                .1["hits"]
+                .clone()
+        })
         .collect();
     assert_eq!(before, after);
 
     // An acknowledged write survives SIGKILL.
-    let (s, v) = server.post("/v1/namespaces/e2e/messages", json!({"messages": [{"role": "user", "content": "my passport number ends in 4471"}]}));
+    let (s, v) = server.post(
+        "/v1/namespaces/e2e/messages",
+        json!({"messages": [{"role": "user", "content": "my passport number ends in 4471"}]}),
+    );
     assert_eq!(s, 201);
     let id = v["ids"][0].as_str().unwrap().to_string();
     server.signal("-KILL");
     let server = Server::start(dir.path());
     let (s, v) = server.get(&format!("/v1/messages/{id}"));
     assert_eq!(s, 200, "{v}");
-    let (_, v) = server.post("/v1/namespaces/e2e/search", json!({"query": "passport number", "k": 1}));
+    let (_, v) = server.post(
+        "/v1/namespaces/e2e/search",
+        json!({"query": "passport number", "k": 1}),
+    );
     assert_eq!(v["hits"][0]["id"], id.as_str());
     assert_eq!(server.get("/health").1["messages"], 4);
 }

@@ -6,4 +6,5 @@ mod common;
 mod e2e;
 mod embedding;
 mod engine;
+mod eval;
 mod http;

@@ -1,0 +1,102 @@
+//! Index search on clustered synthetic 384-d unit vectors at N = 10k and 100k
+//! (and 1M with `MEMORYD_BENCH_1M=1`): exact scan vs HNSW at several
+//! ef_search, with recall@10 against the exact scan printed beside each.
+//!
+//! `cargo bench --bench index`
+
+mod common;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use memoryd::index::{IndexConfig, NamespaceIndex, Scored};
+use memoryd::{Filter, Message, Role};
+
+const DIM: usize = 384;
+const QUERIES: usize = 200;
+
+fn message() -> Message {
+    Message {
+        id: String::new(),
+        namespace: "bench".into(),
+        role: Role::User,
+        name: None,
+        content: String::new(),
+        timestamp: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+        agent_id: None,
+        session_id: None,
+        exchange_id: None,
+        metadata: Default::default(),
+    }
+}
+
+fn build(n: usize, graph: bool) -> NamespaceIndex {
+    let data = common::clustered(n, DIM, (n / 100).max(10), 42);
+    let cfg = IndexConfig {
+        exact_threshold: if graph { 1 } else { usize::MAX },
+        ..IndexConfig::default()
+    };
+    let mut idx = NamespaceIndex::new(DIM, cfg);
+    let m = message();
+    for (i, v) in data.chunks_exact(DIM).enumerate() {
+        idx.push(i as u64, &m, v);
+    }
+    if graph {
+        let started = std::time::Instant::now();
+        let snap = idx.snapshot();
+        idx = NamespaceIndex::rebuilt_from(&snap);
+        eprintln!("hnsw build n={n}: {:.1} s", started.elapsed().as_secs_f64());
+    }
+    idx
+}
+
+fn recall(got: &[Scored], truth: &[Scored]) -> f64 {
+    truth
+        .iter()
+        .filter(|t| got.iter().any(|g| g.seq == t.seq))
+        .count() as f64
+        / truth.len() as f64
+}
+
+fn index(c: &mut Criterion) {
+    let mut sizes = vec![10_000usize, 100_000];
+    if std::env::var("MEMORYD_BENCH_1M").is_ok_and(|v| v == "1") {
+        sizes.push(1_000_000);
+    }
+    let queries = common::clustered(QUERIES, DIM, 1000, 7);
+    for n in sizes {
+        let mut idx = build(n, true);
+        let all = idx.compile(&Filter::default()).unwrap();
+        let truth: Vec<Vec<Scored>> = queries
+            .chunks_exact(DIM)
+            .map(|q| idx.search(q, 10, &all, true))
+            .collect();
+        let mut g = c.benchmark_group(format!("index_search_n{n}"));
+        g.sample_size(30);
+        let mut qi = 0;
+        g.bench_function("exact", |b| {
+            b.iter(|| {
+                qi = (qi + 1) % QUERIES;
+                idx.search(&queries[qi * DIM..(qi + 1) * DIM], 10, &all, true)
+            })
+        });
+        for ef in [16usize, 32, 64, 128, 256] {
+            idx.set_ef_search(ef);
+            let r: f64 = queries
+                .chunks_exact(DIM)
+                .zip(&truth)
+                .map(|(q, t)| recall(&idx.search(q, 10, &all, false), t))
+                .sum::<f64>()
+                / QUERIES as f64;
+            eprintln!("n={n} ef_search={ef}: recall@10 {r:.3}");
+            g.bench_with_input(BenchmarkId::new("hnsw_ef", ef), &ef, |b, _| {
+                b.iter(|| {
+                    qi = (qi + 1) % QUERIES;
+                    idx.search(&queries[qi * DIM..(qi + 1) * DIM], 10, &all, false)
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, index);
+criterion_main!(benches);

@@ -1,0 +1,50 @@
+//! Pipeline validation on real data: dense exact retrieval on LoCoMo must
+//! reproduce the reference figures for all-MiniLM-L6-v2 on speaker-prefixed
+//! turns (`../shared/data/README.md`: R@5 0.331, R@10 0.425). A mismatch means a
+//! bug in tokenization, pooling, text construction, evidence parsing or search.
+
+use memoryd::{Engine, IndexConfig};
+
+use crate::common::{config, embedder, shared_path};
+
+#[test]
+fn locomo_dense_exact_reproduces_reference_recall() {
+    let path = shared_path("data/locomo/locomo10.json");
+    let samples = memoryd::locomo::load(&path).expect("LoCoMo loads");
+    assert_eq!(samples.len(), 10);
+    assert_eq!(samples.iter().map(|s| s.turns.len()).sum::<usize>(), 5882);
+    let with_evidence = samples
+        .iter()
+        .flat_map(|s| &s.questions)
+        .filter(|q| !q.evidence.is_empty())
+        .count();
+    assert_eq!(with_evidence, 1982);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.index = IndexConfig {
+        exact_threshold: usize::MAX,
+        ..IndexConfig::default()
+    };
+    let engine = Engine::open_with_embedder(cfg, embedder()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt
+        .block_on(memoryd::eval::run_locomo(&engine, &samples, "locomo", 20))
+        .unwrap();
+    assert_eq!(report.questions, 1982);
+    assert!(
+        (report.overall.r5 - 0.331).abs() <= 0.01,
+        "R@5 {}",
+        report.overall.r5
+    );
+    assert!(
+        (report.overall.r10 - 0.425).abs() <= 0.01,
+        "R@10 {}",
+        report.overall.r10
+    );
+    assert_eq!(report.by_category.len(), 5);
+}
