@@ -7,7 +7,7 @@
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use memoryd::{Engine, EngineConfig, NewMessage, Query, Role, SearchRequest};
+use memoryd::{Engine, EngineConfig, NewMessage, Role, SearchRequest};
 
 const N: usize = 100_000;
 
@@ -69,11 +69,7 @@ fn engine(c: &mut Criterion) {
     g.bench_function("vector_query_k10", |b| {
         b.iter(|| {
             qi = (qi + 1) % 100;
-            let q = SearchRequest {
-                query: Query::Vector(qv[qi * 384..(qi + 1) * 384].to_vec()),
-                k: 10,
-                filter: Default::default(),
-            };
+            let q = SearchRequest::vector(qv[qi * 384..(qi + 1) * 384].to_vec(), 10);
             rt.block_on(engine.search("big", q)).unwrap()
         })
     });

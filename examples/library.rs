@@ -42,13 +42,8 @@ async fn main() -> memoryd::Result<()> {
         .await?;
     println!("top-2 in {:.2} ms:", results.took_ms);
     for hit in &results.hits {
-        let m = &hit.message;
-        println!(
-            "  {:.3}  {}: {}",
-            hit.score,
-            m.name.as_deref().unwrap_or("?"),
-            m.content
-        );
+        // Hits are messages or (after 50 messages) summaries; `text()` covers both.
+        println!("  {:.3}  {:?}: {}", hit.score, hit.kind, hit.text());
     }
 
     let only_melanie = Filter {
@@ -61,7 +56,7 @@ async fn main() -> memoryd::Result<()> {
             SearchRequest::text("outdoor trips", 1).with_filter(only_melanie),
         )
         .await?;
-    println!("Melanie, outdoors: {}", results.hits[0].message.content);
+    println!("Melanie, outdoors: {}", results.hits[0].text());
 
     for m in engine.recent("conv-26", 2).await? {
         println!("recent: {}", m.content);

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
@@ -28,9 +28,10 @@ use crate::error::{Error, Result};
 use crate::index::{IndexConfig, NamespaceIndex, Scored};
 use crate::model::{DEFAULT_MODEL, ModelResolver};
 use crate::store::{NewRecord, Store, parse_id};
+use crate::summarize::{Extractive, LlmConfig, OpenAiChat, Summarizer, SummaryInput, WithFallback};
 use crate::types::{
     Filter, Hit, HitKind, Interaction, Message, NamespaceInfo, NewMessage, Query, Role,
-    SearchRequest, SearchResults, validate_namespace,
+    SearchRequest, SearchResults, Summary, validate_namespace,
 };
 
 /// Input limits. Requests over them fail with [`Error::TooLarge`] or
@@ -104,6 +105,41 @@ pub struct EngineConfig {
     pub embed_max_batch_texts: usize,
     /// Input limits.
     pub limits: Limits,
+    /// Long-term memory: when and how windows of messages are summarized.
+    pub summarize: SummarizeConfig,
+}
+
+/// When and how messages are summarized into long-term memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummarizeConfig {
+    /// Summarize in the background when a trigger fires. Default true.
+    /// [`Engine::summarize`] works either way.
+    pub enabled: bool,
+    /// Summarize once this many messages are unsummarized. Default 50 (the design's).
+    pub every: usize,
+    /// ... or once the oldest unsummarized message was stored this long ago. Default 1 h.
+    pub after: Duration,
+    /// How often the background task checks the triggers. Default 1 s.
+    pub tick: Duration,
+    /// Delete summarized messages (text and vector) in the transaction that writes
+    /// their summary. Default false: they stay searchable (episodic memory).
+    pub evict_summarized: bool,
+    /// Use an OpenAI-compatible chat endpoint (falling back to extractive on any
+    /// failure) instead of the extractive summarizer.
+    pub llm: Option<LlmConfig>,
+}
+
+impl Default for SummarizeConfig {
+    fn default() -> Self {
+        SummarizeConfig {
+            enabled: true,
+            every: 50,
+            after: Duration::from_secs(3600),
+            tick: Duration::from_secs(1),
+            evict_summarized: false,
+            llm: None,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -116,6 +152,7 @@ impl Default for EngineConfig {
             embed_queue_capacity: 256,
             embed_max_batch_texts: 64,
             limits: Limits::default(),
+            summarize: SummarizeConfig::default(),
         }
     }
 }
@@ -139,6 +176,8 @@ pub struct Stats {
     pub dim: usize,
     /// Stored messages across namespaces.
     pub messages: usize,
+    /// Summaries across namespaces.
+    pub summaries: usize,
     /// Namespaces with at least one message.
     pub namespaces: usize,
     /// Namespaces searched through an HNSW graph.
@@ -151,6 +190,12 @@ pub struct Stats {
 
 struct Namespace {
     name: String,
+    /// Unsummarized messages in seq order: (seq, insertion time in ms since the epoch).
+    pending: Mutex<VecDeque<(u64, i64)>>,
+    /// One summarization at a time per namespace.
+    summarizing: tokio::sync::Mutex<()>,
+    /// Every message with seq at or below this is summarized.
+    summarized_upto: std::sync::atomic::AtomicU64,
     index: RwLock<NamespaceIndex>,
     /// Newest at the back; seqs of the last `short_term_capacity` messages.
     recent: Mutex<VecDeque<u64>>,
@@ -163,6 +208,7 @@ struct Namespace {
 
 struct Inner {
     config: EngineConfig,
+    summarizer: Box<dyn Summarizer>,
     store: Store,
     embed: EmbedQueue,
     info: ModelInfo,
@@ -219,8 +265,16 @@ impl Engine {
             config.embed_queue_capacity,
             config.embed_max_batch_texts,
         );
+        let summarizer: Box<dyn Summarizer> = match &config.summarize.llm {
+            Some(llm) => Box::new(WithFallback {
+                primary: OpenAiChat::new(llm.clone())?,
+                fallback: Extractive::default(),
+            }),
+            None => Box::new(Extractive::default()),
+        };
         let inner = Inner {
             config,
+            summarizer,
             store,
             embed,
             info,
@@ -229,6 +283,14 @@ impl Engine {
         let mut count = 0usize;
         {
             let mut map = inner.namespaces.write();
+            for name in inner.store.namespace_names()? {
+                let ns = inner.new_namespace(&name);
+                if let Some(rec) = inner.store.namespace_record(&name)? {
+                    ns.summarized_upto
+                        .store(rec.summarized_upto, Ordering::Relaxed);
+                }
+                map.insert(name, Arc::new(ns));
+            }
             for item in inner.store.scan(inner.info.dim) {
                 let (seq, message, vector) = item?;
                 let ns = map
@@ -236,7 +298,17 @@ impl Engine {
                     .or_insert_with(|| Arc::new(inner.new_namespace(&message.namespace)));
                 ns.index.write().push(seq, &message, &vector);
                 push_recent(&mut ns.recent.lock(), seq, inner.config.short_term_capacity);
+                if seq > ns.summarized_upto.load(Ordering::Relaxed) {
+                    ns.pending.lock().push_back((seq, inserted_ms(&message.id)));
+                }
                 count += 1;
+            }
+            for item in inner.store.scan_summaries(inner.info.dim) {
+                let (seq, summary, vector) = item?;
+                let ns = map
+                    .entry(summary.namespace.clone())
+                    .or_insert_with(|| Arc::new(inner.new_namespace(&summary.namespace)));
+                ns.index.write().push_summary(seq, &summary, &vector);
             }
         }
         let engine = Engine {
@@ -246,6 +318,9 @@ impl Engine {
             if ns.index.read().needs_rebuild() {
                 engine.inner.rebuild(ns);
             }
+        }
+        if engine.inner.config.summarize.enabled {
+            start_scheduler(Arc::downgrade(&engine.inner));
         }
         tracing::info!(
             messages = count,
@@ -511,7 +586,9 @@ impl Engine {
         };
         let inner = self.inner.clone();
         let ns = namespace.to_owned();
-        let hits = blocking(move || inner.search(&ns, &query, request.k, &request.filter)).await?;
+        let hits =
+            blocking(move || inner.search(&ns, &query, request.k, &request.filter, &request.kinds))
+                .await?;
         let took = started.elapsed();
         metrics::histogram!("memoryd_search_duration_seconds").record(took.as_secs_f64());
         Ok(SearchResults {
@@ -595,11 +672,15 @@ impl Engine {
             .namespaces
             .read()
             .values()
-            .map(|ns| NamespaceInfo {
-                name: ns.name.clone(),
-                messages: ns.index.read().len(),
+            .map(|ns| {
+                let idx = ns.index.read();
+                NamespaceInfo {
+                    name: ns.name.clone(),
+                    messages: idx.count(HitKind::Message),
+                    summaries: idx.count(HitKind::Summary),
+                }
             })
-            .filter(|i| i.messages > 0)
+            .filter(|i| i.messages + i.summaries > 0)
             .collect()
     }
 
@@ -638,15 +719,57 @@ impl Engine {
         self.inner.embed.embed(texts).await
     }
 
+    /// Summarizes every unsummarized message of `namespace` now (in windows of
+    /// `summarize.every`), whatever the triggers say. Returns the new summaries,
+    /// oldest first (none when nothing is pending).
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`], [`Error::Overloaded`], [`Error::Storage`].
+    pub async fn summarize(&self, namespace: &str) -> Result<Vec<Summary>> {
+        validate_namespace(namespace)?;
+        self.inner.summarize_due(namespace, true).await
+    }
+
+    /// The summaries of `namespace`, newest first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`], [`Error::Storage`].
+    pub async fn summaries(&self, namespace: &str) -> Result<Vec<Summary>> {
+        validate_namespace(namespace)?;
+        let inner = self.inner.clone();
+        let ns = namespace.to_owned();
+        blocking(move || {
+            let Some(ns) = inner.namespace(&ns) else {
+                return Ok(Vec::new());
+            };
+            let seqs = ns.index.read().seqs_of(HitKind::Summary);
+            let mut out = Vec::with_capacity(seqs.len());
+            for seq in seqs.into_iter().rev() {
+                out.extend(inner.store.summary(seq)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Messages of `namespace` not yet covered by a summary.
+    pub fn unsummarized(&self, namespace: &str) -> usize {
+        self.inner
+            .namespace(namespace)
+            .map_or(0, |ns| ns.pending.lock().len())
+    }
+
     /// Counts for `/health`, `/metrics` and `memoryd stats`.
     pub fn stats(&self) -> Stats {
         let map = self.inner.namespaces.read();
         let mut messages = 0;
+        let mut summaries = 0;
         let mut namespaces = 0;
         let mut graphs = 0;
         for ns in map.values() {
             let idx = ns.index.read();
-            messages += idx.len();
+            messages += idx.count(HitKind::Message);
+            summaries += idx.count(HitKind::Summary);
             namespaces += usize::from(!idx.is_empty());
             graphs += usize::from(idx.has_graph());
         }
@@ -654,6 +777,7 @@ impl Engine {
             model: self.inner.info.id.clone(),
             dim: self.inner.info.dim,
             messages,
+            summaries,
             namespaces,
             graph_namespaces: graphs,
             embed_queue_depth: self.inner.embed.depth(),
@@ -682,6 +806,44 @@ fn to_micros(ts: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(ts.timestamp_micros()).unwrap_or(ts)
 }
 
+/// Insertion time of a message from its UUID v7 id (ms since the epoch).
+fn inserted_ms(id: &str) -> i64 {
+    Uuid::parse_str(id)
+        .ok()
+        .and_then(|u| u.get_timestamp())
+        .map(|t| {
+            let (secs, nanos) = t.to_unix();
+            secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+        })
+        .unwrap_or(0)
+}
+
+/// The background summarizer: a thread with its own small runtime that checks
+/// every namespace's triggers each `tick`, and stops when the engine is dropped.
+fn start_scheduler(inner: std::sync::Weak<Inner>) {
+    let spawned = std::thread::Builder::new().name("memoryd-summarizer".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            tracing::error!("cannot start the summarizer runtime; background summarization is off");
+            return;
+        };
+        loop {
+            let Some(strong) = inner.upgrade() else { return };
+            let tick = strong.config.summarize.tick;
+            let names: Vec<String> = strong.namespaces.read().keys().cloned().collect();
+            for name in names {
+                if let Err(e) = rt.block_on(strong.summarize_due(&name, false)) {
+                    tracing::warn!(namespace = %name, error = %e, "summarization failed; will retry");
+                }
+            }
+            drop(strong);
+            std::thread::sleep(tick);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the summarizer thread");
+    }
+}
+
 fn push_recent(buf: &mut VecDeque<u64>, seq: u64, capacity: usize) {
     if capacity == 0 {
         return;
@@ -693,9 +855,138 @@ fn push_recent(buf: &mut VecDeque<u64>, seq: u64, capacity: usize) {
 }
 
 impl Inner {
+    /// Summarizes the windows of `name` that are due (all pending ones when `force`).
+    async fn summarize_due(self: &Arc<Self>, name: &str, force: bool) -> Result<Vec<Summary>> {
+        let Some(ns) = self.namespace(name) else {
+            return Ok(Vec::new());
+        };
+        let _one_at_a_time = ns.summarizing.lock().await;
+        let cfg = &self.config.summarize;
+        let every = cfg.every.max(1);
+        let mut out = Vec::new();
+        loop {
+            let window: Vec<u64> = {
+                let pending = ns.pending.lock();
+                let now = Utc::now().timestamp_millis();
+                let stale = pending
+                    .front()
+                    .is_some_and(|&(_, t)| now - t >= cfg.after.as_millis() as i64);
+                if pending.is_empty() || !(force || stale || pending.len() >= every) {
+                    break;
+                }
+                pending.iter().take(every).map(|&(seq, _)| seq).collect()
+            };
+            if let Some(summary) = self.summarize_window(&ns, window).await? {
+                out.push(summary);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn summarize_window(
+        self: &Arc<Self>,
+        ns: &Arc<Namespace>,
+        window: Vec<u64>,
+    ) -> Result<Option<Summary>> {
+        let inner = self.clone();
+        let seqs = window.clone();
+        let messages: Vec<(u64, Message)> = blocking(move || {
+            let mut out = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                if let Some(m) = inner.store.message(seq)? {
+                    out.push((seq, m));
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        if messages.is_empty() {
+            ns.pending.lock().retain(|(s, _)| !window.contains(s));
+            return Ok(None);
+        }
+        let (seqs, msgs): (Vec<u64>, Vec<Message>) = messages.into_iter().unzip();
+        let written = self
+            .summarizer
+            .summarize(SummaryInput {
+                messages: &msgs,
+                embed: &self.embed,
+                max_tokens: self.info.max_seq_length,
+            })
+            .await?;
+        let mut vector = self.embed.embed(vec![written.text.clone()]).await?.data;
+        l2_normalize(&mut vector);
+        let summary = Summary {
+            id: Uuid::now_v7().to_string(),
+            namespace: ns.name.clone(),
+            text: written.text,
+            source_ids: msgs.iter().map(|m| m.id.clone()).collect(),
+            from: msgs
+                .iter()
+                .map(|m| m.timestamp)
+                .min()
+                .unwrap_or_else(Utc::now),
+            to: msgs
+                .iter()
+                .map(|m| m.timestamp)
+                .max()
+                .unwrap_or_else(Utc::now),
+            created_at: to_micros(Utc::now()),
+            summarizer: written.summarizer,
+        };
+        let inner = self.clone();
+        let ns = ns.clone();
+        let upto = *window.last().expect("window is not empty");
+        blocking(move || inner.commit_summary(&ns, summary, &vector, upto, &window, &seqs)).await
+    }
+
+    fn commit_summary(
+        &self,
+        ns: &Namespace,
+        summary: Summary,
+        vector: &[f32],
+        upto: u64,
+        window: &[u64],
+        sources: &[u64],
+    ) -> Result<Option<Summary>> {
+        let _w = ns.writer.lock();
+        if ns.deleted.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let evict: Vec<(u64, Uuid)> = if self.config.summarize.evict_summarized {
+            sources
+                .iter()
+                .zip(&summary.source_ids)
+                .map(|(&seq, id)| Ok((seq, parse_id(id)?)))
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        let seq = self.store.next_seq()?;
+        self.store
+            .insert_summary(seq, &summary, vector, upto, &evict)?;
+        ns.summarized_upto.store(upto, Ordering::Release);
+        {
+            let mut idx = ns.index.write();
+            idx.push_summary(seq, &summary, vector);
+            for (s, _) in &evict {
+                idx.remove(*s);
+            }
+        }
+        if !evict.is_empty() {
+            ns.recent.lock().retain(|s| !sources.contains(s));
+        }
+        ns.pending.lock().retain(|(s, _)| !window.contains(s));
+        metrics::counter!("memoryd_summaries_total").increment(1);
+        tracing::debug!(namespace = %ns.name, sources = sources.len(), "summary written");
+        Ok(Some(summary))
+    }
+
     fn new_namespace(&self, name: &str) -> Namespace {
         Namespace {
             name: name.to_owned(),
+            pending: Mutex::new(VecDeque::new()),
+            summarizing: tokio::sync::Mutex::new(()),
+            summarized_upto: std::sync::atomic::AtomicU64::new(0),
             index: RwLock::new(NamespaceIndex::new(
                 self.info.dim,
                 self.config.index.clone(),
@@ -765,6 +1056,12 @@ impl Inner {
                     push_recent(&mut recent, seq, self.config.short_term_capacity);
                 }
             }
+            {
+                let mut pending = ns.pending.lock();
+                for (m, &seq) in messages.iter().zip(&seqs) {
+                    pending.push_back((seq, inserted_ms(&m.id)));
+                }
+            }
             drop(_w);
             metrics::counter!("memoryd_messages_added_total").increment(messages.len() as u64);
             self.maybe_rebuild(&ns);
@@ -772,7 +1069,14 @@ impl Inner {
         }
     }
 
-    fn search(&self, ns: &str, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
+    fn search(
+        &self,
+        ns: &str,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+        kinds: &[HitKind],
+    ) -> Result<Vec<Hit>> {
         let Some(ns) = self.namespace(ns) else {
             return Ok(Vec::new());
         };
@@ -781,7 +1085,7 @@ impl Inner {
         loop {
             let (candidates, live, exact) = {
                 let idx = ns.index.read();
-                let Some(rf) = idx.compile(filter) else {
+                let Some(rf) = idx.compile_for(filter, kinds) else {
                     return Ok(Vec::new());
                 };
                 let exact = fetch > k * 64;
@@ -791,7 +1095,21 @@ impl Inner {
             let mut hits = Vec::with_capacity(k);
             for Scored { score, seq } in candidates {
                 let Some(message) = self.store.message(seq)? else {
-                    continue; // deleted since the index was read
+                    // A summary (metadata filters never match those), or deleted
+                    // since the index was read.
+                    if let Some(summary) = self.store.summary(seq)? {
+                        hits.push(Hit {
+                            id: summary.id.clone(),
+                            kind: HitKind::Summary,
+                            score,
+                            message: None,
+                            summary: Some(summary),
+                        });
+                        if hits.len() == k {
+                            break;
+                        }
+                    }
+                    continue;
                 };
                 if needs_metadata
                     && !filter
@@ -805,7 +1123,8 @@ impl Inner {
                     id: message.id.clone(),
                     kind: HitKind::Message,
                     score,
-                    message,
+                    message: Some(message),
+                    summary: None,
                 });
                 if hits.len() == k {
                     break;
@@ -836,6 +1155,7 @@ impl Inner {
         self.store.delete(&[(seq, uuid)])?;
         ns.index.write().remove(seq);
         ns.recent.lock().retain(|&s| s != seq);
+        ns.pending.lock().retain(|&(s, _)| s != seq);
         drop(_w);
         metrics::counter!("memoryd_messages_deleted_total").increment(1);
         self.maybe_rebuild(&ns);
@@ -847,12 +1167,24 @@ impl Inner {
             return Ok(0);
         };
         let _w = ns.writer.lock();
-        let seqs = ns.index.read().seqs();
-        let mut items = Vec::with_capacity(seqs.len());
-        for seq in &seqs {
+        let (messages, summaries) = {
+            let idx = ns.index.read();
+            (idx.seqs_of(HitKind::Message), idx.seqs_of(HitKind::Summary))
+        };
+        let mut items = Vec::with_capacity(messages.len());
+        for seq in &messages {
             if let Some(m) = self.store.message(*seq)? {
                 items.push((*seq, parse_id(&m.id)?));
             }
+        }
+        let mut summary_items = Vec::with_capacity(summaries.len());
+        for seq in &summaries {
+            if let Some(m) = self.store.summary(*seq)? {
+                summary_items.push((*seq, parse_id(&m.id)?));
+            }
+        }
+        for chunk in summary_items.chunks(1_000) {
+            self.store.delete_summaries(chunk)?;
         }
         for chunk in items.chunks(1_000) {
             self.store.delete(chunk)?;

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::locomo::Sample;
-use crate::types::SearchRequest;
+use crate::types::{HitKind, SearchRequest};
 
 /// The cut-offs reported.
 pub const KS: [usize; 4] = [1, 5, 10, 20];
@@ -150,18 +150,18 @@ pub async fn run_locomo(
     for s in samples {
         let ns = format!("{prefix}-{}", s.sample_id);
         for q in s.questions.iter().filter(|q| !q.evidence.is_empty()) {
-            let res = engine
-                .search(&ns, SearchRequest::text(q.question.clone(), k_max))
-                .await?;
+            let request =
+                SearchRequest::text(q.question.clone(), k_max).with_kinds(vec![HitKind::Message]);
+            let res = engine.search(&ns, request).await?;
             latencies.push(res.took_ms);
             let ranked: Vec<String> = res
                 .hits
                 .iter()
                 .filter_map(|h| {
-                    h.message
+                    h.as_message()?
                         .metadata
-                        .get("dia_id")
-                        .and_then(|v| v.as_str())
+                        .get("dia_id")?
+                        .as_str()
                         .map(str::to_owned)
                 })
                 .collect();
@@ -249,10 +249,241 @@ mod tests {
         assert_eq!(recall_at(&ranked, &ev), [0.0, 0.5, 1.0, 1.0]);
     }
 
+    /// Hand-checked: reference "the cat sat on the mat" (6 tokens), prediction
+    /// "the cat lay on the mat" (6 tokens): 5 shared unigrams -> P = R = F1 = 5/6;
+    /// bigrams: "the cat", "on the", "the mat" of 5 -> F1 = 3/5; LCS = 5 -> 5/6.
+    #[test]
+    fn rouge_on_a_hand_checked_pair() {
+        let r = rouge(&[(
+            vec!["the cat sat on the mat".into()],
+            "the cat lay on the mat".into(),
+        )]);
+        assert!((r.rouge1 - 5.0 / 6.0).abs() < 1e-9);
+        assert!((r.rouge2 - 3.0 / 5.0).abs() < 1e-9);
+        assert!((r.rouge_l - 5.0 / 6.0).abs() < 1e-9);
+    }
+
     #[test]
     fn percentiles_nearest_rank() {
         let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
         let p = Percentiles::of(&mut v);
         assert_eq!((p.p50, p.p95, p.p99), (50.0, 95.0, 99.0));
+    }
+}
+
+/// Mean ROUGE F1 (rouge-score's tokenizer with Porter stemming, via `rougers`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Rouge {
+    /// Documents scored.
+    pub documents: usize,
+    /// ROUGE-1 F1.
+    pub rouge1: f64,
+    /// ROUGE-2 F1.
+    pub rouge2: f64,
+    /// ROUGE-L F1.
+    pub rouge_l: f64,
+}
+
+/// Averages the best-of-references ROUGE-1/2/L F1 over `(references, prediction)` pairs.
+pub fn rouge(pairs: &[(Vec<String>, String)]) -> Rouge {
+    let scorer =
+        rougers::RougeScorer::new(["rouge1", "rouge2", "rougeL"], true).expect("valid ROUGE types");
+    let mut r = Rouge::default();
+    for (refs, pred) in pairs {
+        let Some(s) = scorer.score_multi(refs, pred) else {
+            continue;
+        };
+        r.documents += 1;
+        r.rouge1 += s.get(rougers::RougeType::N(1)).map_or(0.0, |x| x.fmeasure);
+        r.rouge2 += s.get(rougers::RougeType::N(2)).map_or(0.0, |x| x.fmeasure);
+        r.rouge_l += s.get(rougers::RougeType::L).map_or(0.0, |x| x.fmeasure);
+    }
+    let n = r.documents.max(1) as f64;
+    r.rouge1 /= n;
+    r.rouge2 /= n;
+    r.rouge_l /= n;
+    r
+}
+
+/// Summarization quality against human or dataset references.
+#[derive(Debug, Clone, Serialize)]
+pub struct SummaryReport {
+    /// DialogSum test: rows `(method, ROUGE)`; best of the three references.
+    pub dialogsum: Vec<(String, Rouge)>,
+    /// LoCoMo: each session against the dataset's `session_summary`.
+    pub locomo: Vec<(String, Rouge)>,
+}
+
+/// The first `n` sentences, speaker-attributed, in order (the LEAD-n baseline).
+pub fn lead(messages: &[crate::types::Message], n: usize) -> String {
+    let mut out = Vec::new();
+    for m in messages {
+        let who = m.name.as_deref().unwrap_or(m.role.as_str());
+        for s in crate::summarize::sentences(&m.content) {
+            if out.len() == n {
+                return out.join(" ");
+            }
+            out.push(format!("{who}: {s}"));
+        }
+    }
+    out.join(" ")
+}
+
+fn dialogue_messages(dialogue: &str) -> Vec<crate::types::Message> {
+    let t0 = chrono::DateTime::from_timestamp(0, 0).unwrap_or_default();
+    dialogue
+        .lines()
+        .filter_map(|line| {
+            let (who, text) = line.split_once(':')?;
+            Some(crate::types::Message {
+                id: String::new(),
+                namespace: "eval".into(),
+                role: crate::types::Role::User,
+                name: Some(who.trim().to_string()),
+                content: text.trim().to_string(),
+                timestamp: t0,
+                agent_id: None,
+                session_id: None,
+                exchange_id: None,
+                metadata: Default::default(),
+            })
+        })
+        .collect()
+}
+
+/// The summary body without the time-span header (the references have none).
+fn body(text: &str, messages: &[crate::types::Message]) -> String {
+    let header = crate::summarize::time_span(messages);
+    text.strip_prefix(&header)
+        .unwrap_or(text)
+        .trim()
+        .to_string()
+}
+
+/// Scores LEAD-3 and the extractive summarizer (at its token budget, and cut at 3
+/// sentences like LEAD-3) on DialogSum test (`limit` dialogues) and on LoCoMo sessions.
+///
+/// # Errors
+/// I/O and parse errors of the files; embedding errors.
+pub async fn run_summaries(
+    embed: &crate::embed::EmbedQueue,
+    dialogsum: &Path,
+    locomo: Option<&Path>,
+    limit: usize,
+) -> Result<SummaryReport> {
+    use crate::summarize::{Extractive, Summarizer, SummaryInput};
+    let budget = embed.info().max_seq_length;
+    let full = Extractive::default();
+    let three = Extractive {
+        max_picks: Some(3),
+        ..Extractive::default()
+    };
+    let mut rows: [Vec<(Vec<String>, String)>; 3] = Default::default();
+    let text = std::fs::read_to_string(dialogsum)?;
+    for line in text.lines().filter(|l| !l.trim().is_empty()).take(limit) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| crate::Error::invalid("dialogsum", e.to_string()))?;
+        let refs: Vec<String> = ["summary1", "summary2", "summary3", "summary"]
+            .iter()
+            .filter_map(|k| v[*k].as_str().map(str::to_owned))
+            .collect();
+        let msgs = dialogue_messages(v["dialogue"].as_str().unwrap_or_default());
+        if msgs.is_empty() || refs.is_empty() {
+            continue;
+        }
+        rows[0].push((refs.clone(), lead(&msgs, 3)));
+        for (slot, s) in [(1usize, &three), (2, &full)] {
+            let out = s
+                .summarize(SummaryInput {
+                    messages: &msgs,
+                    embed,
+                    max_tokens: budget,
+                })
+                .await?;
+            rows[slot].push((refs.clone(), body(&out.text, &msgs)));
+        }
+    }
+    let names = [
+        "LEAD-3",
+        "extractive (3 sentences)",
+        "extractive (256-token budget)",
+    ];
+    let dialogsum_rows = names
+        .iter()
+        .zip(&rows)
+        .map(|(n, r)| (n.to_string(), rouge(r)))
+        .collect();
+
+    let mut locomo_rows = Vec::new();
+    if let Some(path) = locomo {
+        let mut rows: [Vec<(Vec<String>, String)>; 2] = Default::default();
+        for sample in crate::locomo::load(path)? {
+            let all = sample.messages();
+            for (session, reference) in &sample.session_summaries {
+                let msgs: Vec<crate::types::Message> = all
+                    .iter()
+                    .zip(&sample.turns)
+                    .filter(|(_, t)| t.session == *session)
+                    .map(|(m, _)| crate::types::Message {
+                        id: String::new(),
+                        namespace: "eval".into(),
+                        role: m.role,
+                        name: m.name.clone(),
+                        content: m.content.clone(),
+                        timestamp: m.timestamp.unwrap_or_default(),
+                        agent_id: None,
+                        session_id: None,
+                        exchange_id: None,
+                        metadata: Default::default(),
+                    })
+                    .collect();
+                if msgs.is_empty() {
+                    continue;
+                }
+                rows[0].push((vec![reference.clone()], lead(&msgs, 3)));
+                let out = full
+                    .summarize(SummaryInput {
+                        messages: &msgs,
+                        embed,
+                        max_tokens: budget,
+                    })
+                    .await?;
+                rows[1].push((vec![reference.clone()], body(&out.text, &msgs)));
+            }
+        }
+        locomo_rows = vec![
+            ("LEAD-3".to_string(), rouge(&rows[0])),
+            ("extractive (256-token budget)".to_string(), rouge(&rows[1])),
+        ];
+    }
+    Ok(SummaryReport {
+        dialogsum: dialogsum_rows,
+        locomo: locomo_rows,
+    })
+}
+
+impl SummaryReport {
+    /// A plain-text table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        for (title, rows) in [
+            ("DialogSum test (best of 3 references)", &self.dialogsum),
+            ("LoCoMo sessions vs session_summary", &self.locomo),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            out.push_str(&format!(
+                "{title}\n{:<32} {:>5} {:>8} {:>8} {:>8}\n",
+                "method", "n", "ROUGE-1", "ROUGE-2", "ROUGE-L"
+            ));
+            for (name, r) in rows {
+                out.push_str(&format!(
+                    "{:<32} {:>5} {:>8.4} {:>8.4} {:>8.4}\n",
+                    name, r.documents, r.rouge1, r.rouge2, r.rouge_l
+                ));
+            }
+        }
+        out
     }
 }

@@ -21,7 +21,7 @@ use std::collections::{BinaryHeap, HashMap};
 use hnsw_rs::prelude::{DistDot, Hnsw};
 
 use crate::simd::dot;
-use crate::types::{Filter, Message};
+use crate::types::{Filter, HitKind, Message, Summary};
 
 /// Index parameters. Defaults are documented on each field.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +142,8 @@ impl Interner {
 #[derive(Debug, Clone, Copy)]
 struct Row {
     seq: u64,
+    /// [`HitKind`] as u8.
+    kind: u8,
     timestamp_micros: i64,
     role: u8,
     agent: Sym,
@@ -155,6 +157,8 @@ struct Row {
 /// ([`NamespaceIndex::compile`]).
 #[derive(Debug, Clone, Copy)]
 pub struct RowFilter {
+    /// Bit `k` set: rows of kind `k` may match.
+    kinds: u8,
     role: Option<u8>,
     agent: Option<Sym>,
     session: Option<Sym>,
@@ -166,7 +170,8 @@ pub struct RowFilter {
 
 impl RowFilter {
     fn is_empty(&self) -> bool {
-        self.role.is_none()
+        self.kinds == u8::MAX
+            && self.role.is_none()
             && self.agent.is_none()
             && self.session.is_none()
             && self.name.is_none()
@@ -178,6 +183,7 @@ impl RowFilter {
     #[inline]
     fn matches(&self, r: &Row) -> bool {
         r.alive
+            && self.kinds & (1 << r.kind) != 0
             && self.role.is_none_or(|v| v == r.role)
             && self.agent.is_none_or(|v| v == r.agent)
             && self.session.is_none_or(|v| v == r.session)
@@ -223,9 +229,15 @@ impl NamespaceIndex {
         }
     }
 
-    /// Live (not deleted) vectors.
+    /// Live (not deleted) vectors, messages and summaries.
     pub fn len(&self) -> usize {
         self.live
+    }
+
+    /// Live rows of one kind.
+    pub fn count(&self, kind: HitKind) -> usize {
+        let k = kind.to_u8();
+        self.rows.iter().filter(|r| r.alive && r.kind == k).count()
     }
 
     /// True when no live vector is left.
@@ -247,15 +259,25 @@ impl NamespaceIndex {
             .collect()
     }
 
+    /// Seqs of live rows of one kind, in insertion order.
+    pub fn seqs_of(&self, kind: HitKind) -> Vec<u64> {
+        let k = kind.to_u8();
+        self.rows
+            .iter()
+            .filter(|r| r.alive && r.kind == k)
+            .map(|r| r.seq)
+            .collect()
+    }
+
     /// Appends a message's unit vector `[dim]`. If the namespace has a graph the
     /// vector is inserted into it too.
     ///
     /// # Panics
     /// When `vector.len() != dim` (the engine checks dimensions first).
     pub fn push(&mut self, seq: u64, message: &Message, vector: &[f32]) {
-        assert_eq!(vector.len(), self.dim, "vector dimension");
         let row = Row {
             seq,
+            kind: HitKind::Message.to_u8(),
             timestamp_micros: message.timestamp.timestamp_micros(),
             role: message.role.to_u8(),
             agent: self.interner.intern(message.agent_id.as_deref()),
@@ -264,6 +286,32 @@ impl NamespaceIndex {
             has_metadata: !message.metadata.is_empty(),
             alive: true,
         };
+        self.push_row(row, vector);
+    }
+
+    /// Appends a summary's unit vector `[dim]`. Summaries match no role, name,
+    /// agent, session or metadata filter; their time is `to`.
+    ///
+    /// # Panics
+    /// When `vector.len() != dim`.
+    pub fn push_summary(&mut self, seq: u64, summary: &Summary, vector: &[f32]) {
+        let row = Row {
+            seq,
+            kind: HitKind::Summary.to_u8(),
+            timestamp_micros: summary.to.timestamp_micros(),
+            role: u8::MAX,
+            agent: 0,
+            session: 0,
+            name: 0,
+            has_metadata: false,
+            alive: true,
+        };
+        self.push_row(row, vector);
+    }
+
+    fn push_row(&mut self, row: Row, vector: &[f32]) {
+        assert_eq!(vector.len(), self.dim, "vector dimension");
+        let seq = row.seq;
         let idx = self.rows.len();
         self.rows.push(row);
         self.vectors.extend_from_slice(vector);
@@ -396,8 +444,18 @@ impl NamespaceIndex {
         self.config.ef_search = ef_search;
     }
 
-    /// Compiles `filter`; `None` when it can match nothing here (e.g. an unknown agent).
-    /// Metadata equality is not evaluated here (the engine checks it on the records).
+    /// Compiles `filter` for hits of `kinds` (empty: all kinds); `None` when it
+    /// can match nothing here (e.g. an unknown agent). Metadata equality is not
+    /// evaluated here (the engine checks it on the records).
+    pub fn compile_for(&self, filter: &Filter, kinds: &[HitKind]) -> Option<RowFilter> {
+        let mut f = self.compile(filter)?;
+        if !kinds.is_empty() {
+            f.kinds = kinds.iter().fold(0, |m, k| m | (1 << k.to_u8()));
+        }
+        Some(f)
+    }
+
+    /// Compiles `filter` for all kinds; see [`Self::compile_for`].
     pub fn compile(&self, filter: &Filter) -> Option<RowFilter> {
         let sym = |s: &Option<String>| -> Option<Option<Sym>> {
             match s {
@@ -406,6 +464,7 @@ impl NamespaceIndex {
             }
         };
         Some(RowFilter {
+            kinds: u8::MAX,
             role: filter.role.map(|r| r.to_u8()),
             agent: sym(&filter.agent_id)?,
             session: sym(&filter.session_id)?,
@@ -437,8 +496,14 @@ impl NamespaceIndex {
         if matching <= self.config.exact_threshold.min(self.live / 10).max(k) {
             return self.exact(query, k, filter);
         }
-        let overfetch = (k * self.live).div_ceil(matching) * 2;
-        let fetch = (overfetch + graph.dead).min(graph.len);
+        // Unfiltered: k plus the tombstones that may occupy the top. Filtered:
+        // twice the k that the matching fraction predicts.
+        let wanted = if filter.is_empty() {
+            k
+        } else {
+            (k * self.live).div_ceil(matching) * 2
+        };
+        let fetch = (wanted + graph.dead).min(graph.len);
         let ef = self.config.ef_search.max(fetch);
         let mut top = TopK::new(k);
         for n in graph.hnsw.search(query, fetch, ef) {

@@ -33,13 +33,16 @@ pub mod model;
 pub mod server;
 pub mod simd;
 pub mod store;
+pub mod summarize;
 pub mod types;
 
 pub use embed::{Embedder, Embeddings, ModelInfo};
-pub use engine::{Engine, EngineConfig, Limits, ModelConfig, Stats, load_embedder};
+pub use engine::{
+    Engine, EngineConfig, Limits, ModelConfig, Stats, SummarizeConfig, load_embedder,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use index::IndexConfig;
 pub use types::{
     Filter, Hit, HitKind, Interaction, Message, NamespaceInfo, NewMessage, Query, Role,
-    SearchRequest, SearchResults, validate_namespace,
+    SearchRequest, SearchResults, Summary, validate_namespace,
 };

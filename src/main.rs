@@ -9,7 +9,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use memoryd::server::{self, AppState, ServerConfig};
-use memoryd::{Engine, EngineConfig, IndexConfig, Limits, ModelConfig, NewMessage, SearchRequest};
+use memoryd::summarize::LlmConfig;
+use memoryd::{
+    Engine, EngineConfig, IndexConfig, Limits, ModelConfig, NewMessage, SearchRequest,
+    SummarizeConfig,
+};
 
 /// Semantic conversation memory for AI agents: local embeddings, persistent, millisecond search.
 #[derive(Parser)]
@@ -82,6 +86,64 @@ struct EngineArgs {
     /// Bytes per message content.
     #[arg(long, global = true, env = "MEMORYD_MAX_CONTENT_BYTES", default_value_t = Limits::default().max_content_bytes)]
     max_content_bytes: usize,
+    /// Summarize once this many messages of a namespace are unsummarized.
+    #[arg(
+        long,
+        global = true,
+        env = "MEMORYD_SUMMARIZE_EVERY",
+        default_value_t = 50
+    )]
+    summarize_every: usize,
+    /// ... or once the oldest unsummarized message is this many seconds old.
+    #[arg(
+        long,
+        global = true,
+        env = "MEMORYD_SUMMARIZE_AFTER_S",
+        default_value_t = 3600
+    )]
+    summarize_after_s: u64,
+    /// How often the background summarizer checks its triggers, in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        env = "MEMORYD_SUMMARIZE_TICK_MS",
+        default_value_t = 1000
+    )]
+    summarize_tick_ms: u64,
+    /// No background summarization (POST .../summarize still works).
+    #[arg(long, global = true, env = "MEMORYD_NO_BACKGROUND_SUMMARIZE")]
+    no_background_summarize: bool,
+    /// Delete summarized messages (text and vectors) once their summary is written.
+    #[arg(long, global = true, env = "MEMORYD_EVICT_SUMMARIZED")]
+    evict_summarized: bool,
+    /// OpenAI-compatible chat endpoint for abstractive summaries, e.g. http://127.0.0.1:11434/v1
+    /// (extractive when unset, and as the fallback on any failure).
+    #[arg(long, global = true, env = "MEMORYD_LLM_BASE_URL")]
+    llm_base_url: Option<String>,
+    /// Chat model name for --llm-base-url.
+    #[arg(
+        long,
+        global = true,
+        env = "MEMORYD_LLM_MODEL",
+        default_value = "llama3.2"
+    )]
+    llm_model: String,
+    /// Bearer token for --llm-base-url (prefer the environment variable; never logged).
+    #[arg(
+        long,
+        global = true,
+        env = "MEMORYD_LLM_API_KEY",
+        hide_env_values = true
+    )]
+    llm_api_key: Option<String>,
+    /// Timeout of one chat request, in seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "MEMORYD_LLM_TIMEOUT_S",
+        default_value_t = 30
+    )]
+    llm_timeout_s: u64,
 }
 
 impl EngineArgs {
@@ -102,6 +164,19 @@ impl EngineArgs {
                 max_messages_per_request: self.max_messages_per_request,
                 max_content_bytes: self.max_content_bytes,
                 ..Limits::default()
+            },
+            summarize: SummarizeConfig {
+                enabled: !self.no_background_summarize,
+                every: self.summarize_every,
+                after: Duration::from_secs(self.summarize_after_s),
+                tick: Duration::from_millis(self.summarize_tick_ms.max(1)),
+                evict_summarized: self.evict_summarized,
+                llm: self.llm_base_url.clone().map(|base_url| LlmConfig {
+                    base_url,
+                    model: self.llm_model.clone(),
+                    api_key: self.llm_api_key.clone(),
+                    timeout: Duration::from_secs(self.llm_timeout_s),
+                }),
             },
             ..EngineConfig::default()
         }
@@ -222,6 +297,22 @@ enum EvalCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Summarization quality: ROUGE-1/2/L F1 of LEAD-3 and the extractive summarizer
+    /// on DialogSum (best of the human references) and LoCoMo sessions.
+    Summaries {
+        /// Path to dialogsum.test.jsonl.
+        #[arg(long)]
+        dialogsum: PathBuf,
+        /// Path to locomo10.json (optional).
+        #[arg(long)]
+        locomo: Option<PathBuf>,
+        /// DialogSum dialogues to score.
+        #[arg(long, default_value_t = 500)]
+        limit: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -277,8 +368,34 @@ fn main() -> Result<()> {
             if exact {
                 config.index.exact_threshold = usize::MAX;
             }
+            // Turn-level retrieval: no background summaries competing for the CPU.
+            config.summarize.enabled = false;
             let engine = Engine::open(config)?;
             let report = rt.block_on(memoryd::eval::run_locomo_file(&engine, &file, k_max))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
+        Command::Eval {
+            command:
+                EvalCommand::Summaries {
+                    dialogsum,
+                    locomo,
+                    limit,
+                    json,
+                },
+        } => {
+            let embedder = memoryd::load_embedder(&cli.engine.model_config())?;
+            let queue = memoryd::embed::EmbedQueue::start(embedder, 16, 64);
+            let report = rt.block_on(memoryd::eval::run_summaries(
+                &queue,
+                &dialogsum,
+                locomo.as_deref(),
+                limit,
+            ))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -305,7 +422,12 @@ fn main() -> Result<()> {
             Ok(())
         }
         command => {
-            let engine = cli.engine.open()?;
+            // One-shot commands leave summarization to the server (it resumes
+            // from the store); a short-lived process would only start windows.
+            let mut config = cli.engine.config();
+            config.summarize.enabled = false;
+            let engine = Engine::open(config)
+                .with_context(|| format!("opening {}", cli.engine.data_dir.display()))?;
             rt.block_on(run(engine, command))
         }
     }
@@ -367,14 +489,17 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&res)?);
             } else {
                 for h in &res.hits {
-                    let m = &h.message;
-                    println!(
-                        "{:.4}  {}  {}: {}",
-                        h.score,
-                        m.timestamp.format("%Y-%m-%d %H:%M"),
-                        m.name.as_deref().unwrap_or(m.role.as_str()),
-                        m.content
-                    );
+                    match (&h.message, &h.summary) {
+                        (Some(m), _) => println!(
+                            "{:.4}  {}  {}: {}",
+                            h.score,
+                            m.timestamp.format("%Y-%m-%d %H:%M"),
+                            m.name.as_deref().unwrap_or(m.role.as_str()),
+                            m.content
+                        ),
+                        (None, Some(s)) => println!("{:.4}  summary  {}", h.score, s.text),
+                        (None, None) => {}
+                    }
                 }
                 eprintln!("{} hits in {:.2} ms", res.hits.len(), res.took_ms);
             }

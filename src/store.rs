@@ -9,7 +9,8 @@
 //! | `messages` | seq (u64 big-endian) | a message record |
 //! | `vectors` | seq (u64 big-endian) | `dim` × f32 little-endian (raw, not postcard) |
 //! | `ids` | message UUID (16 bytes) | seq (u64 big-endian) |
-//! | `namespaces` | namespace name (UTF-8) | a namespace record |
+//! | `namespaces` | namespace name (UTF-8) | a namespace record (summarization watermark) |
+//! | `summaries` | seq (u64 big-endian) | a summary record (its vector is in `vectors`) |
 //!
 //! The seq is sled's monotonic `generate_id`, so iterating `messages` yields
 //! insertion order. A message, its vector and its id entry are written in one
@@ -25,7 +26,7 @@ use uuid::Uuid;
 
 use crate::embed::ModelInfo;
 use crate::error::{Error, Result};
-use crate::types::{Message, Role};
+use crate::types::{Message, Role, Summary};
 
 /// Version byte at the start of every persisted value.
 pub const FORMAT_VERSION: u8 = 1;
@@ -50,6 +51,81 @@ pub struct EngineMeta {
 pub struct NamespaceRecord {
     /// When the namespace was created, microseconds since the Unix epoch.
     pub created_micros: i64,
+    /// Every message of the namespace with a seq at or below this is summarized
+    /// (0: none). Moves forward in the same transaction that writes a summary.
+    pub summarized_upto: u64,
+}
+
+/// Decodes a namespace record.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the bytes are not a valid record.
+pub fn decode_namespace(bytes: &[u8]) -> Result<NamespaceRecord> {
+    postcard::from_bytes(versioned("namespaces", bytes)?)
+        .map_err(|e| corrupt("namespaces", e.to_string()))
+}
+
+#[derive(Serialize, Deserialize)]
+struct SummaryRecord {
+    id: [u8; 16],
+    namespace: String,
+    text: String,
+    source_ids: Vec<[u8; 16]>,
+    from_micros: i64,
+    to_micros: i64,
+    created_micros: i64,
+    summarizer: String,
+}
+
+fn uuid_bytes(field: &str, s: &str) -> Result<[u8; 16]> {
+    Uuid::parse_str(s)
+        .map(|u| *u.as_bytes())
+        .map_err(|_| Error::invalid(field, "not a UUID"))
+}
+
+/// Encodes a summary into its persisted form.
+///
+/// # Errors
+/// [`Error::InvalidInput`] when an id is not a UUID.
+pub fn encode_summary(s: &Summary) -> Result<Vec<u8>> {
+    Ok(encode(&SummaryRecord {
+        id: uuid_bytes("id", &s.id)?,
+        namespace: s.namespace.clone(),
+        text: s.text.clone(),
+        source_ids: s
+            .source_ids
+            .iter()
+            .map(|i| uuid_bytes("source_ids", i))
+            .collect::<Result<_>>()?,
+        from_micros: micros(s.from),
+        to_micros: micros(s.to),
+        created_micros: micros(s.created_at),
+        summarizer: s.summarizer.clone(),
+    }))
+}
+
+/// Decodes a persisted summary. Never panics on arbitrary bytes.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the bytes are not a valid record.
+pub fn decode_summary(bytes: &[u8]) -> Result<Summary> {
+    const T: &str = "summaries";
+    let r: SummaryRecord =
+        postcard::from_bytes(versioned(T, bytes)?).map_err(|e| corrupt(T, e.to_string()))?;
+    Ok(Summary {
+        id: Uuid::from_bytes(r.id).to_string(),
+        namespace: r.namespace,
+        text: r.text,
+        source_ids: r
+            .source_ids
+            .into_iter()
+            .map(|b| Uuid::from_bytes(b).to_string())
+            .collect(),
+        from: from_micros(T, r.from_micros)?,
+        to: from_micros(T, r.to_micros)?,
+        created_at: from_micros(T, r.created_micros)?,
+        summarizer: r.summarizer,
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -215,6 +291,7 @@ pub struct Store {
     vectors: sled::Tree,
     ids: sled::Tree,
     namespaces: sled::Tree,
+    summaries: sled::Tree,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -244,6 +321,7 @@ impl Store {
             vectors: db.open_tree("vectors")?,
             ids: db.open_tree("ids")?,
             namespaces: db.open_tree("namespaces")?,
+            summaries: db.open_tree("summaries")?,
             db,
         })
     }
@@ -305,6 +383,7 @@ impl Store {
         }
         let ns_record = encode(&NamespaceRecord {
             created_micros: micros(Utc::now()),
+            summarized_upto: 0,
         });
         (&self.messages, &self.vectors, &self.ids, &self.namespaces)
             .transaction(|(messages, vectors, ids, namespaces)| -> TxResult<()> {
@@ -410,6 +489,129 @@ impl Store {
             .collect()
     }
 
+    /// The namespace's record, if it has one.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    pub fn namespace_record(&self, ns: &str) -> Result<Option<NamespaceRecord>> {
+        self.namespaces
+            .get(ns.as_bytes())?
+            .map(|b| decode_namespace(&b))
+            .transpose()
+    }
+
+    /// Writes a summary and moves the namespace's watermark to `upto`, in one
+    /// transaction, then flushes: a crash leaves either both or neither, so no
+    /// summary is written twice and no message is skipped. `evict` lists source
+    /// messages deleted in the same transaction (retention).
+    ///
+    /// # Errors
+    /// [`Error::Storage`]; on error nothing was written.
+    pub fn insert_summary(
+        &self,
+        seq: u64,
+        summary: &Summary,
+        vector: &[f32],
+        upto: u64,
+        evict: &[(u64, Uuid)],
+    ) -> Result<()> {
+        let record = encode_summary(summary)?;
+        let vector = encode_vector(vector);
+        let id = *parse_id(&summary.id)?.as_bytes();
+        let ns = summary.namespace.as_bytes();
+        (
+            &self.summaries,
+            &self.vectors,
+            &self.ids,
+            &self.namespaces,
+            &self.messages,
+        )
+            .transaction(
+                |(summaries, vectors, ids, namespaces, messages)| -> TxResult<()> {
+                    let mut state = match namespaces.get(ns)? {
+                        Some(b) => {
+                            decode_namespace(&b).map_err(ConflictableTransactionError::Abort)?
+                        }
+                        None => NamespaceRecord {
+                            created_micros: micros(Utc::now()),
+                            summarized_upto: 0,
+                        },
+                    };
+                    if state.summarized_upto >= upto {
+                        return Err(ConflictableTransactionError::Abort(Error::invalid(
+                            "summarize",
+                            "this window was already summarized",
+                        )));
+                    }
+                    state.summarized_upto = upto;
+                    summaries.insert(&seq.to_be_bytes()[..], record.as_slice())?;
+                    vectors.insert(&seq.to_be_bytes()[..], vector.as_slice())?;
+                    ids.insert(&id[..], &seq.to_be_bytes()[..])?;
+                    namespaces.insert(ns, encode(&state))?;
+                    for (s, uid) in evict {
+                        messages.remove(&s.to_be_bytes()[..])?;
+                        vectors.remove(&s.to_be_bytes()[..])?;
+                        ids.remove(&uid.as_bytes()[..])?;
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(tx_error)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Reads a summary by seq.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    pub fn summary(&self, seq: u64) -> Result<Option<Summary>> {
+        self.summaries
+            .get(seq.to_be_bytes())?
+            .map(|b| decode_summary(&b))
+            .transpose()
+    }
+
+    /// Every summary with its vector, in seq order.
+    pub fn scan_summaries(
+        &self,
+        dim: usize,
+    ) -> impl Iterator<Item = Result<(u64, Summary, Vec<f32>)>> + '_ {
+        self.summaries.iter().map(move |kv| {
+            let (k, v) = kv?;
+            let key: [u8; 8] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| corrupt("summaries", "key is not 8 bytes"))?;
+            let seq = u64::from_be_bytes(key);
+            let summary = decode_summary(&v)?;
+            let vector = self
+                .vectors
+                .get(k)?
+                .ok_or_else(|| corrupt("vectors", format!("no vector for summary {seq}")))?;
+            Ok((seq, summary, decode_vector(&vector, dim)?))
+        })
+    }
+
+    /// Deletes summaries (record, vector, id entry) atomically and flushes.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn delete_summaries(&self, items: &[(u64, Uuid)]) -> Result<()> {
+        (&self.summaries, &self.vectors, &self.ids)
+            .transaction(|(summaries, vectors, ids)| -> TxResult<()> {
+                for (seq, id) in items {
+                    summaries.remove(&seq.to_be_bytes()[..])?;
+                    vectors.remove(&seq.to_be_bytes()[..])?;
+                    ids.remove(&id.as_bytes()[..])?;
+                }
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Flushes everything to disk.
     ///
     /// # Errors
@@ -479,6 +681,8 @@ mod tests {
             let _ = decode_message(&bytes);
             let _ = decode_vector(&bytes, 4);
             let _ = decode_meta(&bytes);
+            let _ = decode_summary(&bytes);
+            let _ = decode_namespace(&bytes);
         }
 
         #[test]

@@ -63,6 +63,36 @@ impl std::str::FromStr for Role {
 pub enum HitKind {
     /// One stored message.
     Message,
+    /// A summary of a window of messages (long-term memory).
+    Summary,
+}
+
+impl HitKind {
+    pub(crate) fn to_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A summary of a window of a namespace's messages: long-term memory,
+/// embedded, indexed and persisted like a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Summary {
+    /// Unique id (UUID v7).
+    pub id: String,
+    /// The namespace it summarizes.
+    pub namespace: String,
+    /// The summary text (at most the model's `max_seq_length` tokens, so it embeds whole).
+    pub text: String,
+    /// Ids of the summarized messages, oldest first.
+    pub source_ids: Vec<String>,
+    /// Timestamp of the earliest summarized message.
+    pub from: DateTime<Utc>,
+    /// Timestamp of the latest summarized message.
+    pub to: DateTime<Utc>,
+    /// When the summary was written.
+    pub created_at: DateTime<Utc>,
+    /// Summarizer name and version, e.g. `extractive-mmr/1`.
+    pub summarizer: String,
 }
 
 /// A message to store. Only `role` and `content` are required.
@@ -278,6 +308,8 @@ pub struct SearchRequest {
     pub k: usize,
     /// Restrictions on which messages may be returned.
     pub filter: Filter,
+    /// Kinds of hits to return; empty means all (messages and summaries).
+    pub kinds: Vec<HitKind>,
 }
 
 impl SearchRequest {
@@ -287,6 +319,21 @@ impl SearchRequest {
             query: Query::Text(query.into()),
             k,
             filter: Filter::default(),
+            kinds: Vec::new(),
+        }
+    }
+
+    /// Restricts the kinds of hits.
+    pub fn with_kinds(mut self, kinds: Vec<HitKind>) -> Self {
+        self.kinds = kinds;
+        self
+    }
+
+    /// A vector query (`[dim]`, normalized before use) for the top `k`, with no filter.
+    pub fn vector(vector: Vec<f32>, k: usize) -> Self {
+        SearchRequest {
+            query: Query::Vector(vector),
+            ..SearchRequest::text(String::new(), k)
         }
     }
 
@@ -300,14 +347,34 @@ impl SearchRequest {
 /// One search result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Hit {
-    /// Id of the message.
+    /// Id of the message or summary.
     pub id: String,
     /// What was found.
     pub kind: HitKind,
     /// Cosine similarity to the query, in [-1, 1].
     pub score: f32,
-    /// The message.
-    pub message: Message,
+    /// The message, when `kind` is `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Message>,
+    /// The summary, when `kind` is `summary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+}
+
+impl Hit {
+    /// The message, if this hit is one.
+    pub fn as_message(&self) -> Option<&Message> {
+        self.message.as_ref()
+    }
+
+    /// The text that matched: the message content or the summary text.
+    pub fn text(&self) -> &str {
+        match (&self.message, &self.summary) {
+            (Some(m), _) => &m.content,
+            (None, Some(s)) => &s.text,
+            (None, None) => "",
+        }
+    }
 }
 
 /// Result of a search.
@@ -326,6 +393,9 @@ pub struct NamespaceInfo {
     pub name: String,
     /// Number of stored messages.
     pub messages: usize,
+    /// Number of summaries.
+    #[serde(default)]
+    pub summaries: usize,
 }
 
 /// Checks a namespace name against `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`.

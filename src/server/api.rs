@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::types::{Filter, Message, NewMessage};
+use crate::types::{Filter, HitKind, Message, NewMessage, Summary};
 
 /// `POST /v1/namespaces/{ns}/messages` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -36,6 +36,16 @@ pub struct SearchBody {
     /// Restrictions on which messages may be returned.
     #[serde(default)]
     pub filter: Option<Filter>,
+    /// Kinds of hits: `["message"]`, `["summary"]` or both (the default).
+    #[serde(default)]
+    pub kinds: Option<Vec<HitKind>>,
+}
+
+/// Summaries, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SummaryList {
+    /// The summaries.
+    pub summaries: Vec<Summary>,
 }
 
 /// `GET /v1/namespaces/{ns}/recent` query string.

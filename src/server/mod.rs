@@ -20,6 +20,7 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::types::{
     Hit, HitKind, Message, NamespaceInfo, NewMessage, Query, Role, SearchRequest, SearchResults,
+    Summary,
 };
 use api::*;
 use error::{ApiError, ErrorBody, ErrorResponse};
@@ -138,6 +139,8 @@ fn prometheus() -> Option<PrometheusHandle> {
     components(schemas(
         ErrorResponse,
         ErrorBody,
+        SummaryList,
+        Summary,
         AddMessages,
         AddedIds,
         SearchBody,
@@ -182,6 +185,8 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/v1/namespaces/{ns}/interactions", post(add_interaction))
         .route("/v1/namespaces/{ns}/search", post(search))
         .route("/v1/namespaces/{ns}/recent", get(recent))
+        .route("/v1/namespaces/{ns}/summarize", post(summarize))
+        .route("/v1/namespaces/{ns}/summaries", get(summaries))
         .route("/v1/messages/{id}", get(get_message).delete(delete_message))
         .route("/v1/embeddings", post(embeddings))
         .fallback(not_found)
@@ -332,6 +337,7 @@ async fn search(
         query,
         k: body.k.unwrap_or(10),
         filter: body.filter.unwrap_or_default(),
+        kinds: body.kinds.unwrap_or_default(),
     };
     Ok(Json(s.engine()?.search(&ns, request).await?))
 }
@@ -356,6 +362,32 @@ async fn recent(
     }
     Ok(Json(MessageList {
         messages: e.recent(&ns, limit).await?,
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/summarize",
+    params(("ns" = String, Path, description = "namespace")),
+    responses((status = 200, description = "ids of the new summaries, oldest first (empty when nothing was pending)", body = AddedIds),
+        (status = 422, body = ErrorResponse), (status = 429, body = ErrorResponse)))]
+async fn summarize(
+    State(s): State<AppState>,
+    ApiPath(ns): ApiPath<String>,
+) -> Result<Json<AddedIds>, ApiError> {
+    let made = s.engine()?.summarize(&ns).await?;
+    Ok(Json(AddedIds {
+        ids: made.into_iter().map(|s| s.id).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/namespaces/{ns}/summaries",
+    params(("ns" = String, Path, description = "namespace")),
+    responses((status = 200, body = SummaryList), (status = 422, body = ErrorResponse)))]
+async fn summaries(
+    State(s): State<AppState>,
+    ApiPath(ns): ApiPath<String>,
+) -> Result<Json<SummaryList>, ApiError> {
+    Ok(Json(SummaryList {
+        summaries: s.engine()?.summaries(&ns).await?,
     }))
 }
 

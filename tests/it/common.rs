@@ -26,11 +26,15 @@ pub fn embedder() -> Arc<dyn Embedder> {
         .clone()
 }
 
+/// Defaults, but no background summarization: tests of other areas should not
+/// race summaries (tests/it/summarize.rs turns it on).
 pub fn config(dir: &std::path::Path) -> EngineConfig {
-    EngineConfig {
+    let mut c = EngineConfig {
         model: model_config(),
         ..EngineConfig::with_data_dir(dir)
-    }
+    };
+    c.summarize.enabled = false;
+    c
 }
 
 pub fn open(dir: &std::path::Path) -> Engine {

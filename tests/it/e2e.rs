@@ -14,6 +14,10 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &std::path::Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -25,6 +29,7 @@ impl Server {
             .arg(data_dir)
             .arg("--models-dir")
             .arg(repo_path("models"))
+            .args(extra)
             .env("MEMORYD_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -142,4 +147,65 @@ fn binary_serves_restarts_and_keeps_acknowledged_writes() {
     );
     assert_eq!(v["hits"][0]["id"], id.as_str());
     assert_eq!(server.get("/health").1["messages"], 4);
+}
+
+/// SIGKILL while summaries are being written: afterwards every acknowledged
+/// message is covered by exactly one summary once the rest is summarized.
+#[test]
+fn kill_during_summarization_leaves_no_duplicate_and_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acknowledged = Vec::new();
+    for cycle in 0..4 {
+        let server = Server::start_with(
+            dir.path(),
+            &["--summarize-every", "3", "--summarize-tick-ms", "2"],
+        );
+        for b in 0..8 {
+            let msgs: Vec<Value> = (0..3)
+                .map(|i| json!({"role": "user", "name": "Ana", "content": format!("cycle {cycle} batch {b} line {i}: we talked about trains and maps.")}))
+                .collect();
+            let (s, v) = server.post("/v1/namespaces/crash/messages", json!({"messages": msgs}));
+            assert_eq!(s, 201, "{v}");
+            acknowledged.extend(
+                v["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_str().unwrap().to_string()),
+            );
+        }
+        // Kill at a varying moment while the background summarizer works.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        std::thread::sleep(Duration::from_millis(u64::from(nanos % 150)));
+        server.signal("-KILL");
+    }
+    let server = Server::start_with(dir.path(), &["--no-background-summarize"]);
+    let (s, v) = server.post("/v1/namespaces/crash/summarize", json!({}));
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = server.get("/v1/namespaces/crash/summaries");
+    let mut covered = Vec::new();
+    for summary in v["summaries"].as_array().unwrap() {
+        covered.extend(
+            summary["source_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_str().unwrap().to_string()),
+        );
+    }
+    let unique: std::collections::HashSet<_> = covered.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        covered.len(),
+        "a message was summarized twice"
+    );
+    let expected: std::collections::HashSet<_> = acknowledged.iter().cloned().collect();
+    assert_eq!(
+        unique, expected,
+        "every acknowledged message is summarized once"
+    );
+    assert_eq!(server.get("/health").1["messages"], acknowledged.len());
 }

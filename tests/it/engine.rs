@@ -2,7 +2,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 use memoryd::{
-    EngineConfig, Error, Filter, IndexConfig, Interaction, NewMessage, Query, Role, SearchRequest,
+    EngineConfig, Error, Filter, HitKind, IndexConfig, Interaction, NewMessage, Role, SearchRequest,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -96,9 +96,21 @@ fn search_finds_the_relevant_turn_and_reopen_gives_same_results() {
         }
         all
     });
-    assert!(first[0][0].message.content.contains("Luna"));
-    assert!(first[1][0].message.content.contains("Counseling"));
-    assert!(first[2][0].message.content.contains("pottery"));
+    assert!(first[0][0].as_message().unwrap().content.contains("Luna"));
+    assert!(
+        first[1][0]
+            .as_message()
+            .unwrap()
+            .content
+            .contains("Counseling")
+    );
+    assert!(
+        first[2][0]
+            .as_message()
+            .unwrap()
+            .content
+            .contains("pottery")
+    );
     for hits in &first {
         assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
     }
@@ -139,7 +151,7 @@ fn namespaces_never_leak() {
                 .unwrap()
                 .hits
             {
-                assert_eq!(h.message.namespace, "bob");
+                assert_eq!(h.as_message().unwrap().namespace, "bob");
             }
             for h in e
                 .search("alice", SearchRequest::text(q, 50))
@@ -147,7 +159,7 @@ fn namespaces_never_leak() {
                 .unwrap()
                 .hits
             {
-                assert_eq!(h.message.namespace, "alice");
+                assert_eq!(h.as_message().unwrap().namespace, "alice");
             }
         }
         assert_eq!(
@@ -271,7 +283,7 @@ fn filters_restrict_results_without_losing_matches() {
         assert!(
             by_session
                 .iter()
-                .all(|h| h.message.session_id.as_deref() == Some("s2"))
+                .all(|h| h.as_message().unwrap().session_id.as_deref() == Some("s2"))
         );
         let by_name = search(Filter {
             name: Some("Melanie".into()),
@@ -279,13 +291,17 @@ fn filters_restrict_results_without_losing_matches() {
         })
         .await;
         assert_eq!(by_name.len(), 8);
-        assert!(by_name[0].message.content.contains("Luna"));
+        assert!(by_name[0].as_message().unwrap().content.contains("Luna"));
         let by_role = search(Filter {
             role: Some(Role::User),
             ..Default::default()
         })
         .await;
-        assert!(by_role.iter().all(|h| h.message.role == Role::User));
+        assert!(
+            by_role
+                .iter()
+                .all(|h| h.as_message().unwrap().role == Role::User)
+        );
         let by_time = search(Filter {
             from: Some(ts(2)),
             to: Some(ts(4)),
@@ -296,7 +312,8 @@ fn filters_restrict_results_without_losing_matches() {
         assert!(
             by_time
                 .iter()
-                .all(|h| h.message.timestamp >= ts(2) && h.message.timestamp < ts(4))
+                .all(|h| h.as_message().unwrap().timestamp >= ts(2)
+                    && h.as_message().unwrap().timestamp < ts(4))
         );
         let by_meta = search(Filter {
             metadata: json!({"topic": "family"}).as_object().unwrap().clone(),
@@ -307,7 +324,7 @@ fn filters_restrict_results_without_losing_matches() {
         assert!(
             by_meta
                 .iter()
-                .all(|h| h.message.metadata["topic"] == "family")
+                .all(|h| h.as_message().unwrap().metadata["topic"] == "family")
         );
         let by_agent = search(Filter {
             agent_id: Some("agent-b".into()),
@@ -474,29 +491,17 @@ fn bad_input_is_rejected_and_stores_nothing() {
                 "invalid_value"
             );
         }
-        let wrong_dim = SearchRequest {
-            query: Query::Vector(vec![1.0; 3]),
-            k: 1,
-            filter: Filter::default(),
-        };
+        let wrong_dim = SearchRequest::vector(vec![1.0; 3], 1);
         assert_eq!(
             e.search("ok", wrong_dim).await.unwrap_err().code(),
             "invalid_value"
         );
-        let zero = SearchRequest {
-            query: Query::Vector(vec![0.0; 384]),
-            k: 1,
-            filter: Filter::default(),
-        };
+        let zero = SearchRequest::vector(vec![0.0; 384], 1);
         assert_eq!(
             e.search("ok", zero).await.unwrap_err().code(),
             "invalid_value"
         );
-        let nan = SearchRequest {
-            query: Query::Vector(vec![f32::NAN; 384]),
-            k: 1,
-            filter: Filter::default(),
-        };
+        let nan = SearchRequest::vector(vec![f32::NAN; 384], 1);
         assert_eq!(
             e.search("ok", nan).await.unwrap_err().code(),
             "invalid_value"
@@ -671,7 +676,10 @@ fn concurrent_adds_deletes_and_searches_stay_consistent() {
             deleted.extend(d);
         }
         let hits: HashSet<String> = e
-            .search("shared", SearchRequest::text("task line topic", 1000))
+            .search(
+                "shared",
+                SearchRequest::text("task line topic", 1000).with_kinds(vec![HitKind::Message]),
+            )
             .await
             .unwrap()
             .hits
@@ -684,7 +692,10 @@ fn concurrent_adds_deletes_and_searches_stay_consistent() {
     rt.block_on(async {
         let e = open(dir.path());
         let hits: HashSet<String> = e
-            .search("shared", SearchRequest::text("task line topic", 1000))
+            .search(
+                "shared",
+                SearchRequest::text("task line topic", 1000).with_kinds(vec![HitKind::Message]),
+            )
             .await
             .unwrap()
             .hits

@@ -145,7 +145,7 @@ fn store_search_recent_get_delete_roundtrip() {
 
         let (s, v) = api.get("/v1/namespaces").await;
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(v, json!({"namespaces": [{"name": "conv-1", "messages": 2}]}));
+        assert_eq!(v, json!({"namespaces": [{"name": "conv-1", "messages": 2, "summaries": 0}]}));
 
         let (s, v) = api.get(&format!("/v1/messages/{}", ids[0])).await;
         assert_eq!(s, StatusCode::OK);

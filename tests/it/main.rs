@@ -8,3 +8,4 @@ mod embedding;
 mod engine;
 mod eval;
 mod http;
+mod summarize;
