@@ -209,3 +209,37 @@ fn kill_during_summarization_leaves_no_duplicate_and_no_gap() {
     );
     assert_eq!(server.get("/health").1["messages"], acknowledged.len());
 }
+
+/// `memoryd embed`: one JSON array per input line, in input order, matching the model.
+#[test]
+fn cli_embed_prints_one_vector_per_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_memoryd"))
+        .args(["embed", "hello", "a second, longer text"])
+        .arg("--models-dir")
+        .arg(repo_path("models"))
+        .env("MEMORYD_LOG", "warn")
+        .env("MEMORYD_DATA_DIR", tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Vec<f32>> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let reference: Value = serde_json::from_slice(
+        &std::fs::read(crate::common::shared_path("fixtures/minilm-reference.json")).unwrap(),
+    )
+    .unwrap();
+    let hello: Vec<f32> =
+        serde_json::from_value(reference["items"][0]["embedding"].clone()).unwrap();
+    assert_eq!(reference["items"][0]["text"], "hello");
+    let cos: f32 = lines[0].iter().zip(&hello).map(|(a, b)| a * b).sum();
+    assert!(cos > 0.9999, "cosine {cos}");
+    assert!(lines[1].iter().zip(&hello).map(|(a, b)| a * b).sum::<f32>() < 0.9);
+}

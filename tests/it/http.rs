@@ -158,6 +158,22 @@ fn store_search_recent_get_delete_roundtrip() {
         assert_error(api.get(&format!("/v1/messages/{}", ids[0])).await, 404, "not_found");
         assert_error(api.delete(&format!("/v1/messages/{}", ids[0])).await, 404, "not_found");
 
+        // Long-term memory over HTTP: force a summary, list it, search by kind.
+        let (s, v) = api.json("POST", "/v1/namespaces/conv-1/summarize", json!({})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["ids"].as_array().unwrap().len(), 1);
+        let (_, again) = api.json("POST", "/v1/namespaces/conv-1/summarize", json!({})).await;
+        assert_eq!(again["ids"], json!([]));
+        let (s, list) = api.get("/v1/namespaces/conv-1/summaries").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(list["summaries"][0]["id"], v["ids"][0]);
+        assert_eq!(list["summaries"][0]["source_ids"], json!([ids[1]]));
+        let (_, found) = api.json("POST", "/v1/namespaces/conv-1/search", json!({"query": "dog", "kinds": ["summary"]})).await;
+        assert_eq!(found["hits"][0]["kind"], "summary");
+        assert_eq!(found["hits"][0]["summary"]["id"], v["ids"][0]);
+        assert!(found["hits"][0].get("message").is_none());
+        assert_error(api.json("POST", "/v1/namespaces/conv-1/search", json!({"query": "dog", "kinds": ["memo"]})).await, 422, "invalid_value");
+
         let (s, _) = api.delete("/v1/namespaces/conv-1").await;
         assert_eq!(s, StatusCode::NO_CONTENT);
         let (_, v) = api.json("POST", "/v1/namespaces/conv-1/search", json!({"query": "pet"})).await;
