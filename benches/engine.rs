@@ -30,7 +30,8 @@ fn engine(c: &mut Criterion) {
     // ones (embedding 100k texts would take ~20 min here; index cost does not
     // depend on where a vector came from).
     let started = std::time::Instant::now();
-    let vectors = common::clustered(N, 384, 1000, 3);
+    let mut vectors = common::clustered(N + 100, 384, 1000, 3);
+    let qv = vectors.split_off(N * 384); // held-out queries from the same clusters
     rt.block_on(async {
         for (chunk_i, chunk) in vectors.chunks(1000 * 384).enumerate() {
             let msgs = (0..chunk.len() / 384)
@@ -65,7 +66,6 @@ fn engine(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    let qv = common::clustered(100, 384, 1000, 9);
     g.bench_function("vector_query_k10", |b| {
         b.iter(|| {
             qi = (qi + 1) % 100;

@@ -28,8 +28,15 @@ fn message() -> Message {
     }
 }
 
-fn build(n: usize, graph: bool) -> NamespaceIndex {
-    let data = common::clustered(n, DIM, (n / 100).max(10), 42);
+/// `n` data vectors and `QUERIES` held-out queries from the same clusters.
+fn data(n: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut all = common::clustered(n + QUERIES, DIM, (n / 100).max(10), 42);
+    let queries = all.split_off(n * DIM);
+    (all, queries)
+}
+
+fn build(data: &[f32], graph: bool) -> NamespaceIndex {
+    let n = data.len() / DIM;
     let cfg = IndexConfig {
         exact_threshold: if graph { 1 } else { usize::MAX },
         ..IndexConfig::default()
@@ -61,9 +68,9 @@ fn index(c: &mut Criterion) {
     if std::env::var("MEMORYD_BENCH_1M").is_ok_and(|v| v == "1") {
         sizes.push(1_000_000);
     }
-    let queries = common::clustered(QUERIES, DIM, 1000, 7);
     for n in sizes {
-        let mut idx = build(n, true);
+        let (vectors, queries) = data(n);
+        let mut idx = build(&vectors, true);
         let all = idx.compile(&Filter::default()).unwrap();
         let truth: Vec<Vec<Scored>> = queries
             .chunks_exact(DIM)

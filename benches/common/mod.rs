@@ -44,32 +44,48 @@ pub fn locomo_questions() -> Vec<String> {
         .collect()
 }
 
-/// `n` unit vectors of `dim` around `clusters` random centres (seeded). With
-/// per-dimension noise 0.035 a point's cosine to its centre is ~0.85 and to a
-/// cluster mate ~0.7, close to what sentence embeddings of related chat turns
-/// show; uniform noise (all cosines ~0) is the worst case for HNSW and unlike real data.
+/// `n` unit vectors of `dim` in `clusters` clusters (seeded). Each cluster is a
+/// random centre plus variation along its own 8 random directions (scale 0.5)
+/// and a little isotropic noise (0.01 per dimension): a low intrinsic dimension,
+/// as real sentence embeddings have. Isotropic noise alone makes every cluster
+/// mate equidistant, the worst case for any graph index and unlike real data.
+/// `benches/peers/run.py` generates the same distribution.
 pub fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    const BASIS: usize = 8;
     let centres: Vec<Vec<f32>> = (0..clusters)
-        .map(|_| unit(&mut rng, dim, None, 1.0))
+        .map(|_| gaussian(&mut rng, dim, 1.0))
+        .collect();
+    let bases: Vec<Vec<Vec<f32>>> = (0..clusters)
+        .map(|_| {
+            (0..BASIS)
+                .map(|_| gaussian(&mut rng, dim, 1.0 / (dim as f32).sqrt()))
+                .collect()
+        })
         .collect();
     let mut out = Vec::with_capacity(n * dim);
     for _ in 0..n {
-        let c = &centres[rng.random_range(0..clusters)];
-        out.extend(unit(&mut rng, dim, Some(c), 0.035));
+        let c = rng.random_range(0..clusters);
+        let mut v: Vec<f32> = centres[c].iter().map(|x| x / (dim as f32).sqrt()).collect();
+        for b in &bases[c] {
+            let z = gaussian(&mut rng, 1, 0.5)[0];
+            v.iter_mut().zip(b).for_each(|(x, y)| *x += z * y);
+        }
+        v.iter_mut()
+            .zip(gaussian(&mut rng, dim, 0.01))
+            .for_each(|(x, e)| *x += e);
+        memoryd::embed::l2_normalize(&mut v);
+        out.extend(v);
     }
     out
 }
 
-fn unit(rng: &mut impl Rng, dim: usize, centre: Option<&[f32]>, noise: f32) -> Vec<f32> {
-    let mut v: Vec<f32> = (0..dim)
-        .map(|i| {
+fn gaussian(rng: &mut impl Rng, dim: usize, scale: f32) -> Vec<f32> {
+    (0..dim)
+        .map(|_| {
             // Box-Muller normal sample.
             let (u1, u2): (f32, f32) = (rng.random_range(1e-7..1.0), rng.random_range(0.0..1.0));
-            let g = (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos();
-            centre.map_or(0.0, |c| c[i]) + noise * g
+            scale * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
         })
-        .collect();
-    memoryd::embed::l2_normalize(&mut v);
-    v
+        .collect()
 }

@@ -140,11 +140,16 @@ def run_embed(rounds):
     return rows
 
 
-def clustered(n, dim, clusters, seed, noise=0.035):
+def clustered(n, dim, clusters, seed, basis=8):
+    """Same distribution as benches/common/mod.rs: per cluster, a random centre
+    (unit scale) plus variation along 8 random directions (scale 0.5) and
+    isotropic noise 0.01 per dimension, then L2-normalized."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    pts = centres[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, dim)).astype(np.float32)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32) / np.sqrt(dim)
+    bases = rng.standard_normal((clusters, basis, dim)).astype(np.float32) / np.sqrt(dim)
+    c = rng.integers(0, clusters, n)
+    z = 0.5 * rng.standard_normal((n, basis)).astype(np.float32)
+    pts = centres[c] + np.einsum("nb,nbd->nd", z, bases[c]) + 0.01 * rng.standard_normal((n, dim)).astype(np.float32)
     return pts / np.linalg.norm(pts, axis=1, keepdims=True)
 
 
@@ -152,8 +157,9 @@ def run_index(n, efs=(16, 32, 64, 128, 256)):
     import faiss
     import hnswlib
     faiss.omp_set_num_threads(1)
-    x = clustered(n, 384, max(10, n // 100), 42)
-    q = clustered(200, 384, max(10, n // 100), 42 + 1)
+    # Queries come from the same clusters as the data (held out, not inserted).
+    both = clustered(n + 200, 384, max(10, n // 100), 42)
+    x, q = np.ascontiguousarray(both[:n]), np.ascontiguousarray(both[n:])
     tmp = tempfile.mkdtemp()
     xf, qf = os.path.join(tmp, "x.f32"), os.path.join(tmp, "q.f32")
     x.astype("<f4").tofile(xf)
