@@ -383,7 +383,19 @@ impl NamespaceIndex {
             .enumerate()
             .map(|(i, v)| (v, i))
             .collect();
-        hnsw.parallel_insert_slice(&items);
+        // A private pool: candle runs the model on rayon's global pool, and a graph
+        // build there starved query embedding (a text search took ~500 ms during a
+        // build instead of ~20 ms). One core is left to the model.
+        let threads =
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("memoryd-hnsw-{i}"))
+            .build()
+        {
+            Ok(pool) => pool.install(|| hnsw.parallel_insert_slice(&items)),
+            Err(_) => items.iter().for_each(|&item| hnsw.insert_slice(item)),
+        }
         let dead = self.rows.iter().filter(|r| !r.alive).count();
         self.graph = Some(Graph { hnsw, len: n, dead });
     }

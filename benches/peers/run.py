@@ -103,13 +103,24 @@ def ort_encode(session, tokenizer):
 def export_onnx(path):
     import torch
     from transformers import AutoModel
-    model = AutoModel.from_pretrained(MODEL).eval()
-    dummy = {"input_ids": torch.ones(1, 8, dtype=torch.long), "attention_mask": torch.ones(1, 8, dtype=torch.long),
-             "token_type_ids": torch.zeros(1, 8, dtype=torch.long)}
-    axes = {k: {0: "batch", 1: "seq"} for k in dummy}
-    axes["last_hidden_state"] = {0: "batch", 1: "seq"}
-    torch.onnx.export(model, (dummy,), path, input_names=list(dummy), output_names=["last_hidden_state"],
-                      dynamic_axes=axes, opset_version=17, dynamo=False)
+
+    class Encoder(torch.nn.Module):
+        """Fixes the argument order for tracing (transformers' forward signature varies)."""
+
+        def __init__(self):
+            super().__init__()
+            self.bert = AutoModel.from_pretrained(MODEL).eval()
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                             token_type_ids=token_type_ids).last_hidden_state
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    args = (torch.ones(1, 8, dtype=torch.long), torch.ones(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long))
+    axes = {k: {0: "batch", 1: "seq"} for k in names + ["last_hidden_state"]}
+    with torch.no_grad():
+        torch.onnx.export(Encoder().eval(), args, path, input_names=names, output_names=["last_hidden_state"],
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
 
 
 def run_embed(rounds):
