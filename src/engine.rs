@@ -1215,12 +1215,20 @@ impl Inner {
     /// Rebuilds from a snapshot without blocking searches, then swaps it in.
     fn rebuild(&self, ns: &Namespace) {
         let started = Instant::now();
-        let snapshot = ns.index.read().snapshot();
-        let mut rebuilt = NamespaceIndex::rebuilt_from(&snapshot);
-        {
+        loop {
+            let snapshot = ns.index.read().snapshot();
+            let mut rebuilt = NamespaceIndex::rebuilt_from(&snapshot);
+            // Catching up happens under the write lock, which blocks searches: if a
+            // bulk ingest appended many rows during the build, build again from a
+            // fresh snapshot instead of inserting them one by one under the lock.
+            let appended = ns.index.read().rows_total().saturating_sub(snapshot.upto);
+            if appended > (snapshot.upto / 10).max(1_000) {
+                continue;
+            }
             let mut idx = ns.index.write();
             idx.catch_up(&mut rebuilt, snapshot.upto);
             *idx = rebuilt;
+            break;
         }
         ns.rebuilding.store(false, Ordering::Release);
         tracing::info!(

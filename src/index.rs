@@ -245,6 +245,11 @@ impl NamespaceIndex {
         self.live == 0
     }
 
+    /// Rows ever appended since the last rebuild, deleted ones included.
+    pub fn rows_total(&self) -> usize {
+        self.rows.len()
+    }
+
     /// Whether searches go through an HNSW graph.
     pub fn has_graph(&self) -> bool {
         self.graph.is_some()
