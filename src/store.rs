@@ -435,10 +435,16 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`]; on error nothing was deleted.
     pub fn delete(&self, items: &[(u64, Uuid)]) -> Result<()> {
-        (&self.messages, &self.vectors, &self.ids)
-            .transaction(|(messages, vectors, ids)| -> TxResult<()> {
+        self.delete_records(&self.messages, items)
+    }
+
+    /// Deletes records of `records` (messages or summaries) with their vectors and
+    /// id entries, in one transaction, then flushes.
+    fn delete_records(&self, records: &sled::Tree, items: &[(u64, Uuid)]) -> Result<()> {
+        (records, &self.vectors, &self.ids)
+            .transaction(|(records, vectors, ids)| -> TxResult<()> {
                 for (seq, id) in items {
-                    messages.remove(&seq.to_be_bytes()[..])?;
+                    records.remove(&seq.to_be_bytes()[..])?;
                     vectors.remove(&seq.to_be_bytes()[..])?;
                     ids.remove(&id.as_bytes()[..])?;
                 }
@@ -461,19 +467,30 @@ impl Store {
 
     /// Every stored message with its vector, in seq (insertion) order.
     pub fn scan(&self, dim: usize) -> impl Iterator<Item = Result<(u64, Message, Vec<f32>)>> + '_ {
-        self.messages.iter().map(move |kv| {
+        self.scan_records(&self.messages, "messages", dim, decode_message)
+    }
+
+    /// Every record of `tree` with its vector, in seq order.
+    fn scan_records<'a, T: 'a>(
+        &'a self,
+        tree: &'a sled::Tree,
+        name: &'static str,
+        dim: usize,
+        decode: fn(&[u8]) -> Result<T>,
+    ) -> impl Iterator<Item = Result<(u64, T, Vec<f32>)>> + 'a {
+        tree.iter().map(move |kv| {
             let (k, v) = kv?;
             let key: [u8; 8] = k
                 .as_ref()
                 .try_into()
-                .map_err(|_| corrupt("messages", "key is not 8 bytes"))?;
+                .map_err(|_| corrupt(name, "key is not 8 bytes"))?;
             let seq = u64::from_be_bytes(key);
-            let message = decode_message(&v)?;
+            let record = decode(&v)?;
             let vector = self
                 .vectors
                 .get(k)?
-                .ok_or_else(|| corrupt("vectors", format!("no vector for seq {seq}")))?;
-            Ok((seq, message, decode_vector(&vector, dim)?))
+                .ok_or_else(|| corrupt("vectors", format!("no vector for {name} seq {seq}")))?;
+            Ok((seq, record, decode_vector(&vector, dim)?))
         })
     }
 
@@ -577,20 +594,7 @@ impl Store {
         &self,
         dim: usize,
     ) -> impl Iterator<Item = Result<(u64, Summary, Vec<f32>)>> + '_ {
-        self.summaries.iter().map(move |kv| {
-            let (k, v) = kv?;
-            let key: [u8; 8] = k
-                .as_ref()
-                .try_into()
-                .map_err(|_| corrupt("summaries", "key is not 8 bytes"))?;
-            let seq = u64::from_be_bytes(key);
-            let summary = decode_summary(&v)?;
-            let vector = self
-                .vectors
-                .get(k)?
-                .ok_or_else(|| corrupt("vectors", format!("no vector for summary {seq}")))?;
-            Ok((seq, summary, decode_vector(&vector, dim)?))
-        })
+        self.scan_records(&self.summaries, "summaries", dim, decode_summary)
     }
 
     /// Deletes summaries (record, vector, id entry) atomically and flushes.
@@ -598,18 +602,7 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`].
     pub fn delete_summaries(&self, items: &[(u64, Uuid)]) -> Result<()> {
-        (&self.summaries, &self.vectors, &self.ids)
-            .transaction(|(summaries, vectors, ids)| -> TxResult<()> {
-                for (seq, id) in items {
-                    summaries.remove(&seq.to_be_bytes()[..])?;
-                    vectors.remove(&seq.to_be_bytes()[..])?;
-                    ids.remove(&id.as_bytes()[..])?;
-                }
-                Ok(())
-            })
-            .map_err(tx_error)?;
-        self.db.flush()?;
-        Ok(())
+        self.delete_records(&self.summaries, items)
     }
 
     /// Flushes everything to disk.
