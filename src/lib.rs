@@ -18,7 +18,7 @@
 //!     .add("user-42", NewMessage::new(Role::User, "I adopted a greyhound named Pixel").with_name("Ana"))
 //!     .await?;
 //! let results = engine.search("user-42", SearchRequest::text("what pet does Ana have?", 5)).await?;
-//! println!("{} ({:.3})", results.hits[0].message.content, results.hits[0].score);
+//! println!("{} ({:.3})", results.hits[0].text(), results.hits[0].score);
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
