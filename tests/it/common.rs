@@ -40,3 +40,12 @@ pub fn config(dir: &std::path::Path) -> EngineConfig {
 pub fn open(dir: &std::path::Path) -> Engine {
     Engine::open_with_embedder(config(dir), embedder()).expect("engine opens")
 }
+
+/// A two-worker runtime, like the server's on this 2-core machine.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}

@@ -7,15 +7,7 @@ use memoryd::{
 use proptest::prelude::*;
 use serde_json::json;
 
-use crate::common::{config, embedder, open};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use crate::common::{config, embedder, open, rt};
 
 fn ts(day: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_683_500_000, 0).unwrap() + Duration::days(day)

@@ -8,7 +8,7 @@ use memoryd::server::{self, AppState, ServerConfig};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::common::{config, embedder, repo_path};
+use crate::common::{config, embedder, repo_path, rt};
 
 struct Api {
     app: Router,
@@ -81,14 +81,6 @@ impl Api {
         let (s, v, _) = self.raw("DELETE", uri, Vec::new(), None).await;
         (s, v)
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[track_caller]

@@ -10,15 +10,7 @@ use memoryd::summarize::LlmConfig;
 use memoryd::{Engine, EngineConfig, HitKind, NewMessage, Role, SearchRequest, SummarizeConfig};
 use serde_json::{Value, json};
 
-use crate::common::{config, embedder};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use crate::common::{config, embedder, rt};
 
 fn turns(n: usize) -> Vec<NewMessage> {
     let topics = [
