@@ -456,7 +456,6 @@ impl Engine {
     /// # Errors
     /// As [`Engine::add_batch`].
     pub async fn add_interaction(&self, namespace: &str, it: Interaction) -> Result<Vec<Message>> {
-        validate_namespace(namespace)?;
         let exchange = Uuid::now_v7().to_string();
         let ts = to_micros(it.timestamp.unwrap_or_else(Utc::now));
         let mut user = NewMessage::new(Role::User, it.user_message);
@@ -471,24 +470,10 @@ impl Engine {
         agent.agent_id = it.agent_id;
         agent.session_id = it.session_id;
         agent.metadata = it.metadata;
-        for (i, m) in [&user, &agent].into_iter().enumerate() {
-            self.validate_message(i, m)?;
+        let mut built = self.build_messages(namespace, vec![user, agent])?;
+        for m in &mut built {
+            m.exchange_id = Some(exchange.clone());
         }
-        let built = [user, agent]
-            .into_iter()
-            .map(|m| Message {
-                id: Uuid::now_v7().to_string(),
-                namespace: namespace.to_owned(),
-                role: m.role,
-                name: m.name,
-                content: m.content,
-                timestamp: ts,
-                agent_id: m.agent_id,
-                session_id: m.session_id,
-                exchange_id: Some(exchange.clone()),
-                metadata: m.metadata,
-            })
-            .collect();
         self.store_messages(built).await
     }
 

@@ -100,15 +100,18 @@ fn binary_serves_restarts_and_keeps_acknowledged_writes() {
         ]}),
     );
     assert_eq!(s, 201, "{v}");
-    let before: Vec<Value> = queries
-        .iter()
-        .map(|q| {
-            server
-                .post("/v1/namespaces/e2e/search", json!({"query": q, "k": 3}))
-                .1["hits"]
-                .clone()
-        })
-        .collect();
+    let hits = |server: &Server| -> Vec<Value> {
+        queries
+            .iter()
+            .map(|q| {
+                server
+                    .post("/v1/namespaces/e2e/search", json!({"query": q, "k": 3}))
+                    .1["hits"]
+                    .clone()
+            })
+            .collect()
+    };
+    let before = hits(&server);
     assert!(
         before[0][0]["message"]["content"]
             .as_str()
@@ -119,15 +122,7 @@ fn binary_serves_restarts_and_keeps_acknowledged_writes() {
 
     // Graceful restart: same hits (ids, order, scores).
     let server = Server::start(dir.path());
-    let after: Vec<Value> = queries
-        .iter()
-        .map(|q| {
-            server
-                .post("/v1/namespaces/e2e/search", json!({"query": q, "k": 3}))
-                .1["hits"]
-                .clone()
-        })
-        .collect();
+    let after = hits(&server);
     assert_eq!(before, after);
 
     // An acknowledged write survives SIGKILL.
