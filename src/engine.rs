@@ -12,6 +12,7 @@
 //! rebuilt from the store on open, so they always agree with it.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,13 +26,14 @@ use crate::embed::{
     BertEmbedder, BertOptions, EmbedQueue, Embedder, Embeddings, ModelInfo, l2_normalize,
 };
 use crate::error::{Error, Result};
-use crate::index::{IndexConfig, NamespaceIndex, Scored};
+use crate::index::{IndexConfig, NamespaceIndex, RowFilter, Scored};
+use crate::lexical::{LexicalIndex, LexicalQuery};
 use crate::model::{DEFAULT_MODEL, ModelResolver};
 use crate::store::{NewRecord, Store, parse_id};
 use crate::summarize::{Extractive, LlmConfig, OpenAiChat, Summarizer, SummaryInput, WithFallback};
 use crate::types::{
-    Filter, Hit, HitKind, Interaction, Message, NamespaceInfo, NewMessage, Query, Role,
-    SearchRequest, SearchResults, Summary, validate_namespace,
+    Filter, Hit, HitKind, HybridParams, Interaction, Message, NamespaceInfo, NewMessage, Query,
+    Role, SearchMode, SearchRequest, SearchResults, Summary, validate_namespace,
 };
 
 /// Input limits. Requests over them fail with [`Error::TooLarge`] or
@@ -107,6 +109,11 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// Long-term memory: when and how windows of messages are summarized.
     pub summarize: SummarizeConfig,
+    /// Weights of hybrid search (the default mode).
+    pub hybrid: HybridParams,
+    /// Query embeddings kept in an LRU cache, keyed by the exact query text
+    /// (agents repeat queries). 0 disables it. Default 1,024 (~1.6 MiB at 384-d).
+    pub query_cache_capacity: usize,
 }
 
 /// When and how messages are summarized into long-term memory.
@@ -153,6 +160,8 @@ impl Default for EngineConfig {
             embed_max_batch_texts: 64,
             limits: Limits::default(),
             summarize: SummarizeConfig::default(),
+            hybrid: HybridParams::default(),
+            query_cache_capacity: 1024,
         }
     }
 }
@@ -197,6 +206,8 @@ struct Namespace {
     /// Every message with seq at or below this is summarized.
     summarized_upto: std::sync::atomic::AtomicU64,
     index: RwLock<NamespaceIndex>,
+    /// BM25 over the same messages and summaries. Lock order: `index` before `lexical`.
+    lexical: RwLock<LexicalIndex>,
     /// Newest at the back; seqs of the last `short_term_capacity` messages.
     recent: Mutex<VecDeque<u64>>,
     /// Serializes writes (store then index) so the index replays the store's order.
@@ -213,6 +224,8 @@ struct Inner {
     embed: EmbedQueue,
     info: ModelInfo,
     namespaces: RwLock<BTreeMap<String, Arc<Namespace>>>,
+    /// Query text → unit query vector `[dim]`.
+    query_cache: Option<Mutex<lru::LruCache<String, Arc<[f32]>>>>,
 }
 
 /// The memory engine. Cheap to clone (an `Arc`); every clone is the same engine.
@@ -254,9 +267,11 @@ impl Engine {
     /// Like [`Engine::open`] with an already loaded model (several engines may share one).
     ///
     /// # Errors
-    /// [`Error::ModelMismatch`], [`Error::Storage`], [`Error::Corrupt`].
+    /// [`Error::ModelMismatch`], [`Error::Storage`], [`Error::Corrupt`];
+    /// [`Error::InvalidInput`] for hybrid weights out of range.
     pub fn open_with_embedder(config: EngineConfig, embedder: Arc<dyn Embedder>) -> Result<Engine> {
         let started = Instant::now();
+        config.hybrid.validate()?;
         let info = embedder.info().clone();
         let store = Store::open(&config.data_dir)?;
         store.check_or_init_meta(&info)?;
@@ -272,6 +287,8 @@ impl Engine {
             }),
             None => Box::new(Extractive::default()),
         };
+        let query_cache = NonZeroUsize::new(config.query_cache_capacity)
+            .map(|n| Mutex::new(lru::LruCache::new(n)));
         let inner = Inner {
             config,
             summarizer,
@@ -279,6 +296,7 @@ impl Engine {
             embed,
             info,
             namespaces: RwLock::new(BTreeMap::new()),
+            query_cache,
         };
         let mut count = 0usize;
         {
@@ -297,6 +315,7 @@ impl Engine {
                     .entry(message.namespace.clone())
                     .or_insert_with(|| Arc::new(inner.new_namespace(&message.namespace)));
                 ns.index.write().push(seq, &message, &vector);
+                ns.lexical.write().push_message(seq, &message);
                 push_recent(&mut ns.recent.lock(), seq, inner.config.short_term_capacity);
                 if seq > ns.summarized_upto.load(Ordering::Relaxed) {
                     ns.pending.lock().push_back((seq, inserted_ms(&message.id)));
@@ -309,6 +328,7 @@ impl Engine {
                     .entry(summary.namespace.clone())
                     .or_insert_with(|| Arc::new(inner.new_namespace(&summary.namespace)));
                 ns.index.write().push_summary(seq, &summary, &vector);
+                ns.lexical.write().push_summary(seq, &summary);
             }
         }
         let engine = Engine {
@@ -538,7 +558,9 @@ impl Engine {
             ));
         }
         request.filter.validate()?;
-        let query = match request.query {
+        let params = request.hybrid.unwrap_or(self.inner.config.hybrid);
+        params.validate()?;
+        let (text, vector) = match request.query {
             Query::Text(text) => {
                 if text.trim().is_empty() {
                     return Err(Error::invalid(
@@ -549,10 +571,16 @@ impl Engine {
                 if text.len() > self.inner.config.limits.max_content_bytes {
                     return Err(Error::too_large("query", "longer than the content limit"));
                 }
-                let e = self.inner.embed.embed(vec![text]).await?;
-                e.data
+                let vector = match request.mode {
+                    SearchMode::Lexical => None,
+                    _ => Some(self.query_vector(&text).await?),
+                };
+                (Some(text), vector)
             }
             Query::Vector(mut v) => {
+                if request.mode == SearchMode::Lexical {
+                    return Err(Error::invalid("mode", "lexical search needs a text query"));
+                }
                 if v.len() != self.inner.info.dim {
                     return Err(Error::invalid(
                         "vector",
@@ -566,20 +594,46 @@ impl Engine {
                 if !v.iter().all(|x| x.is_finite()) || l2_normalize(&mut v) == 0.0 {
                     return Err(Error::invalid("vector", "must be finite and non-zero"));
                 }
-                v
+                (None, Some(Arc::from(v)))
             }
         };
         let inner = self.inner.clone();
         let ns = namespace.to_owned();
-        let hits =
-            blocking(move || inner.search(&ns, &query, request.k, &request.filter, &request.kinds))
-                .await?;
+        let mode = request.mode;
+        let hits = blocking(move || {
+            let q = RankQuery {
+                text: text.as_deref(),
+                vector: vector.as_deref(),
+                mode,
+                params,
+            };
+            inner.search(&ns, &q, request.k, &request.filter, &request.kinds)
+        })
+        .await?;
         let took = started.elapsed();
-        metrics::histogram!("memoryd_search_duration_seconds").record(took.as_secs_f64());
+        metrics::histogram!("memoryd_search_duration_seconds", "mode" => request.mode.as_str())
+            .record(took.as_secs_f64());
         Ok(SearchResults {
             hits,
             took_ms: took.as_secs_f64() * 1e3,
         })
+    }
+
+    /// The unit embedding `[dim]` of a query text, from the LRU cache when it was
+    /// asked before.
+    async fn query_vector(&self, text: &str) -> Result<Arc<[f32]>> {
+        if let Some(cache) = &self.inner.query_cache
+            && let Some(v) = cache.lock().get(text)
+        {
+            metrics::counter!("memoryd_query_cache_hits_total").increment(1);
+            return Ok(v.clone());
+        }
+        let e = self.inner.embed.embed(vec![text.to_owned()]).await?;
+        let v: Arc<[f32]> = Arc::from(e.data);
+        if let Some(cache) = &self.inner.query_cache {
+            cache.lock().put(text.to_owned(), v.clone());
+        }
+        Ok(v)
     }
 
     /// The `n` most recently added messages of `namespace` (from its short-term
@@ -779,6 +833,53 @@ impl Engine {
     }
 }
 
+/// A search's query as the ranking sees it.
+struct RankQuery<'a> {
+    text: Option<&'a str>,
+    /// Unit vector `[dim]`; `None` only in lexical mode.
+    vector: Option<&'a [f32]>,
+    mode: SearchMode,
+    params: HybridParams,
+}
+
+/// The best `fetch` candidates (more in hybrid mode) of `ns` for `q`, best first,
+/// and whether asking for more cannot find more.
+fn rank(
+    ns: &Namespace,
+    idx: &NamespaceIndex,
+    rf: &RowFilter,
+    q: &RankQuery<'_>,
+    k: usize,
+    fetch: usize,
+) -> (Vec<Scored>, bool) {
+    match (q.mode, q.text, q.vector) {
+        (SearchMode::Hybrid, Some(text), Some(vector)) => {
+            let lex = ns.lexical.read();
+            crate::hybrid::rank(idx, &lex, rf, text, vector, fetch, &q.params)
+        }
+        (SearchMode::Lexical, Some(text), _) => {
+            let lex = ns.lexical.read();
+            let lq: LexicalQuery = lex.query(text, q.params.bm25);
+            let found: Vec<Scored> = lex
+                .top(&lq, fetch, |seq| idx.matches(seq, rf))
+                .into_iter()
+                .map(|(seq, score)| Scored { score, seq })
+                .collect();
+            let exhausted = found.len() < fetch;
+            (found, exhausted)
+        }
+        (_, _, Some(vector)) => {
+            // Dense, or hybrid with a vector query (no text to match).
+            let exact = fetch > k * 64;
+            let found = idx.search(vector, fetch, rf, exact);
+            let exhausted = found.len() < fetch || exact;
+            (found, exhausted)
+        }
+        // Lexical mode without text is rejected before ranking.
+        (_, _, None) => (Vec::new(), true),
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -956,6 +1057,11 @@ impl Inner {
             for (s, _) in &evict {
                 idx.remove(*s);
             }
+            let mut lex = ns.lexical.write();
+            lex.push_summary(seq, &summary);
+            for (s, _) in &evict {
+                lex.remove(*s);
+            }
         }
         if !evict.is_empty() {
             ns.recent.lock().retain(|s| !sources.contains(s));
@@ -976,6 +1082,7 @@ impl Inner {
                 self.info.dim,
                 self.config.index.clone(),
             )),
+            lexical: RwLock::new(LexicalIndex::new()),
             recent: Mutex::new(VecDeque::new()),
             writer: Mutex::new(()),
             deleted: AtomicBool::new(false),
@@ -1034,6 +1141,10 @@ impl Inner {
                 for ((m, &seq), v) in messages.iter().zip(&seqs).zip(&vectors) {
                     idx.push(seq, m, v);
                 }
+                let mut lex = ns.lexical.write();
+                for (m, &seq) in messages.iter().zip(&seqs) {
+                    lex.push_message(seq, m);
+                }
             }
             {
                 let mut recent = ns.recent.lock();
@@ -1057,7 +1168,7 @@ impl Inner {
     fn search(
         &self,
         ns: &str,
-        query: &[f32],
+        q: &RankQuery<'_>,
         k: usize,
         filter: &Filter,
         kinds: &[HitKind],
@@ -1068,15 +1179,15 @@ impl Inner {
         let needs_metadata = !filter.metadata.is_empty();
         let mut fetch = if needs_metadata { k * 4 } else { k };
         loop {
-            let (candidates, live, exact) = {
+            let (candidates, live, exhausted) = {
                 let idx = ns.index.read();
                 let Some(rf) = idx.compile_for(filter, kinds) else {
                     return Ok(Vec::new());
                 };
-                let exact = fetch > k * 64;
-                (idx.search(query, fetch, &rf, exact), idx.len(), exact)
+                let live = idx.len();
+                let (candidates, exhausted) = rank(&ns, &idx, &rf, q, k, fetch);
+                (candidates, live, exhausted || fetch >= live)
             };
-            let exhausted = candidates.len() < fetch || exact || fetch >= live;
             let mut hits = Vec::with_capacity(k);
             for Scored { score, seq } in candidates {
                 let Some(message) = self.store.message(seq)? else {
@@ -1139,6 +1250,7 @@ impl Inner {
         }
         self.store.delete(&[(seq, uuid)])?;
         ns.index.write().remove(seq);
+        ns.lexical.write().remove(seq);
         ns.recent.lock().retain(|&s| s != seq);
         ns.pending.lock().retain(|&(s, _)| s != seq);
         drop(_w);

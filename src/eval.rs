@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::locomo::Sample;
-use crate::types::{HitKind, SearchRequest};
+use crate::types::{HitKind, HybridParams, SearchMode, SearchRequest};
 
 /// The cut-offs reported.
 pub const KS: [usize; 4] = [1, 5, 10, 20];
@@ -98,6 +98,8 @@ impl Percentiles {
 /// The result of [`run_locomo`].
 #[derive(Debug, Clone, Serialize)]
 pub struct LocomoReport {
+    /// Ranking mode.
+    pub mode: SearchMode,
     /// Questions with evidence that were asked.
     pub questions: usize,
     /// Over all questions.
@@ -120,17 +122,23 @@ pub fn recall_at(ranked: &[String], evidence: &[String]) -> [f64; 4] {
     })
 }
 
-/// Ingests every sample into namespace `<prefix>-<sample_id>` and asks every
-/// question with evidence for the top `k_max` turns.
+/// One asked question's outcome.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    /// Index of its conversation in the samples.
+    pub sample: usize,
+    /// LoCoMo category (1-5).
+    pub category: u8,
+    /// R@1/5/10/20.
+    pub recall: [f64; 4],
+}
+
+/// Ingests every sample into namespace `<prefix>-<sample_id>`; returns turns per
+/// second of wall time.
 ///
 /// # Errors
 /// Engine errors (storage, embedding).
-pub async fn run_locomo(
-    engine: &Engine,
-    samples: &[Sample],
-    prefix: &str,
-    k_max: usize,
-) -> Result<LocomoReport> {
+pub async fn ingest_locomo(engine: &Engine, samples: &[Sample], prefix: &str) -> Result<f64> {
     let started = Instant::now();
     let mut turns = 0usize;
     for s in samples {
@@ -141,17 +149,33 @@ pub async fn run_locomo(
             engine.add_batch(&ns, chunk.to_vec()).await?;
         }
     }
-    let ingest_turns_per_s = turns as f64 / started.elapsed().as_secs_f64();
+    Ok(turns as f64 / started.elapsed().as_secs_f64())
+}
 
-    let mut overall = Acc::default();
-    let mut excl = Acc::default();
-    let mut by_cat: BTreeMap<u8, Acc> = BTreeMap::new();
+/// Asks every question with evidence against its own (already ingested)
+/// conversation for the top `k_max` turns, ranked by `mode` with hybrid weights
+/// `params` (`None`: the engine's). Returns the outcomes and the engine-side
+/// latencies (ms).
+///
+/// # Errors
+/// Engine errors.
+pub async fn ask_locomo(
+    engine: &Engine,
+    samples: &[Sample],
+    prefix: &str,
+    k_max: usize,
+    mode: SearchMode,
+    params: Option<HybridParams>,
+) -> Result<(Vec<Outcome>, Vec<f64>)> {
+    let mut outcomes = Vec::new();
     let mut latencies = Vec::new();
-    for s in samples {
+    for (i, s) in samples.iter().enumerate() {
         let ns = format!("{prefix}-{}", s.sample_id);
         for q in s.questions.iter().filter(|q| !q.evidence.is_empty()) {
-            let request =
-                SearchRequest::text(q.question.clone(), k_max).with_kinds(vec![HitKind::Message]);
+            let mut request = SearchRequest::text(q.question.clone(), k_max)
+                .with_kinds(vec![HitKind::Message])
+                .with_mode(mode);
+            request.hybrid = params;
             let res = engine.search(&ns, request).await?;
             latencies.push(res.took_ms);
             let ranked: Vec<String> = res
@@ -165,43 +189,224 @@ pub async fn run_locomo(
                         .map(str::to_owned)
                 })
                 .collect();
-            let r = recall_at(&ranked, &q.evidence);
-            overall.add(r);
-            if q.category != 5 {
-                excl.add(r);
-            }
-            by_cat.entry(q.category).or_default().add(r);
+            outcomes.push(Outcome {
+                sample: i,
+                category: q.category,
+                recall: recall_at(&ranked, &q.evidence),
+            });
         }
     }
-    Ok(LocomoReport {
-        questions: overall.n,
-        overall: overall.recall(),
-        excluding_adversarial: excl.recall(),
-        by_category: by_cat
+    Ok((outcomes, latencies))
+}
+
+/// Recall overall, without category 5, and per category.
+fn summarize(outcomes: &[Outcome]) -> (Recall, Recall, BTreeMap<String, Recall>) {
+    let mut overall = Acc::default();
+    let mut excl = Acc::default();
+    let mut by_cat: BTreeMap<u8, Acc> = BTreeMap::new();
+    for o in outcomes {
+        overall.add(o.recall);
+        if o.category != 5 {
+            excl.add(o.recall);
+        }
+        by_cat.entry(o.category).or_default().add(o.recall);
+    }
+    (
+        overall.recall(),
+        excl.recall(),
+        by_cat
             .into_iter()
             .map(|(c, a)| (c.to_string(), a.recall()))
             .collect(),
+    )
+}
+
+/// Ingests every sample into namespace `<prefix>-<sample_id>` and asks every
+/// question with evidence for the top `k_max` turns, ranked by `mode`.
+///
+/// # Errors
+/// Engine errors (storage, embedding).
+pub async fn run_locomo(
+    engine: &Engine,
+    samples: &[Sample],
+    prefix: &str,
+    k_max: usize,
+    mode: SearchMode,
+) -> Result<LocomoReport> {
+    let ingest_turns_per_s = ingest_locomo(engine, samples, prefix).await?;
+    let (outcomes, mut latencies) = ask_locomo(engine, samples, prefix, k_max, mode, None).await?;
+    Ok(LocomoReport::new(
+        mode,
+        &outcomes,
         ingest_turns_per_s,
-        search_ms: Percentiles::of(&mut latencies),
-    })
+        &mut latencies,
+    ))
 }
 
 /// Loads `path` and runs [`run_locomo`].
 ///
 /// # Errors
 /// As [`crate::locomo::load`] and [`run_locomo`].
-pub async fn run_locomo_file(engine: &Engine, path: &Path, k_max: usize) -> Result<LocomoReport> {
+pub async fn run_locomo_file(
+    engine: &Engine,
+    path: &Path,
+    k_max: usize,
+    mode: SearchMode,
+) -> Result<LocomoReport> {
     let samples = crate::locomo::load(path)?;
-    run_locomo(engine, &samples, "locomo", k_max).await
+    run_locomo(engine, &samples, "locomo", k_max, mode).await
+}
+
+/// The hybrid weights [`cross_validate`] chooses among: lexical weight 0.3-0.7,
+/// neighbour weight 0-0.8, BM25 b 0.4 or 0.75 (k1 1.2, 100 candidates).
+pub fn default_grid() -> Vec<HybridParams> {
+    let mut grid = Vec::new();
+    for b in [0.4, 0.75] {
+        for lexical_weight in [0.3, 0.4, 0.5, 0.6, 0.7] {
+            for neighbor_weight in [0.0, 0.2, 0.4, 0.5, 0.6, 0.8] {
+                grid.push(HybridParams {
+                    lexical_weight,
+                    neighbor_weight,
+                    bm25: crate::lexical::Bm25Params { k1: 1.2, b },
+                    ..HybridParams::default()
+                });
+            }
+        }
+    }
+    grid
+}
+
+/// One fold of [`cross_validate`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Fold {
+    /// The held-out conversation.
+    pub held_out: String,
+    /// Weights chosen on the other conversations.
+    pub lexical_weight: f32,
+    /// Weights chosen on the other conversations.
+    pub neighbor_weight: f32,
+    /// BM25 b chosen on the other conversations.
+    pub b: f32,
+}
+
+/// Leave-one-conversation-out cross-validation of the hybrid weights.
+#[derive(Debug, Clone, Serialize)]
+pub struct CvReport {
+    /// Weights evaluated.
+    pub grid_size: usize,
+    /// Held-out recall: each conversation ranked with the weights that maximized
+    /// mean(R@5, R@10) on the other conversations.
+    pub held_out: LocomoReport,
+    /// The weights each fold chose.
+    pub folds: Vec<Fold>,
+    /// The best weights on all conversations (in-sample, for comparison).
+    pub all_data: LocomoReport,
+    /// Weights behind `all_data`.
+    pub all_data_choice: Fold,
+}
+
+/// Leave-one-conversation-out cross-validation over `grid` (the samples must be
+/// ingested under `prefix`): every question is answered under every weight
+/// setting (query embeddings come from the engine's query cache after the
+/// first), then for each conversation the setting that maximizes mean(R@5, R@10)
+/// on the other nine is applied to it. Give the engine a query cache larger than
+/// the number of questions, or every setting re-embeds every question.
+///
+/// # Errors
+/// Engine errors.
+pub async fn cross_validate(
+    engine: &Engine,
+    samples: &[Sample],
+    prefix: &str,
+    k_max: usize,
+    grid: &[HybridParams],
+) -> Result<CvReport> {
+    let mut runs = Vec::with_capacity(grid.len());
+    for p in grid {
+        let (outcomes, latencies) =
+            ask_locomo(engine, samples, prefix, k_max, SearchMode::Hybrid, Some(*p)).await?;
+        runs.push((outcomes, latencies));
+    }
+    let objective = |outcomes: &[Outcome], keep: &dyn Fn(usize) -> bool| {
+        let (mut sum, mut n) = (0.0, 0usize);
+        for o in outcomes.iter().filter(|o| keep(o.sample)) {
+            sum += o.recall[1] + o.recall[2];
+            n += 1;
+        }
+        sum / n.max(1) as f64
+    };
+    let best = |keep: &dyn Fn(usize) -> bool| {
+        (0..runs.len())
+            .max_by(|&a, &b| {
+                objective(&runs[a].0, keep)
+                    .total_cmp(&objective(&runs[b].0, keep))
+                    // Ties: the earlier grid point.
+                    .then(b.cmp(&a))
+            })
+            .unwrap_or(0)
+    };
+    let fold = |i: usize, held_out: String| Fold {
+        held_out,
+        lexical_weight: grid[i].lexical_weight,
+        neighbor_weight: grid[i].neighbor_weight,
+        b: grid[i].bm25.b,
+    };
+    let mut held = Vec::new();
+    let mut held_latencies = Vec::new();
+    let mut folds = Vec::new();
+    for (c, s) in samples.iter().enumerate() {
+        let i = best(&|sample| sample != c);
+        let (outcomes, latencies) = &runs[i];
+        for (o, l) in outcomes.iter().zip(latencies) {
+            if o.sample == c {
+                held.push(*o);
+                held_latencies.push(*l);
+            }
+        }
+        folds.push(fold(i, s.sample_id.clone()));
+    }
+    let all = best(&|_| true);
+    let mut all_latencies = runs[all].1.clone();
+    Ok(CvReport {
+        grid_size: grid.len(),
+        held_out: LocomoReport::new(SearchMode::Hybrid, &held, 0.0, &mut held_latencies),
+        folds,
+        all_data: LocomoReport::new(SearchMode::Hybrid, &runs[all].0, 0.0, &mut all_latencies),
+        all_data_choice: fold(all, "none".into()),
+    })
 }
 
 impl LocomoReport {
+    /// Aggregates outcomes; `latencies` (ms) are sorted in place.
+    pub fn new(
+        mode: SearchMode,
+        outcomes: &[Outcome],
+        ingest_turns_per_s: f64,
+        latencies: &mut [f64],
+    ) -> LocomoReport {
+        let (overall, excluding_adversarial, by_category) = summarize(outcomes);
+        LocomoReport {
+            mode,
+            questions: overall.questions,
+            overall,
+            excluding_adversarial,
+            by_category,
+            ingest_turns_per_s,
+            search_ms: Percentiles::of(latencies),
+        }
+    }
+
     /// A plain-text table.
     pub fn table(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
             "{:<24} {:>6} {:>6} {:>6} {:>6} {:>6}\n",
-            "questions", "n", "R@1", "R@5", "R@10", "R@20"
+            format!("mode {}", self.mode.as_str()),
+            "n",
+            "R@1",
+            "R@5",
+            "R@10",
+            "R@20"
         ));
         let row = |name: &str, r: &Recall| {
             format!(
@@ -228,9 +433,12 @@ impl LocomoReport {
                 .unwrap_or(c);
             out.push_str(&row(name, r));
         }
+        if self.ingest_turns_per_s > 0.0 {
+            out.push_str(&format!("ingest {:.1} turns/s; ", self.ingest_turns_per_s));
+        }
         out.push_str(&format!(
-            "ingest {:.1} turns/s; search p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms\n",
-            self.ingest_turns_per_s, self.search_ms.p50, self.search_ms.p95, self.search_ms.p99
+            "search p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms\n",
+            self.search_ms.p50, self.search_ms.p95, self.search_ms.p99
         ));
         out
     }

@@ -59,7 +59,7 @@ const HNSW_MAX_LAYER: usize = 16;
 /// A scored candidate: higher score first, then lower seq (older) first.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
-    /// Cosine similarity.
+    /// Ranking score, higher is better: cosine similarity for the vector index.
     pub score: f32,
     /// The message's seq.
     pub seq: u64,
@@ -552,6 +552,20 @@ impl NamespaceIndex {
             .collect();
         rescored.sort_by(|a, b| b.cmp(a));
         rescored
+    }
+
+    /// Whether `seq` is a live row that `filter` admits.
+    pub fn matches(&self, seq: u64, filter: &RowFilter) -> bool {
+        self.by_seq
+            .get(&seq)
+            .is_some_and(|&i| filter.matches(&self.rows[i]))
+    }
+
+    /// Cosine similarity of the live row `seq` to the unit vector `query`
+    /// (`None` for unknown or deleted rows).
+    pub fn similarity(&self, query: &[f32], seq: u64) -> Option<f32> {
+        let &i = self.by_seq.get(&seq)?;
+        Some(dot(query, &self.vectors[i * self.dim..(i + 1) * self.dim]))
     }
 
     fn exact(&self, query: &[f32], k: usize, filter: &RowFilter) -> Vec<Scored> {

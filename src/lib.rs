@@ -27,7 +27,9 @@ pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod hybrid;
 pub mod index;
+pub mod lexical;
 pub mod locomo;
 pub mod model;
 pub mod server;
@@ -43,6 +45,6 @@ pub use engine::{
 pub use error::{Error, ErrorKind, Result};
 pub use index::IndexConfig;
 pub use types::{
-    Filter, Hit, HitKind, Interaction, Message, NamespaceInfo, NewMessage, Query, Role,
-    SearchRequest, SearchResults, Summary, validate_namespace,
+    Filter, Hit, HitKind, HybridParams, Interaction, Message, NamespaceInfo, NewMessage, Query,
+    Role, SearchMode, SearchRequest, SearchResults, Summary, validate_namespace,
 };

@@ -299,6 +299,105 @@ pub enum Query {
     Vector(Vec<f32>),
 }
 
+/// How a search ranks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Dense and BM25 scores fused (each normalized over the candidates), then each
+    /// candidate lifted by its best neighbouring turn ([`HybridParams`]). The default.
+    /// A vector query has no text to match, so it ranks as `dense`.
+    #[default]
+    Hybrid,
+    /// Cosine similarity of embeddings only.
+    Dense,
+    /// BM25 over the namespace's words only (no embedding is computed). Needs a text query.
+    Lexical,
+}
+
+impl SearchMode {
+    /// `hybrid`, `dense` or `lexical`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchMode::Hybrid => "hybrid",
+            SearchMode::Dense => "dense",
+            SearchMode::Lexical => "lexical",
+        }
+    }
+}
+
+impl std::str::FromStr for SearchMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "hybrid" => Ok(SearchMode::Hybrid),
+            "dense" => Ok(SearchMode::Dense),
+            "lexical" => Ok(SearchMode::Lexical),
+            _ => Err(Error::invalid("mode", "must be hybrid, dense or lexical")),
+        }
+    }
+}
+
+/// Weights of hybrid ranking. Defaults were chosen by leave-one-conversation-out
+/// cross-validation on LoCoMo's 10 conversations (README, "Retrieval quality";
+/// `memoryd eval locomo --cv` reproduces the choice).
+///
+/// For a query, the candidates are the top [`HybridParams::candidates`] by cosine
+/// and the top as many by BM25 (both after filters). Over the candidates, cosine is
+/// min-max normalized to [0, 1] and BM25 divided by its maximum; a candidate's base
+/// score is `lexical_weight · bm25 + (1 − lexical_weight) · cosine`. Each candidate
+/// and each neighbouring turn of one (the previous and next message of the same
+/// session) then scores `base + neighbor_weight · max(base of its two neighbours)`:
+/// a question's words often match the turn that asks, while the answer is the turn
+/// after it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HybridParams {
+    /// Weight of the normalized BM25 score, 0..=1. Default 0.5.
+    pub lexical_weight: f32,
+    /// Share of the best neighbour's base score added to a turn, 0..=1. Default 0.6.
+    pub neighbor_weight: f32,
+    /// Candidates taken from each channel (at least `k`). Default 100.
+    pub candidates: usize,
+    /// BM25 parameters.
+    pub bm25: crate::lexical::Bm25Params,
+}
+
+impl HybridParams {
+    /// Checks the ranges documented on each field.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the offending parameter.
+    pub fn validate(&self) -> Result<()> {
+        let unit = |v: f32| (0.0..=1.0).contains(&v);
+        if !unit(self.lexical_weight) {
+            return Err(Error::invalid("lexical_weight", "must be between 0 and 1"));
+        }
+        if !unit(self.neighbor_weight) {
+            return Err(Error::invalid("neighbor_weight", "must be between 0 and 1"));
+        }
+        if self.candidates == 0 {
+            return Err(Error::invalid("candidates", "must be at least 1"));
+        }
+        if !(self.bm25.k1.is_finite() && self.bm25.k1 >= 0.0 && unit(self.bm25.b)) {
+            return Err(Error::invalid(
+                "bm25",
+                "k1 must be >= 0 and b between 0 and 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for HybridParams {
+    fn default() -> Self {
+        HybridParams {
+            lexical_weight: 0.5,
+            neighbor_weight: 0.6,
+            candidates: 100,
+            bm25: crate::lexical::Bm25Params::default(),
+        }
+    }
+}
+
 /// A top-k search inside one namespace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchRequest {
@@ -310,6 +409,10 @@ pub struct SearchRequest {
     pub filter: Filter,
     /// Kinds of hits to return; empty means all (messages and summaries).
     pub kinds: Vec<HitKind>,
+    /// Ranking: hybrid (default), dense or lexical.
+    pub mode: SearchMode,
+    /// Overrides the engine's hybrid weights for this request (tuning, evaluation).
+    pub hybrid: Option<HybridParams>,
 }
 
 impl SearchRequest {
@@ -320,6 +423,8 @@ impl SearchRequest {
             k,
             filter: Filter::default(),
             kinds: Vec::new(),
+            mode: SearchMode::default(),
+            hybrid: None,
         }
     }
 
@@ -342,6 +447,18 @@ impl SearchRequest {
         self.filter = filter;
         self
     }
+
+    /// Sets the ranking mode.
+    pub fn with_mode(mut self, mode: SearchMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Overrides the hybrid weights for this request.
+    pub fn with_hybrid(mut self, params: HybridParams) -> Self {
+        self.hybrid = Some(params);
+        self
+    }
 }
 
 /// One search result.
@@ -351,7 +468,8 @@ pub struct Hit {
     pub id: String,
     /// What was found.
     pub kind: HitKind,
-    /// Cosine similarity to the query, in [-1, 1].
+    /// Ranking score, higher is better. `dense`: cosine similarity to the query, in
+    /// [-1, 1]. `lexical`: BM25. `hybrid`: the fused score, in [0, 1 + neighbor_weight].
     pub score: f32,
     /// The message, when `kind` is `message`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::types::{Filter, HitKind, Message, NewMessage, Summary};
+use crate::types::{Filter, HitKind, Message, NewMessage, SearchMode, Summary};
 
 /// `POST /v1/namespaces/{ns}/messages` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -39,6 +39,10 @@ pub struct SearchBody {
     /// Kinds of hits: `["message"]`, `["summary"]` or both (the default).
     #[serde(default)]
     pub kinds: Option<Vec<HitKind>>,
+    /// Ranking: `hybrid` (default: BM25 and cosine fused, plus neighbouring turns),
+    /// `dense` (cosine only) or `lexical` (BM25 only, text queries only).
+    #[serde(default)]
+    pub mode: Option<SearchMode>,
 }
 
 /// Summaries, newest first.

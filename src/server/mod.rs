@@ -338,6 +338,8 @@ async fn search(
         k: body.k.unwrap_or(10),
         filter: body.filter.unwrap_or_default(),
         kinds: body.kinds.unwrap_or_default(),
+        mode: body.mode.unwrap_or_default(),
+        hybrid: None,
     };
     Ok(Json(s.engine()?.search(&ns, request).await?))
 }

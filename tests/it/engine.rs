@@ -2,7 +2,8 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 use memoryd::{
-    EngineConfig, Error, Filter, HitKind, IndexConfig, Interaction, NewMessage, Role, SearchRequest,
+    EngineConfig, Error, Filter, HitKind, IndexConfig, Interaction, NewMessage, Role, SearchMode,
+    SearchRequest,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -734,7 +735,8 @@ fn sentence() -> impl Strategy<Value = String> {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
-    /// Every stored text, queried as it was embedded, is its own top-1.
+    /// Every stored text, queried as it was embedded, is its own dense top-1 (a
+    /// property of cosine; hybrid may rank a neighbouring turn first).
     #[test]
     fn every_stored_text_is_its_own_top1(texts in prop::collection::hash_set(sentence(), 5..25)) {
         let dir = tempfile::tempdir().unwrap();
@@ -744,11 +746,171 @@ proptest! {
             let batch = texts.iter().map(|t| NewMessage::new(Role::User, t.clone()).with_name("Sam")).collect();
             let stored = e.add_batch("p", batch).await.unwrap();
             for m in &stored {
-                let hits = e.search("p", SearchRequest::text(m.embedding_text(), 1)).await.unwrap().hits;
+                let request = SearchRequest::text(m.embedding_text(), 1).with_mode(SearchMode::Dense);
+                let hits = e.search("p", request).await.unwrap().hits;
                 prop_assert_eq!(&hits[0].id, &m.id);
                 prop_assert!(hits[0].score > 0.999);
             }
             Ok(())
         })?;
     }
+}
+
+fn contents(hits: &[memoryd::Hit]) -> Vec<String> {
+    hits.iter()
+        .filter_map(|h| h.as_message().map(|m| m.content.clone()))
+        .collect()
+}
+
+#[test]
+fn modes_rank_by_words_dates_and_neighbouring_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        let e = open(dir.path());
+        e.add_batch("conv", conversation("s")).await.unwrap();
+        let search = |q: &str, k: usize, mode: SearchMode| {
+            let e = e.clone();
+            let request = SearchRequest::text(q, k).with_mode(mode);
+            async move { e.search("conv", request).await.unwrap().hits }
+        };
+        // Lexical: only turns that share a word with the query (after stemming).
+        let hits = search("Luna", 10, SearchMode::Lexical).await;
+        assert_eq!(
+            contents(&hits),
+            ["We adopted a dog named Luna from the shelter."]
+        );
+        let hits = search("races", 10, SearchMode::Lexical).await;
+        assert_eq!(
+            contents(&hits),
+            ["I ran a charity race for mental health awareness."]
+        );
+        // Dense ranks every turn.
+        assert_eq!(
+            search("Luna", 10, SearchMode::Dense).await.len(),
+            TURNS.len()
+        );
+        // A turn is indexed with its date: turn 5 was said on 12 May 2023.
+        let hits = search("What did Melanie say on 12 May?", 3, SearchMode::Lexical).await;
+        assert!(contents(&hits)[0].contains("Luna"), "{:?}", contents(&hits));
+        // Hybrid: the name match comes first.
+        let hits = search("Who is Luna?", 3, SearchMode::Hybrid).await;
+        assert!(contents(&hits)[0].contains("Luna"), "{:?}", contents(&hits));
+        // A vector query cannot be ranked lexically.
+        let v = e.embed(vec!["dog".into()]).await.unwrap().data;
+        let err = e
+            .search(
+                "conv",
+                SearchRequest::vector(v, 3).with_mode(SearchMode::Lexical),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    });
+}
+
+#[test]
+fn hybrid_lifts_the_answer_after_the_matching_question() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let e = open(dir.path());
+        let turns = [
+            ("Jon", "How was the weekend?"),
+            ("Gina", "Relaxing. I read two novels by the pool."),
+            ("Jon", "What is the name of the bakery you opened downtown?"),
+            (
+                "Gina",
+                "Sunrise Crumbs! Everyone in the neighbourhood comes by.",
+            ),
+            (
+                "Jon",
+                "My dance studio needs new mirrors and a sound system.",
+            ),
+            ("Gina", "The studio looks amazing, by the way."),
+            ("Jon", "I have been practising salsa every evening."),
+            ("Gina", "I went hiking with my sister on Sunday."),
+        ];
+        let msgs: Vec<NewMessage> = turns
+            .iter()
+            .map(|(who, text)| {
+                NewMessage::new(Role::User, *text)
+                    .with_name(*who)
+                    .with_session("s1")
+            })
+            .collect();
+        e.add_batch("c", msgs).await.unwrap();
+        let q = "What is the name of Gina's bakery?";
+        let top = |mode: SearchMode| {
+            let e = e.clone();
+            async move {
+                contents(
+                    &e.search("c", SearchRequest::text(q, 2).with_mode(mode))
+                        .await
+                        .unwrap()
+                        .hits,
+                )
+            }
+        };
+        let hybrid = top(SearchMode::Hybrid).await;
+        assert!(hybrid[0].contains("bakery"), "{hybrid:?}");
+        // The answer shares no word with the question; its neighbour does.
+        assert!(hybrid[1].contains("Sunrise Crumbs"), "{hybrid:?}");
+        let lexical = top(SearchMode::Lexical).await;
+        assert!(
+            lexical.iter().all(|c| !c.contains("Sunrise")),
+            "{lexical:?}"
+        );
+    });
+}
+
+#[test]
+fn lexical_index_follows_deletes_summaries_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let lexical = |e: &memoryd::Engine, q: &str, kinds: Vec<HitKind>| {
+        let e = e.clone();
+        let request = SearchRequest::text(q, 10)
+            .with_mode(SearchMode::Lexical)
+            .with_kinds(kinds);
+        async move { e.search("conv", request).await.unwrap().hits }
+    };
+    let word = rt.block_on(async {
+        let e = open(dir.path());
+        let stored = e.add_batch("conv", conversation("s")).await.unwrap();
+        let luna = stored.iter().find(|m| m.content.contains("Luna")).unwrap();
+        e.delete(&luna.id).await.unwrap();
+        assert!(lexical(&e, "Luna", vec![]).await.is_empty());
+        let summaries = e.summarize("conv").await.unwrap();
+        assert_eq!(summaries.len(), 1);
+        // A word the summary quotes from the conversation.
+        let word = [
+            "pottery",
+            "counseling",
+            "camping",
+            "painted",
+            "charity",
+            "adoption",
+        ]
+        .into_iter()
+        .find(|w| summaries[0].text.to_lowercase().contains(w))
+        .expect("the summary quotes a turn");
+        let hits = lexical(&e, word, vec![HitKind::Summary]).await;
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].id, summaries[0].id);
+        word
+    });
+    rt.block_on(async {
+        let e = open(dir.path());
+        assert_eq!(lexical(&e, word, vec![HitKind::Summary]).await.len(), 1);
+    });
+    rt.block_on(async {
+        let e = open(dir.path());
+        assert!(lexical(&e, "Luna", vec![]).await.is_empty());
+        assert_eq!(
+            lexical(&e, "pottery", vec![HitKind::Message]).await.len(),
+            1
+        );
+        e.delete_namespace("conv").await.unwrap();
+        assert!(lexical(&e, "pottery", vec![]).await.is_empty());
+    });
 }

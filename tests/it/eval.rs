@@ -2,13 +2,16 @@
 //! reproduce the reference figures for all-MiniLM-L6-v2 on speaker-prefixed
 //! turns (`../shared/data/README.md`: R@5 0.331, R@10 0.425). A mismatch means a
 //! bug in tokenization, pooling, text construction, evidence parsing or search.
+//! The same ingested conversations then check the default (hybrid) ranking
+//! against the targets its weights were cross-validated for (README, "Retrieval
+//! quality"), and that lexical mode alone beats the BM25 reference.
 
-use memoryd::{Engine, IndexConfig};
+use memoryd::{Engine, IndexConfig, SearchMode};
 
 use crate::common::{config, embedder, shared_path};
 
 #[test]
-fn locomo_dense_exact_reproduces_reference_recall() {
+fn locomo_dense_reproduces_reference_recall_and_hybrid_meets_its_target() {
     let path = shared_path("data/locomo/locomo10.json");
     let samples = memoryd::locomo::load(&path).expect("LoCoMo loads");
     assert_eq!(samples.len(), 10);
@@ -33,7 +36,13 @@ fn locomo_dense_exact_reproduces_reference_recall() {
         .build()
         .unwrap();
     let report = rt
-        .block_on(memoryd::eval::run_locomo(&engine, &samples, "locomo", 20))
+        .block_on(memoryd::eval::run_locomo(
+            &engine,
+            &samples,
+            "locomo",
+            20,
+            SearchMode::Dense,
+        ))
         .unwrap();
     assert_eq!(report.questions, 1982);
     assert!(
@@ -47,4 +56,40 @@ fn locomo_dense_exact_reproduces_reference_recall() {
         report.overall.r10
     );
     assert_eq!(report.by_category.len(), 5);
+
+    // Hybrid (the default) and lexical over the same namespaces.
+    let ask = |mode| {
+        let (outcomes, mut latencies) = rt
+            .block_on(memoryd::eval::ask_locomo(
+                &engine, &samples, "locomo", 20, mode, None,
+            ))
+            .unwrap();
+        memoryd::eval::LocomoReport::new(mode, &outcomes, 0.0, &mut latencies)
+    };
+    let hybrid = ask(SearchMode::Hybrid);
+    assert!(
+        hybrid.overall.r5 >= 0.60,
+        "hybrid R@5 {}",
+        hybrid.overall.r5
+    );
+    assert!(
+        hybrid.overall.r10 >= 0.70,
+        "hybrid R@10 {}",
+        hybrid.overall.r10
+    );
+    let lexical = ask(SearchMode::Lexical);
+    // The data README's BM25 reference: R@5 0.511, R@10 0.581.
+    assert!(
+        lexical.overall.r10 > 0.581,
+        "lexical R@10 {}",
+        lexical.overall.r10
+    );
+    for (cat, r) in &hybrid.by_category {
+        assert!(
+            r.r10 >= lexical.by_category[cat].r10 - 0.02,
+            "category {cat}: hybrid R@10 {} vs lexical {}",
+            r.r10,
+            lexical.by_category[cat].r10
+        );
+    }
 }

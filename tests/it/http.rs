@@ -165,6 +165,18 @@ fn store_search_recent_get_delete_roundtrip() {
         assert_eq!(found["hits"][0]["summary"]["id"], v["ids"][0]);
         assert!(found["hits"][0].get("message").is_none());
         assert_error(api.json("POST", "/v1/namespaces/conv-1/search", json!({"query": "dog", "kinds": ["memo"]})).await, 422, "invalid_value");
+        // Ranking modes: lexical returns only turns sharing a word with the query.
+        for mode in ["hybrid", "dense", "lexical"] {
+            let (s, v) = api.json("POST", "/v1/namespaces/conv-1/search", json!({"query": "dog", "kinds": ["message"], "mode": mode})).await;
+            assert_eq!(s, StatusCode::OK, "{mode}: {v}");
+            let hits = v["hits"].as_array().unwrap();
+            assert!(hits[0]["message"]["content"].as_str().unwrap().contains("dog"), "{mode}: {v}");
+            if mode == "lexical" {
+                assert!(hits.iter().all(|h| h["message"]["content"].as_str().unwrap().contains("dog")), "{v}");
+            }
+        }
+        assert_error(api.json("POST", "/v1/namespaces/conv-1/search", json!({"query": "dog", "mode": "fuzzy"})).await, 422, "invalid_value");
+        assert_error(api.json("POST", "/v1/namespaces/conv-1/search", json!({"vector": vec![0.1f32; 384], "mode": "lexical"})).await, 422, "invalid_value");
 
         let (s, _) = api.delete("/v1/namespaces/conv-1").await;
         assert_eq!(s, StatusCode::NO_CONTENT);

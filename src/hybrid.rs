@@ -1,0 +1,225 @@
+//! Hybrid ranking: dense (cosine) and lexical (BM25) scores fused at score level,
+//! then neighbour expansion. The algorithm and its defaults are documented on
+//! [`HybridParams`]; the measurements behind them are in the README ("Retrieval
+//! quality").
+//!
+//! Why score-level fusion rather than reciprocal-rank fusion: RRF throws away how far
+//! apart scores are, and on LoCoMo it lands below BM25 alone (R@10 0.520 vs 0.581);
+//! normalized scores keep a strong lexical match strong.
+
+use std::collections::HashMap;
+
+use crate::index::{NamespaceIndex, RowFilter, Scored};
+use crate::lexical::LexicalIndex;
+use crate::types::HybridParams;
+
+/// One candidate's raw channel scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Channels {
+    /// The message's seq.
+    pub seq: u64,
+    /// Cosine similarity to the query vector.
+    pub dense: f32,
+    /// BM25 score (0 when no query term occurs in it).
+    pub lexical: f32,
+}
+
+/// Fuses channel scores into one ranking, best first (ties: older first).
+///
+/// `pool` holds the candidates proper, over which the scores are normalized;
+/// `extra` holds neighbouring turns of candidates that are not candidates
+/// themselves; `neighbors(seq)` names a turn's neighbours. Every member of `pool`
+/// and `extra` is ranked.
+pub fn fuse(
+    pool: &[Channels],
+    extra: &[Channels],
+    neighbors: impl Fn(u64) -> [Option<u64>; 2],
+    params: &HybridParams,
+) -> Vec<Scored> {
+    if pool.is_empty() {
+        return Vec::new();
+    }
+    let (mut dmin, mut dmax, mut lmax) = (f32::INFINITY, f32::NEG_INFINITY, 0f32);
+    for c in pool {
+        dmin = dmin.min(c.dense);
+        dmax = dmax.max(c.dense);
+        lmax = lmax.max(c.lexical);
+    }
+    let w = params.lexical_weight;
+    let base: HashMap<u64, f32> = pool
+        .iter()
+        .chain(extra)
+        .map(|c| {
+            let d = if dmax > dmin {
+                ((c.dense - dmin) / (dmax - dmin)).max(0.0)
+            } else {
+                0.0
+            };
+            let l = if lmax > 0.0 { c.lexical / lmax } else { 0.0 };
+            (c.seq, w * l + (1.0 - w) * d)
+        })
+        .collect();
+    let mut out: Vec<Scored> = base
+        .iter()
+        .map(|(&seq, &b)| {
+            let best = neighbors(seq)
+                .into_iter()
+                .flatten()
+                .filter_map(|n| base.get(&n).copied())
+                .fold(0f32, f32::max);
+            Scored {
+                score: b + params.neighbor_weight * best,
+                seq,
+            }
+        })
+        .collect();
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    out
+}
+
+/// Ranks a namespace for a query with both a text and its unit vector `[dim]`.
+/// Takes `params.candidates.max(n)` from each channel (after `filter`). Returns the
+/// fused ranking and whether both channels ran out of candidates (so asking for
+/// more cannot find more).
+pub fn rank(
+    idx: &NamespaceIndex,
+    lex: &LexicalIndex,
+    filter: &RowFilter,
+    text: &str,
+    vector: &[f32],
+    n: usize,
+    params: &HybridParams,
+) -> (Vec<Scored>, bool) {
+    let n = params.candidates.max(n);
+    let lq = lex.query(text, params.bm25);
+    let dense = idx.search(vector, n, filter, false);
+    let lexical = if lq.is_empty() {
+        Vec::new()
+    } else {
+        lex.top(&lq, n, |seq| idx.matches(seq, filter))
+    };
+    let exhausted = dense.len() < n && lexical.len() < n;
+    let mut pool: Vec<Channels> = Vec::with_capacity(dense.len() + lexical.len());
+    let mut seen: HashMap<u64, ()> = HashMap::with_capacity(pool.capacity());
+    for s in &dense {
+        seen.insert(s.seq, ());
+        pool.push(Channels {
+            seq: s.seq,
+            dense: s.score,
+            lexical: lex.score(&lq, s.seq),
+        });
+    }
+    for &(seq, l) in &lexical {
+        if seen.insert(seq, ()).is_none()
+            && let Some(d) = idx.similarity(vector, seq)
+        {
+            pool.push(Channels {
+                seq,
+                dense: d,
+                lexical: l,
+            });
+        }
+    }
+    // Neighbours that pass the filter; those outside the pool are scored too.
+    let mut links: HashMap<u64, [Option<u64>; 2]> = HashMap::new();
+    let mut extra = Vec::new();
+    if params.neighbor_weight > 0.0 {
+        let admitted = |s: Option<u64>| s.filter(|&s| idx.matches(s, filter));
+        for c in &pool {
+            let [p, q] = lex.neighbors(c.seq);
+            let nb = [admitted(p), admitted(q)];
+            links.insert(c.seq, nb);
+            for s in nb.into_iter().flatten() {
+                if seen.insert(s, ()).is_none()
+                    && let Some(d) = idx.similarity(vector, s)
+                {
+                    extra.push(Channels {
+                        seq: s,
+                        dense: d,
+                        lexical: lex.score(&lq, s),
+                    });
+                }
+            }
+        }
+        for c in &extra {
+            let [p, q] = lex.neighbors(c.seq);
+            links.insert(c.seq, [admitted(p), admitted(q)]);
+        }
+    }
+    let ranked = fuse(
+        &pool,
+        &extra,
+        |seq| links.get(&seq).copied().unwrap_or([None, None]),
+        params,
+    );
+    (ranked, exhausted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(seq: u64, dense: f32, lexical: f32) -> Channels {
+        Channels {
+            seq,
+            dense,
+            lexical,
+        }
+    }
+
+    #[test]
+    fn fuses_normalized_scores_with_the_weight() {
+        // Dense prefers 1, lexical prefers 2.
+        let pool = [c(1, 0.9, 1.0), c(2, 0.5, 9.0), c(3, 0.1, 0.0)];
+        let none = |_| [None, None];
+        let p = |w| HybridParams {
+            lexical_weight: w,
+            neighbor_weight: 0.0,
+            ..HybridParams::default()
+        };
+        let order = |w| -> Vec<u64> {
+            fuse(&pool, &[], none, &p(w))
+                .iter()
+                .map(|s| s.seq)
+                .collect()
+        };
+        assert_eq!(order(0.0), [1, 2, 3]);
+        assert_eq!(order(1.0), [2, 1, 3]);
+        // w = 0.5: 1 → 0.5·1/9 + 0.5·1 = 0.556; 2 → 0.5·1 + 0.5·0.5 = 0.75.
+        let r = fuse(&pool, &[], none, &p(0.5));
+        assert_eq!(r[0].seq, 2);
+        assert!((r[0].score - 0.75).abs() < 1e-6);
+        assert!((r[1].score - (0.5 / 9.0 + 0.5)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_hit_lifts_its_neighbour_above_unrelated_turns() {
+        // 10 asks (strong match), 11 answers (weak match), 20 is unrelated but
+        // slightly better than 11 on its own.
+        let pool = [c(10, 0.9, 5.0), c(20, 0.42, 0.5), c(30, 0.1, 0.0)];
+        let extra = [c(11, 0.4, 0.0)];
+        let nb = |s| match s {
+            10 => [None, Some(11)],
+            11 => [Some(10), None],
+            _ => [None, None],
+        };
+        let params = HybridParams::default();
+        let r = fuse(&pool, &extra, nb, &params);
+        let order: Vec<u64> = r.iter().map(|s| s.seq).collect();
+        assert_eq!(order, [10, 11, 20, 30]);
+        let off = HybridParams {
+            neighbor_weight: 0.0,
+            ..params
+        };
+        let order: Vec<u64> = fuse(&pool, &extra, nb, &off)
+            .iter()
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(order, [10, 20, 11, 30]);
+    }
+
+    #[test]
+    fn empty_pool_ranks_nothing() {
+        assert!(fuse(&[], &[], |_| [None, None], &HybridParams::default()).is_empty());
+    }
+}

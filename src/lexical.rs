@@ -1,0 +1,467 @@
+//! The lexical channel: Okapi BM25 over one namespace's messages and summaries.
+//!
+//! Each namespace has its own [`LexicalIndex`] with its own term statistics (document
+//! frequencies, average length): a namespace is one conversation or user, and
+//! statistics pooled across tenants would skew their rankings and leak which words
+//! other tenants use. Like the vector index it lives in memory and is rebuilt from the
+//! store on open, so it is exactly as durable as the store's records and never
+//! disagrees with them after a crash.
+//!
+//! Why not tantivy: its statistics are index-wide, so per-namespace BM25 would need
+//! one tantivy index (directory, writer, commit cycle) per namespace, a second durable
+//! store to keep consistent with sled on every write and crash, and hybrid fusion
+//! scores arbitrary documents (the dense channel's candidates and their neighbouring
+//! turns), which tantivy only offers through per-document explanations. The index
+//! itself is a few hundred lines; tokenization comes from maintained crates
+//! (`stop-words`: NLTK's English list; `rust-stemmers`: Snowball English, the
+//! stemmer tantivy uses).
+//!
+//! A document is the message's embedding text (`"<name or role>: <content>"`) plus
+//! its date as words (`"8 May 2023"`), so questions that name a day or month match
+//! what was said then. Messages are chained to their predecessor and successor in the
+//! same session (insertion order), which hybrid search uses to let a hit lift its
+//! neighbouring turns.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use rust_stemmers::{Algorithm, Stemmer};
+
+use crate::types::{Message, Summary};
+
+/// Okapi BM25 parameters (Robertson & Zaragoza, "The Probabilistic Relevance
+/// Framework: BM25 and Beyond", 2009).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bm25Params {
+    /// Term-frequency saturation. Default 1.2.
+    pub k1: f32,
+    /// Length normalization, 0 (none) to 1 (full). Default 0.4: chat turns are short
+    /// and similar in length; chosen by leave-one-conversation-out cross-validation on
+    /// LoCoMo (README, "Retrieval quality").
+    pub b: f32,
+}
+
+impl Default for Bm25Params {
+    fn default() -> Self {
+        Bm25Params { k1: 1.2, b: 0.4 }
+    }
+}
+
+/// Lower-cases, splits on every non-alphanumeric character, drops English stop
+/// words (NLTK's list) and stems (Snowball English).
+pub struct Analyzer {
+    stop: HashSet<&'static str>,
+    stemmer: Stemmer,
+}
+
+static ENGLISH: LazyLock<Analyzer> = LazyLock::new(|| Analyzer {
+    stop: stop_words::lookup("en")
+        .unwrap_or_default()
+        .iter()
+        .copied()
+        .collect(),
+    stemmer: Stemmer::create(Algorithm::English),
+});
+
+impl Analyzer {
+    /// The English analyzer (shared, built once).
+    pub fn english() -> &'static Analyzer {
+        &ENGLISH
+    }
+
+    /// Terms of `text` in order, repeats kept. `"Caroline went to the LGBTQ support
+    /// groups"` → `["carolin", "went", "lgbtq", "support", "group"]`.
+    pub fn terms(&self, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for word in text.split(|c: char| !c.is_alphanumeric()) {
+            if word.is_empty() {
+                continue;
+            }
+            let lower = word.to_lowercase();
+            if self.stop.contains(lower.as_str()) {
+                continue;
+            }
+            out.push(self.stemmer.stem(&lower).into_owned());
+        }
+        out
+    }
+}
+
+/// The date of `t` as words, e.g. `"8 May 2023"`.
+fn date_words(t: &DateTime<Utc>) -> String {
+    t.format("%-d %B %Y").to_string()
+}
+
+/// The text a message is indexed under: its embedding text and its date.
+pub fn message_text(m: &Message) -> String {
+    format!("{} {}", m.embedding_text(), date_words(&m.timestamp))
+}
+
+/// The text a summary is indexed under: its text and the dates it covers.
+pub fn summary_text(s: &Summary) -> String {
+    format!("{} {} {}", s.text, date_words(&s.from), date_words(&s.to))
+}
+
+const NONE: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
+struct Doc {
+    seq: u64,
+    /// Terms in the document.
+    len: u32,
+    alive: bool,
+    /// (term id, frequency), sorted by term id.
+    terms: Box<[(u32, u32)]>,
+    /// Session chain (interned session id) or NONE for summaries.
+    chain: u32,
+    prev: u32,
+    next: u32,
+}
+
+/// A query analyzed against one namespace: (term id, idf) of its distinct terms
+/// that occur in the namespace.
+#[derive(Debug, Clone, Default)]
+pub struct LexicalQuery {
+    terms: Vec<(u32, f32)>,
+    avg_len: f32,
+    params: Bm25Params,
+}
+
+impl LexicalQuery {
+    /// True when no query term occurs in the namespace (every score is 0).
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+}
+
+/// BM25 postings of one namespace, append-only with tombstones.
+#[derive(Debug, Default)]
+pub struct LexicalIndex {
+    term_ids: HashMap<String, u32>,
+    /// Per term: (doc, frequency), docs ascending.
+    postings: Vec<Vec<(u32, u32)>>,
+    /// Per term: live documents containing it.
+    df: Vec<u32>,
+    docs: Vec<Doc>,
+    by_seq: HashMap<u64, u32>,
+    live: usize,
+    live_len: u64,
+    /// Session id (None: messages without one) → chain id.
+    chains: HashMap<Option<String>, u32>,
+    /// Per chain: its last document.
+    tails: Vec<u32>,
+}
+
+impl LexicalIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Live documents.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True when no live document is left.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Indexes a message, chained after the previous message of its session.
+    pub fn push_message(&mut self, seq: u64, m: &Message) {
+        let chain = match self.chains.get(&m.session_id) {
+            Some(&c) => c,
+            None => {
+                let c = self.tails.len() as u32;
+                self.chains.insert(m.session_id.clone(), c);
+                self.tails.push(NONE);
+                c
+            }
+        };
+        let terms = Analyzer::english().terms(&message_text(m));
+        self.push(seq, &terms, chain);
+    }
+
+    /// Indexes a summary (summaries have no neighbours).
+    pub fn push_summary(&mut self, seq: u64, s: &Summary) {
+        let terms = Analyzer::english().terms(&summary_text(s));
+        self.push(seq, &terms, NONE);
+    }
+
+    fn push(&mut self, seq: u64, terms: &[String], chain: u32) {
+        let doc = self.docs.len() as u32;
+        let mut counts: HashMap<u32, u32> = HashMap::new();
+        for t in terms {
+            let id = match self.term_ids.get(t) {
+                Some(&id) => id,
+                None => {
+                    let id = self.postings.len() as u32;
+                    self.term_ids.insert(t.clone(), id);
+                    self.postings.push(Vec::new());
+                    self.df.push(0);
+                    id
+                }
+            };
+            *counts.entry(id).or_default() += 1;
+        }
+        let mut tf: Vec<(u32, u32)> = counts.into_iter().collect();
+        tf.sort_unstable();
+        self.push_doc(seq, tf.into_boxed_slice(), terms.len() as u32, chain, doc);
+    }
+
+    fn push_doc(&mut self, seq: u64, terms: Box<[(u32, u32)]>, len: u32, chain: u32, doc: u32) {
+        for &(t, f) in terms.iter() {
+            self.postings[t as usize].push((doc, f));
+            self.df[t as usize] += 1;
+        }
+        let mut prev = NONE;
+        if chain != NONE {
+            prev = self.tails[chain as usize];
+            if prev != NONE {
+                self.docs[prev as usize].next = doc;
+            }
+            self.tails[chain as usize] = doc;
+        }
+        self.docs.push(Doc {
+            seq,
+            len,
+            alive: true,
+            terms,
+            chain,
+            prev,
+            next: NONE,
+        });
+        self.by_seq.insert(seq, doc);
+        self.live += 1;
+        self.live_len += u64::from(len);
+    }
+
+    /// Marks `seq` deleted; its terms stop counting in the statistics at once.
+    /// Returns false when it was not live here. Compacts when tombstones outnumber
+    /// live documents.
+    pub fn remove(&mut self, seq: u64) -> bool {
+        let Some(doc) = self.by_seq.remove(&seq) else {
+            return false;
+        };
+        let d = &mut self.docs[doc as usize];
+        d.alive = false;
+        self.live -= 1;
+        self.live_len -= u64::from(d.len);
+        for &(t, _) in d.terms.iter() {
+            self.df[t as usize] -= 1;
+        }
+        let dead = self.docs.len() - self.live;
+        if dead > 256 && dead > self.live {
+            self.compact();
+        }
+        true
+    }
+
+    /// Drops tombstones: re-indexes the live documents in order (no re-analysis).
+    fn compact(&mut self) {
+        let docs = std::mem::take(&mut self.docs);
+        let chains = std::mem::take(&mut self.chains);
+        let n_terms = self.postings.len();
+        let term_ids = std::mem::take(&mut self.term_ids);
+        let tails_len = self.tails.len();
+        *self = LexicalIndex {
+            term_ids,
+            postings: vec![Vec::new(); n_terms],
+            df: vec![0; n_terms],
+            chains,
+            tails: vec![NONE; tails_len],
+            ..LexicalIndex::default()
+        };
+        for d in docs.into_iter().filter(|d| d.alive) {
+            let doc = self.docs.len() as u32;
+            self.push_doc(d.seq, d.terms, d.len, d.chain, doc);
+        }
+    }
+
+    /// Analyzes `text` against this namespace's statistics.
+    pub fn query(&self, text: &str, params: Bm25Params) -> LexicalQuery {
+        let n = self.live as f32;
+        let mut seen = HashSet::new();
+        let mut terms = Vec::new();
+        for t in Analyzer::english().terms(text) {
+            if !seen.insert(t.clone()) {
+                continue;
+            }
+            if let Some(&id) = self.term_ids.get(&t) {
+                let df = self.df[id as usize] as f32;
+                if df > 0.0 {
+                    // Lucene's BM25 idf: always positive.
+                    terms.push((id, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()));
+                }
+            }
+        }
+        LexicalQuery {
+            terms,
+            avg_len: if self.live == 0 {
+                1.0
+            } else {
+                self.live_len as f32 / n
+            },
+            params,
+        }
+    }
+
+    #[inline]
+    fn term_score(q: &LexicalQuery, idf: f32, tf: u32, len: u32) -> f32 {
+        let tf = tf as f32;
+        let Bm25Params { k1, b } = q.params;
+        idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len as f32 / q.avg_len))
+    }
+
+    /// BM25 score of the document `seq` (0 when it is unknown or matches no term).
+    pub fn score(&self, q: &LexicalQuery, seq: u64) -> f32 {
+        let Some(&doc) = self.by_seq.get(&seq) else {
+            return 0.0;
+        };
+        let d = &self.docs[doc as usize];
+        q.terms
+            .iter()
+            .filter_map(|&(t, idf)| {
+                let i = d.terms.binary_search_by_key(&t, |&(id, _)| id).ok()?;
+                Some(Self::term_score(q, idf, d.terms[i].1, d.len))
+            })
+            .sum()
+    }
+
+    /// The `n` best live documents with a positive score that `accept` admits, best
+    /// first (ties: older first), as (seq, BM25 score).
+    pub fn top(&self, q: &LexicalQuery, n: usize, accept: impl Fn(u64) -> bool) -> Vec<(u64, f32)> {
+        let mut acc: HashMap<u32, f32> = HashMap::new();
+        for &(t, idf) in &q.terms {
+            for &(doc, tf) in &self.postings[t as usize] {
+                let d = &self.docs[doc as usize];
+                if d.alive {
+                    *acc.entry(doc).or_default() += Self::term_score(q, idf, tf, d.len);
+                }
+            }
+        }
+        let mut scored: Vec<(u32, f32)> = acc
+            .into_iter()
+            .filter(|&(doc, _)| accept(self.docs[doc as usize].seq))
+            .collect();
+        scored.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.truncate(n);
+        scored
+            .into_iter()
+            .map(|(doc, s)| (self.docs[doc as usize].seq, s))
+            .collect()
+    }
+
+    /// The nearest live predecessor and successor of `seq` in its session
+    /// (insertion order); `None` for summaries, ends of a session, unknown seqs.
+    pub fn neighbors(&self, seq: u64) -> [Option<u64>; 2] {
+        let Some(&doc) = self.by_seq.get(&seq) else {
+            return [None, None];
+        };
+        let walk = |mut i: u32, step: fn(&Doc) -> u32| {
+            while i != NONE {
+                let d = &self.docs[i as usize];
+                if d.alive {
+                    return Some(d.seq);
+                }
+                i = step(d);
+            }
+            None
+        };
+        let d = &self.docs[doc as usize];
+        [walk(d.prev, |d| d.prev), walk(d.next, |d| d.next)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Role;
+    use chrono::TimeZone;
+
+    fn msg(session: &str, text: &str) -> Message {
+        Message {
+            id: String::new(),
+            namespace: "ns".into(),
+            role: Role::User,
+            content: text.into(),
+            name: Some("Ann".into()),
+            agent_id: None,
+            session_id: Some(session.into()),
+            exchange_id: None,
+            timestamp: Utc.with_ymd_and_hms(2023, 5, 8, 13, 56, 0).unwrap(),
+            metadata: Default::default(),
+        }
+    }
+
+    #[test]
+    fn analyzer_lowercases_drops_stop_words_and_stems() {
+        assert_eq!(
+            Analyzer::english().terms("Caroline went to the LGBTQ support-groups!"),
+            ["carolin", "went", "lgbtq", "support", "group"]
+        );
+        assert!(Analyzer::english().terms("it is what it is").is_empty());
+    }
+
+    #[test]
+    fn ranks_by_bm25_and_uses_dates() {
+        let mut idx = LexicalIndex::new();
+        idx.push_message(1, &msg("s", "I adopted a puppy named Rex"));
+        idx.push_message(2, &msg("s", "The weather is lovely today"));
+        idx.push_message(3, &msg("s", "Rex chewed my shoes again, bad puppy"));
+        let q = idx.query("puppies", Bm25Params::default());
+        let top = idx.top(&q, 10, |_| true);
+        assert_eq!(top.iter().map(|h| h.0).collect::<Vec<_>>(), [1, 3]);
+        assert!((idx.score(&q, 1) - top[0].1).abs() < 1e-6);
+        assert_eq!(idx.score(&q, 2), 0.0);
+        // Every document carries its date.
+        let q = idx.query("What happened on 8 May?", Bm25Params::default());
+        assert_eq!(idx.top(&q, 10, |_| true).len(), 3);
+        // `accept` filters.
+        let q = idx.query("puppy", Bm25Params::default());
+        assert_eq!(idx.top(&q, 10, |s| s != 1), [(3, idx.score(&q, 3))]);
+    }
+
+    #[test]
+    fn deletes_update_statistics_and_neighbours() {
+        let mut idx = LexicalIndex::new();
+        idx.push_message(1, &msg("a", "alpha"));
+        idx.push_message(2, &msg("b", "beta"));
+        idx.push_message(3, &msg("a", "gamma"));
+        idx.push_message(4, &msg("a", "delta"));
+        assert_eq!(idx.neighbors(3), [Some(1), Some(4)]);
+        assert_eq!(idx.neighbors(2), [None, None]);
+        assert!(idx.remove(3));
+        assert!(!idx.remove(3));
+        assert_eq!(idx.neighbors(1), [None, Some(4)]);
+        assert_eq!(idx.neighbors(4), [Some(1), None]);
+        let q = idx.query("gamma", Bm25Params::default());
+        assert!(q.is_empty());
+        assert!(idx.top(&q, 10, |_| true).is_empty());
+    }
+
+    #[test]
+    fn compaction_keeps_scores_and_chains() {
+        let mut idx = LexicalIndex::new();
+        for i in 0..1000u64 {
+            idx.push_message(i, &msg("s", &format!("word{} common", i % 7)));
+        }
+        let q0 = idx.query("word3 common", Bm25Params::default());
+        let before = idx.score(&q0, 997);
+        for i in 0..600u64 {
+            assert!(idx.remove(i));
+        }
+        assert!(idx.docs.len() < 1000, "compacted");
+        assert_eq!(idx.len(), 400);
+        assert_eq!(idx.neighbors(600), [None, Some(601)]);
+        assert_eq!(idx.neighbors(999), [Some(998), None]);
+        let q = idx.query("word3 common", Bm25Params::default());
+        let top = idx.top(&q, 1000, |_| true);
+        assert_eq!(top.len(), 400);
+        assert!(top.iter().take(57).all(|&(s, _)| s % 7 == 3));
+        // Statistics now count 400 documents instead of 1000.
+        assert!((idx.score(&q, 997) - before).abs() > 1e-4);
+    }
+}
