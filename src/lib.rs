@@ -1,10 +1,11 @@
 //! # memoryd
 //!
 //! Semantic conversation memory for AI agents: every message is embedded by a
-//! local BERT model run with candle, persisted in sled, and searched by cosine
-//! similarity (exact SIMD scan for small namespaces, an HNSW graph from
-//! `hnsw_rs` for large ones). A bounded short-term buffer per namespace keeps
-//! the most recent messages.
+//! local BERT model run with candle, persisted in sled, and searched by hybrid
+//! ranking: cosine similarity (exact SIMD scan for small namespaces, an HNSW graph
+//! from `hnsw_rs` for large ones) fused with per-namespace BM25 ([`lexical`],
+//! [`hybrid`]); `SearchMode::Dense` and `SearchMode::Lexical` rank by one channel.
+//! A bounded short-term buffer per namespace keeps the most recent messages.
 //!
 //! The [`Engine`] is the only API: the HTTP server, the CLI and future protocol
 //! adapters are thin layers over it.

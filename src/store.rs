@@ -311,10 +311,25 @@ impl Store {
     /// process holds it).
     pub fn open(dir: &std::path::Path) -> Result<Store> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("sled"))
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+            .mode(sled::Mode::HighThroughput);
+        // sled releases its file lock from a background thread after the last handle
+        // drops, so reopening a directory in the same process can briefly find it
+        // locked. Wait up to 2 s for that; a directory held by another live process
+        // still fails (after the wait).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         Ok(Store {
             meta: db.open_tree("meta")?,
             messages: db.open_tree("messages")?,
