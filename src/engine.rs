@@ -27,7 +27,7 @@ use crate::embed::{
 };
 use crate::error::{Error, Result};
 use crate::index::{IndexConfig, NamespaceIndex, RowFilter, Scored};
-use crate::lexical::{LexicalIndex, LexicalQuery};
+use crate::lexical::LexicalIndex;
 use crate::model::{DEFAULT_MODEL, ModelResolver};
 use crate::store::{NewRecord, Store, parse_id};
 use crate::summarize::{Extractive, LlmConfig, OpenAiChat, Summarizer, SummaryInput, WithFallback};
@@ -859,7 +859,7 @@ fn rank(
         }
         (SearchMode::Lexical, Some(text), _) => {
             let lex = ns.lexical.read();
-            let lq: LexicalQuery = lex.query(text, q.params.bm25);
+            let lq = lex.query(text, q.params.bm25);
             let found: Vec<Scored> = lex
                 .top(&lq, fetch, |seq| idx.matches(seq, rf))
                 .into_iter()

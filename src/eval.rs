@@ -281,9 +281,9 @@ pub fn default_grid() -> Vec<HybridParams> {
 pub struct Fold {
     /// The held-out conversation.
     pub held_out: String,
-    /// Weights chosen on the other conversations.
+    /// Lexical weight chosen on the other conversations.
     pub lexical_weight: f32,
-    /// Weights chosen on the other conversations.
+    /// Neighbour weight chosen on the other conversations.
     pub neighbor_weight: f32,
     /// BM25 b chosen on the other conversations.
     pub b: f32,

@@ -7,7 +7,7 @@
 //! apart scores are, and on LoCoMo it lands below BM25 alone (R@10 0.520 vs 0.581);
 //! normalized scores keep a strong lexical match strong.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::index::{NamespaceIndex, RowFilter, Scored};
 use crate::lexical::LexicalIndex;
@@ -100,9 +100,9 @@ pub fn rank(
     };
     let exhausted = dense.len() < n && lexical.len() < n;
     let mut pool: Vec<Channels> = Vec::with_capacity(dense.len() + lexical.len());
-    let mut seen: HashMap<u64, ()> = HashMap::with_capacity(pool.capacity());
+    let mut seen: HashSet<u64> = HashSet::with_capacity(pool.capacity());
     for s in &dense {
-        seen.insert(s.seq, ());
+        seen.insert(s.seq);
         pool.push(Channels {
             seq: s.seq,
             dense: s.score,
@@ -110,7 +110,7 @@ pub fn rank(
         });
     }
     for &(seq, l) in &lexical {
-        if seen.insert(seq, ()).is_none()
+        if seen.insert(seq)
             && let Some(d) = idx.similarity(vector, seq)
         {
             pool.push(Channels {
@@ -130,7 +130,7 @@ pub fn rank(
             let nb = [admitted(p), admitted(q)];
             links.insert(c.seq, nb);
             for s in nb.into_iter().flatten() {
-                if seen.insert(s, ()).is_none()
+                if seen.insert(s)
                     && let Some(d) = idx.similarity(vector, s)
                 {
                     extra.push(Channels {

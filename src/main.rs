@@ -249,9 +249,9 @@ enum Command {
         /// Number of hits.
         #[arg(long, default_value_t = 10)]
         k: usize,
-        /// Ranking mode.
-        #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
-        mode: Mode,
+        /// Ranking: hybrid (BM25 and cosine fused, plus neighbouring turns), dense or lexical.
+        #[arg(long, default_value = "hybrid")]
+        mode: SearchMode,
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
@@ -302,9 +302,9 @@ enum EvalCommand {
     Locomo {
         /// Path to locomo10.json.
         file: PathBuf,
-        /// Retrieval mode.
-        #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
-        mode: Mode,
+        /// Ranking: hybrid (BM25 and cosine fused, plus neighbouring turns), dense or lexical.
+        #[arg(long, default_value = "hybrid")]
+        mode: SearchMode,
         /// Also choose the hybrid weights by leave-one-conversation-out
         /// cross-validation over a grid and report held-out and all-data recall.
         #[arg(long)]
@@ -335,26 +335,6 @@ enum EvalCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Mode {
-    /// BM25 and cosine fused, plus neighbouring turns (the default).
-    Hybrid,
-    /// Cosine similarity of embeddings only.
-    Dense,
-    /// BM25 only.
-    Lexical,
-}
-
-impl From<Mode> for SearchMode {
-    fn from(m: Mode) -> SearchMode {
-        match m {
-            Mode::Hybrid => SearchMode::Hybrid,
-            Mode::Dense => SearchMode::Dense,
-            Mode::Lexical => SearchMode::Lexical,
-        }
-    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -430,11 +410,7 @@ fn main() -> Result<()> {
             let engine = Engine::open(config)?;
             let samples = memoryd::locomo::load(&file)?;
             let report = rt.block_on(memoryd::eval::run_locomo(
-                &engine,
-                &samples,
-                "locomo",
-                k_max,
-                mode.into(),
+                &engine, &samples, "locomo", k_max, mode,
             ))?;
             let cv = if cv {
                 let grid = memoryd::eval::default_grid();
@@ -581,10 +557,7 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
             json,
         } => {
             let res = engine
-                .search(
-                    &namespace,
-                    SearchRequest::text(query, k).with_mode(mode.into()),
-                )
+                .search(&namespace, SearchRequest::text(query, k).with_mode(mode))
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&res)?);
