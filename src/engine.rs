@@ -50,6 +50,10 @@ pub struct Limits {
     pub max_k: usize,
     /// Texts per `embed` call. Default 2,048.
     pub max_embed_inputs: usize,
+    /// Bytes of a message's metadata as compact JSON. Default 16,384.
+    pub max_metadata_bytes: usize,
+    /// Nesting depth of a message's metadata (`{"a": 1}` is 1). Default 32.
+    pub max_metadata_depth: usize,
 }
 
 impl Default for Limits {
@@ -60,6 +64,8 @@ impl Default for Limits {
             max_label_bytes: 256,
             max_k: 1_000,
             max_embed_inputs: 2_048,
+            max_metadata_bytes: 16 * 1024,
+            max_metadata_depth: 32,
         }
     }
 }
@@ -195,6 +201,38 @@ pub struct Stats {
     pub embed_queue_depth: usize,
     /// Bytes the store occupies on disk.
     pub disk_bytes: u64,
+}
+
+/// One page of [`Engine::list`].
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct MessagePage {
+    /// Messages, oldest first.
+    pub messages: Vec<Message>,
+    /// Cursor of the next page (opaque); absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// What [`Engine::check`] found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CheckReport {
+    /// The store's own cross-check.
+    pub store: crate::store::StoreCheck,
+    /// Messages in the vector indexes.
+    pub indexed_messages: usize,
+    /// Summaries in the vector indexes.
+    pub indexed_summaries: usize,
+    /// Every inconsistency (the store's and index-versus-store); empty when sound.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    /// True when nothing is inconsistent.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
 }
 
 struct Namespace {
@@ -516,17 +554,41 @@ impl Engine {
                 ),
             ));
         }
+        check_controls(&field("content"), &m.content)?;
         for (name, v) in [
             ("name", &m.name),
             ("agent_id", &m.agent_id),
             ("session_id", &m.session_id),
         ] {
-            if let Some(v) = v
-                && (v.is_empty() || v.len() > limits.max_label_bytes)
-            {
-                return Err(Error::invalid(
-                    field(name),
-                    format!("must be 1 to {} bytes", limits.max_label_bytes),
+            if let Some(v) = v {
+                if v.is_empty() || v.len() > limits.max_label_bytes {
+                    return Err(Error::invalid(
+                        field(name),
+                        format!("must be 1 to {} bytes", limits.max_label_bytes),
+                    ));
+                }
+                check_controls(&field(name), v)?;
+            }
+        }
+        let depth = json_depth(&m.metadata);
+        if depth > limits.max_metadata_depth {
+            return Err(Error::invalid(
+                field("metadata"),
+                format!(
+                    "nests {depth} levels deep; the limit is {}",
+                    limits.max_metadata_depth
+                ),
+            ));
+        }
+        if !m.metadata.is_empty() {
+            let bytes = serde_json::to_vec(&m.metadata).map_or(usize::MAX, |b| b.len());
+            if bytes > limits.max_metadata_bytes {
+                return Err(Error::too_large(
+                    field("metadata"),
+                    format!(
+                        "{bytes} bytes as JSON; the limit is {}",
+                        limits.max_metadata_bytes
+                    ),
                 ));
             }
         }
@@ -657,6 +719,111 @@ impl Engine {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// A namespace's stored messages in insertion order, `limit` at a time:
+    /// pass the returned [`MessagePage::next`] as `after` to continue (`None` for
+    /// the first page). Lists everything, not only the short-term buffer. An
+    /// unknown namespace yields an empty page.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`]; [`Error::InvalidInput`] for `limit` outside
+    /// `1..=max_k` or a malformed cursor; [`Error::Storage`].
+    pub async fn list(
+        &self,
+        namespace: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<MessagePage> {
+        validate_namespace(namespace)?;
+        let max = self.inner.config.limits.max_k;
+        if limit == 0 || limit > max {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be between 1 and {max}"),
+            ));
+        }
+        // Seqs start at 0, so "no cursor" is not a seq.
+        let after: Option<u64> = after
+            .map(|c| {
+                c.parse().map_err(|_| {
+                    Error::invalid("after", "not a cursor returned by a previous page")
+                })
+            })
+            .transpose()?;
+        let inner = self.inner.clone();
+        let ns = namespace.to_owned();
+        blocking(move || {
+            let Some(ns) = inner.namespaces.read().get(&ns).cloned() else {
+                return Ok(MessagePage::default());
+            };
+            // Seqs are increasing in insertion order.
+            let seqs = ns.index.read().seqs_of(HitKind::Message);
+            let start = after.map_or(0, |a| seqs.partition_point(|&s| s <= a));
+            let page = &seqs[start..seqs.len().min(start + limit)];
+            let mut messages = Vec::with_capacity(page.len());
+            for &seq in page {
+                // Deleted since the index was read: skip.
+                if let Some(m) = inner.store.message(seq)? {
+                    messages.push(m);
+                }
+            }
+            let next = (start + limit < seqs.len())
+                .then(|| page.last().map(|s| s.to_string()))
+                .flatten();
+            Ok(MessagePage { messages, next })
+        })
+        .await
+    }
+
+    /// Cross-checks the store's trees with each other and with the in-memory
+    /// indexes (vector and BM25): the operator's `memoryd check`. Reads every
+    /// record. On an engine that is being written to, a write landing during the
+    /// check can show as a count mismatch; run it on a quiet engine.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store cannot be read.
+    pub async fn check(&self) -> Result<CheckReport> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let store = inner.store.check(inner.info.dim)?;
+            let mut problems = store.problems.clone();
+            let mut indexed_messages = 0;
+            let mut indexed_summaries = 0;
+            let map = inner.namespaces.read();
+            for (name, ns) in map.iter() {
+                let idx = ns.index.read();
+                let lexical = ns.lexical.read().len();
+                let (m, s) = (idx.count(HitKind::Message), idx.count(HitKind::Summary));
+                indexed_messages += m;
+                indexed_summaries += s;
+                let stored = store.namespaces.get(name).copied().unwrap_or_default();
+                if (stored.messages, stored.summaries) != (m, s) {
+                    problems.push(format!(
+                        "namespace {name}: the store has {} messages and {} summaries, the vector index {m} and {s}",
+                        stored.messages, stored.summaries
+                    ));
+                }
+                if lexical != m + s {
+                    problems.push(format!(
+                        "namespace {name}: the BM25 index has {lexical} documents, the vector index {}",
+                        m + s
+                    ));
+                }
+            }
+            for name in store.namespaces.keys() {
+                if !map.contains_key(name) {
+                    problems.push(format!("namespace {name}: stored but not indexed"));
+                }
+            }
+            Ok(CheckReport {
+                store,
+                indexed_messages,
+                indexed_summaries,
+                problems,
+            })
         })
         .await
     }
@@ -1334,6 +1501,44 @@ impl Inner {
             "index rebuilt"
         );
     }
+}
+
+/// Rejects NUL and the other C0 control characters except tab, line feed and
+/// carriage return: they are invisible in logs and UIs, break C-string consumers
+/// downstream, and in chat text are almost always a client's encoding bug.
+fn check_controls(field: &str, text: &str) -> Result<()> {
+    match text
+        .char_indices()
+        .find(|(_, c)| c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r' | '\x7f'))
+    {
+        None => Ok(()),
+        Some((at, c)) => Err(Error::invalid(
+            field,
+            format!(
+                "contains the control character U+{:04X} at byte {at}; only tab, line feed and carriage return are allowed",
+                c as u32
+            ),
+        )),
+    }
+}
+
+/// Nesting depth of a JSON object's values: `{}` and `{"a": 1}` are 1,
+/// `{"a": [1]}` is 2. Iterative, so any depth is measured without recursion.
+fn json_depth(object: &serde_json::Map<String, serde_json::Value>) -> usize {
+    if object.is_empty() {
+        return 0;
+    }
+    let mut deepest = 1;
+    let mut stack: Vec<(&serde_json::Value, usize)> = object.values().map(|v| (v, 1)).collect();
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            serde_json::Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
+            serde_json::Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 // Compile-time check that the engine can be shared across tasks.

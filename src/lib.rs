@@ -41,7 +41,8 @@ pub mod types;
 
 pub use embed::{Embedder, Embeddings, ModelInfo};
 pub use engine::{
-    Engine, EngineConfig, Limits, ModelConfig, Stats, SummarizeConfig, load_embedder,
+    CheckReport, Engine, EngineConfig, Limits, MessagePage, ModelConfig, Stats, SummarizeConfig,
+    load_embedder,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use index::IndexConfig;

@@ -221,6 +221,9 @@ enum Command {
         /// Largest request body, in bytes.
         #[arg(long, env = "MEMORYD_MAX_BODY_BYTES", default_value_t = ServerConfig::default().max_body_bytes)]
         max_body_bytes: usize,
+        /// Requests handled at once; more are answered 429 at once.
+        #[arg(long, env = "MEMORYD_MAX_IN_FLIGHT", default_value_t = ServerConfig::default().max_in_flight)]
+        max_in_flight: usize,
         /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
         #[arg(long, env = "MEMORYD_SHUTDOWN_GRACE_S", default_value_t = 30)]
         shutdown_grace_s: u64,
@@ -267,6 +270,9 @@ enum Command {
     },
     /// Counts: messages, namespaces, graphs, disk bytes.
     Stats,
+    /// Cross-check the data directory (store trees against each other and against
+    /// the indexes rebuilt from them); prints a JSON report, exits 1 on any problem.
+    Check,
     /// Embed texts (arguments, or stdin lines when none): one JSON array per line, in input order.
     Embed {
         /// Texts to embed.
@@ -377,8 +383,17 @@ fn main() -> Result<()> {
         Command::Serve {
             bind,
             max_body_bytes,
+            max_in_flight,
             shutdown_grace_s,
-        } => rt.block_on(serve(cli.engine, bind, max_body_bytes, shutdown_grace_s)),
+        } => rt.block_on(serve(
+            cli.engine,
+            bind,
+            ServerConfig {
+                max_body_bytes,
+                max_in_flight,
+            },
+            shutdown_grace_s,
+        )),
         Command::Eval {
             command:
                 EvalCommand::Locomo {
@@ -509,11 +524,11 @@ fn main() -> Result<()> {
 async fn serve(
     args: EngineArgs,
     bind: SocketAddr,
-    max_body_bytes: usize,
+    server_config: ServerConfig,
     grace_s: u64,
 ) -> Result<()> {
     let state = AppState::loading();
-    let app = server::router(state.clone(), &ServerConfig { max_body_bytes });
+    let app = server::router(state.clone(), &server_config);
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
@@ -587,6 +602,14 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
         }
         Command::Stats => {
             println!("{}", serde_json::to_string_pretty(&engine.stats())?);
+            Ok(())
+        }
+        Command::Check => {
+            let report = engine.check().await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.is_ok() {
+                bail!("{} problem(s) found", report.problems.len());
+            }
             Ok(())
         }
         Command::Embed { texts } => {

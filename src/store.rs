@@ -282,6 +282,37 @@ pub struct NewRecord<'a> {
     pub vector: &'a [f32],
 }
 
+/// What [`Store::check`] found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StoreCheck {
+    /// Message records.
+    pub messages: usize,
+    /// Summary records.
+    pub summaries: usize,
+    /// Vectors (one per message and summary when consistent).
+    pub vectors: usize,
+    /// Id entries (one per message and summary when consistent).
+    pub ids: usize,
+    /// Messages and summaries per namespace, as the records say.
+    pub namespaces: std::collections::BTreeMap<String, NamespaceCounts>,
+    /// Inconsistencies, at most [`StoreCheck::MAX_PROBLEMS`]; empty when the store is sound.
+    pub problems: Vec<String>,
+}
+
+/// Record counts of one namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NamespaceCounts {
+    /// Message records.
+    pub messages: usize,
+    /// Summary records.
+    pub summaries: usize,
+}
+
+impl StoreCheck {
+    /// Most problems listed in one report.
+    pub const MAX_PROBLEMS: usize = 100;
+}
+
 /// The sled-backed store.
 #[derive(Clone)]
 pub struct Store {
@@ -618,6 +649,100 @@ impl Store {
     /// [`Error::Storage`].
     pub fn delete_summaries(&self, items: &[(u64, Uuid)]) -> Result<()> {
         self.delete_records(&self.summaries, items)
+    }
+
+    /// Cross-checks the trees (an offline `fsck`): every message and summary
+    /// decodes, has a vector of `dim` floats and an id entry pointing back at it;
+    /// every vector and id entry has its record; no id is stored twice. Reads the
+    /// whole store (O(records)).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled cannot read; inconsistencies are reported in
+    /// [`StoreCheck::problems`], not as errors.
+    pub fn check(&self, dim: usize) -> Result<StoreCheck> {
+        let mut report = StoreCheck::default();
+        let mut owners: std::collections::HashMap<[u8; 8], [u8; 16]> =
+            std::collections::HashMap::new();
+        let problem = |report: &mut StoreCheck, p: String| {
+            if report.problems.len() < StoreCheck::MAX_PROBLEMS {
+                report.problems.push(p);
+            }
+        };
+        for (tree, name) in [(&self.messages, "messages"), (&self.summaries, "summaries")] {
+            for kv in tree.iter() {
+                let (k, v) = kv?;
+                let Ok(key) = <[u8; 8]>::try_from(k.as_ref()) else {
+                    problem(&mut report, format!("{name}: key of {} bytes", k.len()));
+                    continue;
+                };
+                let seq = u64::from_be_bytes(key);
+                let decoded = if name == "messages" {
+                    report.messages += 1;
+                    decode_message(&v).map(|m| (m.id, m.namespace))
+                } else {
+                    report.summaries += 1;
+                    decode_summary(&v).map(|s| (s.id, s.namespace))
+                };
+                let id = match decoded.and_then(|(id, ns)| Ok((parse_id(&id)?, ns))) {
+                    Ok((id, ns)) => {
+                        let counts = report.namespaces.entry(ns).or_default();
+                        if name == "messages" {
+                            counts.messages += 1;
+                        } else {
+                            counts.summaries += 1;
+                        }
+                        *id.as_bytes()
+                    }
+                    Err(e) => {
+                        problem(&mut report, format!("{name} seq {seq}: {e}"));
+                        continue;
+                    }
+                };
+                if owners.insert(key, id).is_some() {
+                    problem(
+                        &mut report,
+                        format!("seq {seq} is both a message and a summary"),
+                    );
+                }
+                match self.vectors.get(key)? {
+                    None => problem(&mut report, format!("{name} seq {seq}: no vector")),
+                    Some(b) => {
+                        if let Err(e) = decode_vector(&b, dim) {
+                            problem(&mut report, format!("{name} seq {seq}: {e}"));
+                        }
+                    }
+                }
+                match self.ids.get(id)? {
+                    Some(s) if s.as_ref() == key => {}
+                    Some(_) => problem(
+                        &mut report,
+                        format!("{name} seq {seq}: its id entry points at another seq"),
+                    ),
+                    None => problem(&mut report, format!("{name} seq {seq}: no id entry")),
+                }
+            }
+        }
+        for kv in self.vectors.iter() {
+            let (k, _) = kv?;
+            report.vectors += 1;
+            if <[u8; 8]>::try_from(k.as_ref()).map_or(true, |key| !owners.contains_key(&key)) {
+                problem(&mut report, format!("vector {k:?} has no record"));
+            }
+        }
+        for kv in self.ids.iter() {
+            let (k, v) = kv?;
+            report.ids += 1;
+            let owner = <[u8; 8]>::try_from(v.as_ref())
+                .ok()
+                .and_then(|key| owners.get(&key));
+            if owner.is_none_or(|id| id[..] != k[..]) {
+                problem(
+                    &mut report,
+                    format!("id entry {k:?} points at no record with that id"),
+                );
+            }
+        }
+        Ok(report)
     }
 
     /// Flushes everything to disk.

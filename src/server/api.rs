@@ -54,9 +54,21 @@ pub struct SummaryList {
 
 /// `GET /v1/namespaces/{ns}/recent` query string.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RecentParams {
     /// How many messages, newest first. Default 20, at most the short-term capacity.
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/namespaces/{ns}/messages` query string.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// The `next` cursor of the previous page; absent for the first page.
+    pub after: Option<String>,
+    /// Page size, 1..=1000. Default 100.
     pub limit: Option<usize>,
 }
 

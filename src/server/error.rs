@@ -84,6 +84,17 @@ impl From<JsonRejection> for ApiError {
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| e.body_text()),
             ),
+            JsonRejection::JsonSyntaxError(e)
+                if std::error::Error::source(&e)
+                    .is_some_and(|s| s.to_string().contains("recursion limit exceeded")) =>
+            {
+                // serde_json stops at 128 levels (so a deep body cannot exhaust the stack).
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_value",
+                    "the JSON nests deeper than 128 levels (message metadata: at most 32)",
+                )
+            }
             JsonRejection::JsonSyntaxError(e) => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed_json",

@@ -45,12 +45,17 @@ pub struct ApiQuery<T>(pub T);
 pub struct ServerConfig {
     /// Largest request body in bytes. Default 1 MiB.
     pub max_body_bytes: usize,
+    /// Requests to `/v1/...` handled at once; more are answered 429 `overloaded`
+    /// immediately. Default 512. (Text embedding has its own bounded queue,
+    /// `embed_queue_capacity`, which also answers 429 when full.)
+    pub max_in_flight: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_body_bytes: 1024 * 1024,
+            max_in_flight: 512,
         }
     }
 }
@@ -127,9 +132,12 @@ fn prometheus() -> Option<PrometheusHandle> {
     paths(
         health,
         add_messages,
+        list_messages,
         add_interaction,
         search,
         recent,
+        summarize,
+        summaries,
         list_namespaces,
         delete_namespace,
         get_message,
@@ -145,6 +153,7 @@ fn prometheus() -> Option<PrometheusHandle> {
         AddedIds,
         SearchBody,
         MessageList,
+        crate::engine::MessagePage,
         NamespaceList,
         Health,
         EmbeddingRequest,
@@ -175,13 +184,32 @@ pub fn openapi_json() -> String {
 /// The router with every route, our error bodies for unknown routes and
 /// methods, the body limit and per-route metrics.
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi))
+    // Every /v1 request holds one of `max_in_flight` permits; when none is free the
+    // request is answered 429 at once instead of queueing (health, metrics and the
+    // OpenAPI document stay reachable under overload).
+    let shed = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            |_: tower::BoxError| async {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "overloaded",
+                    "too many requests in flight; retry after the Retry-After delay",
+                )
+            },
+        ))
+        .load_shed()
+        // Global: one semaphore shared by every route (the per-route
+        // `concurrency_limit` would give each route its own).
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            config.max_in_flight.max(1),
+        ));
+    let v1 = Router::new()
         .route("/v1/namespaces", get(list_namespaces))
         .route("/v1/namespaces/{ns}", delete(delete_namespace))
-        .route("/v1/namespaces/{ns}/messages", post(add_messages))
+        .route(
+            "/v1/namespaces/{ns}/messages",
+            post(add_messages).get(list_messages),
+        )
         .route("/v1/namespaces/{ns}/interactions", post(add_interaction))
         .route("/v1/namespaces/{ns}/search", post(search))
         .route("/v1/namespaces/{ns}/recent", get(recent))
@@ -189,6 +217,12 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/v1/namespaces/{ns}/summaries", get(summaries))
         .route("/v1/messages/{id}", get(get_message).delete(delete_message))
         .route("/v1/embeddings", post(embeddings))
+        .layer(shed);
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .merge(v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -294,6 +328,22 @@ async fn add_messages(
 ) -> Result<(StatusCode, Json<AddedIds>), ApiError> {
     let stored = s.engine()?.add_batch(&ns, body.messages).await?;
     Ok((StatusCode::CREATED, Json(ids(stored))))
+}
+
+#[utoipa::path(get, path = "/v1/namespaces/{ns}/messages",
+    params(("ns" = String, Path, description = "namespace"), ListParams),
+    responses((status = 200, description = "all stored messages, oldest first, one page at a time", body = crate::engine::MessagePage),
+        (status = 422, body = ErrorResponse)))]
+async fn list_messages(
+    State(s): State<AppState>,
+    ApiPath(ns): ApiPath<String>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Json<crate::engine::MessagePage>, ApiError> {
+    let page = s
+        .engine()?
+        .list(&ns, p.after.as_deref(), p.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(page))
 }
 
 fn ids(messages: Vec<Message>) -> AddedIds {
