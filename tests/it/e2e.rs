@@ -1,90 +1,12 @@
 //! The real binary on a free loopback port: store, search, restart, search again.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::common::repo_path;
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &std::path::Path) -> Server {
-        Server::start_with(data_dir, &[])
-    }
-
-    fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_memoryd"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--models-dir")
-            .arg(repo_path("models"))
-            .args(extra)
-            .env("MEMORYD_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("memoryd starts");
-        let s = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(r) = reqwest::blocking::get(format!("{}/health", s.base))
-                && r.status() == 200
-            {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "server did not become healthy");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = reqwest::blocking::Client::new()
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .unwrap();
-        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        let r = reqwest::blocking::get(format!("{}{path}", self.base)).unwrap();
-        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
-    }
-
-    fn signal(mut self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "server did not exit after {sig}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::server::Server;
 
 #[test]
 fn binary_serves_restarts_and_keeps_acknowledged_writes() {
@@ -208,7 +130,7 @@ fn kill_during_summarization_leaves_no_duplicate_and_no_gap() {
 /// `memoryd embed`: one JSON array per input line, in input order, matching the model.
 #[test]
 fn cli_embed_prints_one_vector_per_line() {
-    let out = Command::new(env!("CARGO_BIN_EXE_memoryd"))
+    let out = Command::new(crate::server::binary())
         .args(["embed", "hello", "a second, longer text"])
         .arg("--models-dir")
         .arg(repo_path("models"))

@@ -10,12 +10,12 @@ use tower::ServiceExt;
 
 use crate::common::{config, embedder, repo_path, rt};
 
-struct Api {
-    app: Router,
-    _dir: tempfile::TempDir,
+pub(crate) struct Api {
+    pub(crate) app: Router,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
-fn api_with(cfg: impl FnOnce(&mut memoryd::EngineConfig), server: ServerConfig) -> Api {
+pub(crate) fn api_with(cfg: impl FnOnce(&mut memoryd::EngineConfig), server: ServerConfig) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     cfg(&mut c);
@@ -26,12 +26,12 @@ fn api_with(cfg: impl FnOnce(&mut memoryd::EngineConfig), server: ServerConfig) 
     }
 }
 
-fn api() -> Api {
+pub(crate) fn api() -> Api {
     api_with(|_| {}, ServerConfig::default())
 }
 
 impl Api {
-    async fn raw(
+    pub(crate) async fn raw(
         &self,
         method: &str,
         uri: &str,
@@ -60,7 +60,7 @@ impl Api {
         (status, value, headers)
     }
 
-    async fn json(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn json(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
         let (s, v, _) = self
             .raw(
                 method,
@@ -72,19 +72,19 @@ impl Api {
         (s, v)
     }
 
-    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, uri: &str) -> (StatusCode, Value) {
         let (s, v, _) = self.raw("GET", uri, Vec::new(), None).await;
         (s, v)
     }
 
-    async fn delete(&self, uri: &str) -> (StatusCode, Value) {
+    pub(crate) async fn delete(&self, uri: &str) -> (StatusCode, Value) {
         let (s, v, _) = self.raw("DELETE", uri, Vec::new(), None).await;
         (s, v)
     }
 }
 
 #[track_caller]
-fn assert_error(got: (StatusCode, Value), status: u16, code: &str) {
+pub(crate) fn assert_error(got: (StatusCode, Value), status: u16, code: &str) {
     assert_eq!(got.0.as_u16(), status, "{}", got.1);
     assert_eq!(got.1["error"]["code"], code, "{}", got.1);
     assert!(
@@ -224,64 +224,6 @@ fn interactions_and_embeddings() {
 }
 
 #[test]
-fn every_error_code_and_the_server_keeps_serving() {
-    rt().block_on(async {
-        let api = api_with(|c| c.limits.max_messages_per_request = 50, ServerConfig { max_body_bytes: 64 * 1024 });
-        let ns = "/v1/namespaces/n/messages";
-        let one = |content: Value| json!({"messages": [{"role": "user", "content": content}]});
-        // 400 malformed JSON, invalid UTF-8.
-        let (s, v, _) = api.raw("POST", ns, b"{\"messages\": [".to_vec(), Some("application/json")).await;
-        assert_error((s, v), 400, "malformed_json");
-        let (s, v, _) = api.raw("POST", ns, b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}".to_vec(), Some("application/json")).await;
-        assert_error((s, v), 400, "malformed_json");
-        // 415 wrong content type.
-        let (s, v, _) = api.raw("POST", ns, serde_json::to_vec(&one(json!("hi"))).unwrap(), Some("text/plain")).await;
-        assert_error((s, v), 415, "unsupported_media_type");
-        // 422 wrong types, missing and unknown fields, bad values.
-        assert_error(api.json("POST", ns, json!({"messages": "hi"})).await, 422, "invalid_value");
-        assert_error(api.json("POST", ns, json!({"messages": [{"role": "user"}]})).await, 422, "invalid_value");
-        assert_error(api.json("POST", ns, json!({"messages": [{"role": "wizard", "content": "x"}]})).await, 422, "invalid_value");
-        assert_error(api.json("POST", ns, json!({"messages": [{"role": "user", "content": "x", "colour": "red"}]})).await, 422, "invalid_value");
-        assert_error(api.json("POST", ns, json!({"messages": [{"role": "user", "content": "x", "timestamp": "yesterday"}]})).await, 422, "invalid_value");
-        assert_error(api.json("POST", ns, one(json!("   "))).await, 422, "invalid_value");
-        assert_error(api.json("POST", ns, json!({"messages": []})).await, 422, "invalid_value");
-        assert_error(api.json("POST", "/v1/namespaces/a..b!/messages", one(json!("x"))).await, 422, "invalid_namespace");
-        assert_error(api.json("POST", &format!("/v1/namespaces/{}/messages", "x".repeat(200)), one(json!("x"))).await, 422, "invalid_namespace");
-        // 413 limits.
-        let many: Vec<Value> = (0..51).map(|i| json!({"role": "user", "content": format!("m{i}")})).collect();
-        assert_error(api.json("POST", ns, json!({"messages": many})).await, 413, "too_large");
-        assert_error(api.json("POST", ns, one(json!("x".repeat(70 * 1024)))).await, 413, "body_too_large");
-        // Search values.
-        let search = "/v1/namespaces/n/search";
-        for k in [json!(0), json!(-1), json!(1001), json!(2.5), json!("ten"), json!(u64::MAX)] {
-            assert_error(api.json("POST", search, json!({"query": "x", "k": k})).await, 422, "invalid_value");
-        }
-        assert_error(api.json("POST", search, json!({})).await, 422, "invalid_value");
-        assert_error(api.json("POST", search, json!({"query": "x", "vector": [1.0]})).await, 422, "invalid_value");
-        assert_error(api.json("POST", search, json!({"vector": [1.0, 2.0]})).await, 422, "invalid_value");
-        assert_error(api.json("POST", search, json!({"query": "x", "filter": {"from": "2024-01-02T00:00:00Z", "to": "2024-01-01T00:00:00Z"}})).await, 422, "invalid_value");
-        assert_error(api.json("POST", search, json!({"query": "x", "filter": {"from": "01/02/2024"}})).await, 422, "invalid_value");
-        assert_error(api.json("POST", search, json!({"query": "x", "filter": {"role": "boss"}})).await, 422, "invalid_value");
-        // Recent.
-        assert_error(api.get("/v1/namespaces/n/recent?limit=0").await, 422, "invalid_value");
-        assert_error(api.get("/v1/namespaces/n/recent?limit=abc").await, 422, "invalid_value");
-        assert_error(api.get("/v1/namespaces/n/recent?limit=100000").await, 422, "invalid_value");
-        // 404 unknown ids and routes; 405 methods.
-        assert_error(api.get("/v1/messages/nope").await, 404, "not_found");
-        assert_error(api.get("/v1/messages/01a1fea3-7a63-7049-8622-0ac502833d5a").await, 404, "not_found");
-        assert_error(api.get("/v2/anything").await, 404, "route_not_found");
-        let (s, v, _) = api.raw("PUT", search, Vec::new(), None).await;
-        assert_error((s, v), 405, "method_not_allowed");
-        assert_error(api.get(ns).await, 405, "method_not_allowed");
-        // Nothing was stored by any rejected request, and the server still serves.
-        let (_, v) = api.get("/v1/namespaces").await;
-        assert_eq!(v, json!({"namespaces": []}));
-        let (s, _) = api.json("POST", ns, one(json!("still here"))).await;
-        assert_eq!(s, StatusCode::CREATED);
-    });
-}
-
-#[test]
 fn loading_state_answers_503() {
     rt().block_on(async {
         let app = server::router(AppState::loading(), &ServerConfig::default());
@@ -340,6 +282,58 @@ fn overload_answers_429_with_retry_after() {
     });
 }
 
+/// Past `max_in_flight` concurrent /v1 requests the server answers 429 at once
+/// (no queue), while /health stays reachable.
+#[test]
+fn requests_over_the_in_flight_limit_are_shed_with_429() {
+    rt().block_on(async {
+        let api = api_with(
+            |_| {},
+            ServerConfig {
+                max_in_flight: 2,
+                ..ServerConfig::default()
+            },
+        );
+        let texts: Vec<String> = (0..32)
+            .map(|i| {
+                format!("a fairly long sentence number {i} to keep the model busy for a while")
+            })
+            .collect();
+        let body = serde_json::to_vec(&json!({"input": texts})).unwrap();
+        let reqs = (0..10).map(|_| {
+            api.raw(
+                "POST",
+                "/v1/embeddings",
+                body.clone(),
+                Some("application/json"),
+            )
+        });
+        let health = async {
+            // While the embeddings run, health answers.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            api.get("/health").await
+        };
+        let (results, (hs, _)) =
+            futures::future::join(futures::future::join_all(reqs), health).await;
+        assert_eq!(hs, StatusCode::OK);
+        let ok = results
+            .iter()
+            .filter(|(s, _, _)| *s == StatusCode::OK)
+            .count();
+        let shed: Vec<_> = results
+            .iter()
+            .filter(|(s, _, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+            .collect();
+        assert_eq!(ok + shed.len(), results.len());
+        assert!(ok >= 2, "the permitted requests complete");
+        assert!(!shed.is_empty(), "requests past the limit are shed");
+        for (_, v, h) in shed {
+            assert_eq!(v["error"]["code"], "overloaded");
+            assert_eq!(h["retry-after"], "1");
+        }
+    });
+}
+
 #[test]
 fn metrics_and_openapi() {
     rt().block_on(async {
@@ -369,9 +363,9 @@ fn metrics_and_openapi() {
 #[test]
 fn committed_openapi_matches_the_code() {
     let committed = std::fs::read_to_string(repo_path("docs/openapi.json")).unwrap_or_default();
-    assert_eq!(
-        committed.trim(),
-        server::openapi_json().trim(),
+    // Not assert_eq!: the document is thousands of lines.
+    assert!(
+        committed.trim() == server::openapi_json().trim(),
         "docs/openapi.json is stale: run `cargo run --release -- openapi > docs/openapi.json`"
     );
 }

@@ -1,0 +1,396 @@
+//! Crash loop: `memoryd serve` is SIGKILLed at random moments while a client
+//! streams single and batch adds, deletes, searches and forced summarizations,
+//! then restarted and checked against what the client saw acknowledged.
+//!
+//! `MEMORYD_CRASH_CYCLES` sets the number of cycles (default 20; the long mode
+//! quoted in the README runs 500). `MEMORYD_CRASH_SEED` replays a run (each run
+//! prints its seed).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use crate::common::repo_path;
+use crate::server::Server;
+
+const NS: &str = "crash";
+
+const WORDS: &[&str] = &[
+    "harbor", "violin", "glacier", "pepper", "lantern", "orchid", "canyon", "velvet", "compass",
+    "meadow", "falcon", "quartz", "saffron", "tundra", "ember", "willow", "cobalt", "lagoon",
+    "marble", "nectar", "prairie", "thistle", "walnut", "zephyr", "bramble", "cinder", "dune",
+    "fjord", "garnet", "hazel", "juniper", "kelp", "lotus", "mosaic", "nimbus", "opal",
+];
+
+/// What the client knows: acknowledged state plus the operations in flight at
+/// the kill, whose outcome is unknown until the restart shows it.
+#[derive(Default)]
+struct Model {
+    /// Acknowledged and not deleted: id → content.
+    live: BTreeMap<String, String>,
+    /// Acknowledged deletes.
+    deleted: HashSet<String>,
+    /// Contents of adds that got no answer (the kill came first).
+    unsure_adds: HashSet<String>,
+    /// Ids of deletes that got no answer.
+    unsure_deletes: HashSet<String>,
+    /// Operations sent, and answered.
+    ops: usize,
+    acknowledged: usize,
+    /// Summaries made by acknowledged forced summarizations.
+    summaries: usize,
+    /// Unanswered writes that the restart showed landed, and that did not.
+    landed: usize,
+    lost_in_flight: usize,
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn send(
+    c: &reqwest::blocking::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> Result<(u16, Value), reqwest::Error> {
+    let mut r = c.request(method, url);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send()?;
+    let status = resp.status().as_u16();
+    // A body cut off by the kill counts as no answer.
+    let bytes = resp.bytes()?;
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+/// Streams operations until `stop`; returns the model updated with every answer.
+fn writer(base: String, mut model: Model, cycle: usize, seed: u64, stop: Arc<AtomicBool>) -> Model {
+    let c = client();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let url = |p: &str| format!("{base}{p}");
+    while !stop.load(Ordering::Relaxed) {
+        model.ops += 1;
+        let op = rng.random_range(0..100);
+        if op < 65 {
+            // Single (40%) or batch (25%) add.
+            let n = if op < 40 { 1 } else { rng.random_range(2..=8) };
+            let contents: Vec<String> = (0..n)
+                .map(|i| {
+                    let w: Vec<&str> = (0..4).map(|_| *WORDS.choose(&mut rng).unwrap()).collect();
+                    format!("cycle {cycle} op {} part {i}: {}", model.ops, w.join(" "))
+                })
+                .collect();
+            let msgs: Vec<Value> = contents
+                .iter()
+                .map(|t| json!({"role": "user", "content": t, "session_id": format!("s{cycle}")}))
+                .collect();
+            match send(
+                &c,
+                reqwest::Method::POST,
+                url(&format!("/v1/namespaces/{NS}/messages")),
+                Some(json!({"messages": msgs})),
+            ) {
+                Ok((201, v)) => {
+                    let ids = v["ids"].as_array().expect("ids");
+                    assert_eq!(ids.len(), contents.len());
+                    for (id, t) in ids.iter().zip(contents) {
+                        model.live.insert(id.as_str().unwrap().to_owned(), t);
+                    }
+                }
+                Ok((s, v)) => panic!("add answered {s}: {v}"),
+                Err(_) => {
+                    model.unsure_adds.extend(contents);
+                    break; // the server is gone
+                }
+            }
+        } else if op < 85 {
+            let Some(id) = model
+                .live
+                .keys()
+                .nth(rng.random_range(0..model.live.len().max(1)))
+            else {
+                continue;
+            };
+            let id = id.clone();
+            match send(
+                &c,
+                reqwest::Method::DELETE,
+                url(&format!("/v1/messages/{id}")),
+                None,
+            ) {
+                Ok((204, _)) => {
+                    model.live.remove(&id);
+                    model.deleted.insert(id);
+                }
+                Ok((s, v)) => panic!("delete of an acknowledged id answered {s}: {v}"),
+                Err(_) => {
+                    model.live.remove(&id);
+                    model.unsure_deletes.insert(id);
+                    break;
+                }
+            }
+        } else if op < 95 {
+            let q = WORDS.choose(&mut rng).unwrap();
+            match send(
+                &c,
+                reqwest::Method::POST,
+                url(&format!("/v1/namespaces/{NS}/search")),
+                Some(json!({"query": q, "k": 5})),
+            ) {
+                Ok((s, v)) => assert_eq!(s, 200, "{v}"),
+                Err(_) => break,
+            }
+        } else {
+            match send(
+                &c,
+                reqwest::Method::POST,
+                url(&format!("/v1/namespaces/{NS}/summarize")),
+                None,
+            ) {
+                Ok((s, v)) => {
+                    assert_eq!(s, 200, "{v}");
+                    model.summaries += v["ids"].as_array().unwrap().len();
+                }
+                Err(_) => break,
+            }
+        }
+        model.acknowledged += 1;
+    }
+    model
+}
+
+/// Every stored message of the namespace, through the paged listing.
+fn list_all(c: &reqwest::blocking::Client, base: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/namespaces/{NS}/messages?limit=1000");
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let (s, v) = send(c, reqwest::Method::GET, url, None).unwrap();
+        assert_eq!(s, 200, "{v}");
+        for m in v["messages"].as_array().unwrap() {
+            out.push((
+                m["id"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            ));
+        }
+        match v["next"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// Checks the restarted server against the model and resolves the unsure
+/// operations from what it shows.
+fn verify(server: &Server, model: &mut Model, rng: &mut StdRng, cycle: usize) {
+    let c = client();
+    let stored = list_all(&c, &server.base);
+    let ids: HashSet<&str> = stored.iter().map(|(i, _)| i.as_str()).collect();
+    assert_eq!(
+        ids.len(),
+        stored.len(),
+        "cycle {cycle}: an id is listed twice"
+    );
+    let contents: HashSet<&str> = stored.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        contents.len(),
+        stored.len(),
+        "cycle {cycle}: a message was stored twice"
+    );
+    for (id, content) in &model.live {
+        assert!(
+            ids.contains(id.as_str()),
+            "cycle {cycle}: acknowledged message {id} ({content}) is gone"
+        );
+    }
+    for id in &model.deleted {
+        assert!(
+            !ids.contains(id.as_str()),
+            "cycle {cycle}: deleted message {id} came back"
+        );
+    }
+    // Resolve what the kill left open: an unanswered add either landed whole
+    // or not at all; an unanswered delete either happened or not.
+    for (id, content) in &stored {
+        if model.live.contains_key(id) {
+            assert_eq!(&model.live[id], content, "cycle {cycle}: content changed");
+        } else if model.unsure_deletes.remove(id) {
+            model.lost_in_flight += 1;
+            model.live.insert(id.clone(), content.clone());
+        } else {
+            assert!(
+                model.unsure_adds.remove(content),
+                "cycle {cycle}: message {id} ({content}) was never sent or was deleted"
+            );
+            model.landed += 1;
+            model.live.insert(id.clone(), content.clone());
+        }
+    }
+    model.landed += model.unsure_deletes.len();
+    model.lost_in_flight += model.unsure_adds.len();
+    model.deleted.extend(model.unsure_deletes.drain());
+    model.unsure_adds.clear();
+    assert_eq!(model.live.len(), stored.len());
+
+    // The index agrees with the store: the count the index reports, point reads,
+    // and searches that find live messages and never deleted ones.
+    let (_, health) = send(
+        &c,
+        reqwest::Method::GET,
+        format!("{}/health", server.base),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        health["messages"],
+        model.live.len(),
+        "cycle {cycle}: {health}"
+    );
+    let live: Vec<(&String, &String)> = model.live.iter().collect();
+    for (id, content) in live.choose_multiple(rng, 6) {
+        let (s, v) = send(
+            &c,
+            reqwest::Method::GET,
+            format!("{}/v1/messages/{id}", server.base),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["content"], content.as_str());
+        let (s, v) = send(
+            &c,
+            reqwest::Method::POST,
+            format!("{}/v1/namespaces/{NS}/search", server.base),
+            Some(json!({"query": content, "k": 5, "kinds": ["message"]})),
+        )
+        .unwrap();
+        assert_eq!(s, 200, "{v}");
+        let found: Vec<&str> = v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap())
+            .collect();
+        assert!(
+            found.contains(&id.as_str()),
+            "cycle {cycle}: search misses {id} ({content}): {v}"
+        );
+        assert!(
+            found.iter().all(|f| model.live.contains_key(*f)),
+            "cycle {cycle}: search returned a deleted message: {v}"
+        );
+    }
+    let deleted: Vec<&String> = model.deleted.iter().collect();
+    for id in deleted.choose_multiple(rng, 6) {
+        let (s, _) = send(
+            &c,
+            reqwest::Method::GET,
+            format!("{}/v1/messages/{id}", server.base),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s, 404, "cycle {cycle}: deleted {id} is readable");
+    }
+    // Summaries never cover a message twice.
+    let (_, v) = send(
+        &c,
+        reqwest::Method::GET,
+        format!("{}/v1/namespaces/{NS}/summaries", server.base),
+        None,
+    )
+    .unwrap();
+    let mut covered = HashMap::new();
+    for s in v["summaries"].as_array().unwrap() {
+        for id in s["source_ids"].as_array().unwrap() {
+            *covered.entry(id.as_str().unwrap().to_owned()).or_insert(0) += 1;
+        }
+    }
+    assert!(
+        covered.values().all(|&n| n == 1),
+        "cycle {cycle}: a message was summarized twice"
+    );
+}
+
+/// `memoryd check` on the stopped server's directory: the store's trees agree
+/// with each other and with the indexes rebuilt from them.
+fn offline_check(dir: &std::path::Path, cycle: usize) {
+    let out = Command::new(crate::server::binary())
+        .arg("check")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--models-dir")
+        .arg(repo_path("models"))
+        .env("MEMORYD_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cycle {cycle}: memoryd check failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn kill_9_loop_loses_no_acknowledged_write() {
+    let cycles: usize = std::env::var("MEMORYD_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("MEMORYD_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("crash loop: {cycles} cycles, MEMORYD_CRASH_SEED={seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model::default();
+    let started = std::time::Instant::now();
+    for cycle in 0..cycles {
+        let server = Server::start(dir.path());
+        verify(&server, &mut model, &mut rng, cycle);
+        let stop = Arc::new(AtomicBool::new(false));
+        let client = {
+            let (base, stop, seed) = (server.base.clone(), stop.clone(), rng.random());
+            std::thread::spawn(move || writer(base, model, cycle, seed, stop))
+        };
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..1500)));
+        server.signal("-KILL");
+        stop.store(true, Ordering::Relaxed);
+        model = client.join().expect("the client saw only valid answers");
+        offline_check(dir.path(), cycle);
+    }
+    let server = Server::start(dir.path());
+    verify(&server, &mut model, &mut rng, cycles);
+    eprintln!(
+        "crash loop: {cycles} cycles, {} operations sent, {} acknowledged, {} summaries; \
+         unanswered writes at the kill: {} landed, {} did not; \
+         {} live and {} deleted messages at the end, {:.0} s",
+        model.ops,
+        model.acknowledged,
+        model.summaries,
+        model.landed,
+        model.lost_in_flight,
+        model.live.len(),
+        model.deleted.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
