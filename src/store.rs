@@ -802,6 +802,44 @@ mod tests {
     }
 
     #[test]
+    fn check_finds_each_kind_of_inconsistency() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, b) = (sample(), sample());
+        let v = [1.0f32, 0.0, 0.0];
+        let records: Vec<NewRecord<'_>> = [(&a, 1u64), (&b, 2)]
+            .into_iter()
+            .map(|(m, seq)| NewRecord {
+                seq,
+                message: m,
+                vector: &v,
+            })
+            .collect();
+        store.insert(&records).unwrap();
+        let sound = store.check(3).unwrap();
+        assert!(sound.problems.is_empty(), "{:?}", sound.problems);
+        assert_eq!((sound.messages, sound.vectors, sound.ids), (2, 2, 2));
+        assert_eq!(sound.namespaces["ns"].messages, 2);
+        // Wrong dimension, a lost vector, an id entry gone, a corrupt record.
+        assert_eq!(store.check(4).unwrap().problems.len(), 2);
+        store.vectors.remove(1u64.to_be_bytes()).unwrap();
+        store
+            .ids
+            .remove(parse_id(&b.id).unwrap().as_bytes())
+            .unwrap();
+        store
+            .messages
+            .insert(3u64.to_be_bytes(), &[FORMAT_VERSION, 0xff][..])
+            .unwrap();
+        let broken = store.check(3).unwrap();
+        let joined = broken.problems.join("\n");
+        assert!(joined.contains("messages seq 1: no vector"), "{joined}");
+        assert!(joined.contains("messages seq 2: no id entry"), "{joined}");
+        assert!(joined.contains("messages seq 3"), "{joined}");
+        assert_eq!(broken.problems.len(), 3, "{joined}");
+    }
+
+    #[test]
     fn unknown_version_is_corrupt() {
         let mut b = encode_message(&sample()).unwrap();
         b[0] = 99;
