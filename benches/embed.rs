@@ -1,15 +1,17 @@
 //! Embedding throughput on real LoCoMo turns at batch 1, 8, 32, 128 (texts/s),
-//! and single-query latency on LoCoMo questions.
+//! and single-query latency on LoCoMo questions, for both forward passes in the
+//! same run: `fast` (memoryd's own, the default) and `candle` (candle-transformers'
+//! `BertModel`, the reference).
 //!
-//! `cargo bench --bench embed`
+//! `cargo bench --bench embed` (`-- fast` or `-- candle` for one of them)
 
 mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use memoryd::embed::{BertEmbedder, BertOptions};
+use memoryd::embed::{Backend, BertEmbedder, BertOptions};
 use memoryd::{Embedder, model::ModelResolver};
 
-fn load(batch_size: usize) -> BertEmbedder {
+fn load(backend: Backend, batch_size: usize) -> BertEmbedder {
     let cfg = common::model_config();
     let dir = ModelResolver::new(&cfg.models_dir)
         .resolve(&cfg.name, None)
@@ -18,6 +20,7 @@ fn load(batch_size: usize) -> BertEmbedder {
     BertEmbedder::load(
         &dir,
         BertOptions {
+            backend,
             batch_size,
             ..Default::default()
         },
@@ -35,29 +38,31 @@ fn embedding(c: &mut Criterion) {
         .take(128)
         .map(String::as_str)
         .collect();
-    let mut g = c.benchmark_group("embed_locomo_turns");
-    g.sample_size(10);
-    g.throughput(Throughput::Elements(sample.len() as u64));
-    for batch in [1usize, 8, 32, 128] {
-        let e = load(batch);
-        g.bench_with_input(BenchmarkId::new("batch", batch), &sample, |b, s| {
-            b.iter(|| e.embed(s).unwrap())
-        });
-    }
-    g.finish();
-
     let questions = common::locomo_questions();
-    let e = load(32);
-    let mut i = 0;
-    let mut g = c.benchmark_group("embed_query");
-    g.sample_size(100);
-    g.bench_function("locomo_question", |b| {
-        b.iter(|| {
-            i = (i + 1) % questions.len();
-            e.embed(&[questions[i].as_str()]).unwrap()
-        })
-    });
-    g.finish();
+    for (name, backend) in [("fast", Backend::Fast), ("candle", Backend::Candle)] {
+        let mut g = c.benchmark_group(format!("embed_locomo_turns/{name}"));
+        g.sample_size(10);
+        g.throughput(Throughput::Elements(sample.len() as u64));
+        for batch in [1usize, 8, 32, 128] {
+            let e = load(backend, batch);
+            g.bench_with_input(BenchmarkId::new("batch", batch), &sample, |b, s| {
+                b.iter(|| e.embed(s).unwrap())
+            });
+        }
+        g.finish();
+
+        let e = load(backend, 32);
+        let mut i = 0;
+        let mut g = c.benchmark_group(format!("embed_query/{name}"));
+        g.sample_size(100);
+        g.bench_function("locomo_question", |b| {
+            b.iter(|| {
+                i = (i + 1) % questions.len();
+                e.embed(&[questions[i].as_str()]).unwrap()
+            })
+        });
+        g.finish();
+    }
 }
 
 criterion_group!(benches, embedding);

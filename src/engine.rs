@@ -23,7 +23,7 @@ use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::embed::{
-    BertEmbedder, BertOptions, EmbedQueue, Embedder, Embeddings, ModelInfo, l2_normalize,
+    Backend, BertEmbedder, BertOptions, EmbedQueue, Embedder, Embeddings, ModelInfo, l2_normalize,
 };
 use crate::error::{Error, Result};
 use crate::index::{IndexConfig, NamespaceIndex, RowFilter, Scored};
@@ -81,6 +81,9 @@ pub struct ModelConfig {
     pub models_dir: PathBuf,
     /// Texts per forward pass. Default 32.
     pub batch_size: usize,
+    /// Forward-pass implementation. Default [`Backend::Auto`] (the optimized one
+    /// when it supports the model).
+    pub backend: Backend,
 }
 
 impl Default for ModelConfig {
@@ -90,6 +93,7 @@ impl Default for ModelConfig {
             model_dir: None,
             models_dir: PathBuf::from("models"),
             batch_size: 32,
+            backend: Backend::Auto,
         }
     }
 }
@@ -282,6 +286,7 @@ pub fn load_embedder(model: &ModelConfig) -> Result<Arc<dyn Embedder>> {
     let embedder = BertEmbedder::load(
         &resolved.dir,
         BertOptions {
+            backend: model.backend,
             batch_size: model.batch_size,
             max_seq_length: None,
             id: Some(resolved.id),

@@ -52,6 +52,9 @@ struct EngineArgs {
     /// Texts per forward pass of the model.
     #[arg(long, global = true, env = "MEMORYD_BATCH_SIZE", default_value_t = 32)]
     batch_size: usize,
+    /// Forward pass: auto (the optimized one when it supports the model), fast, or candle (reference).
+    #[arg(long, global = true, env = "MEMORYD_BACKEND", default_value = "auto")]
+    backend: memoryd::embed::Backend,
     /// Messages kept per namespace in the short-term buffer.
     #[arg(
         long,
@@ -203,6 +206,7 @@ impl EngineArgs {
             model_dir: self.model_dir.clone(),
             models_dir: self.models_dir.clone(),
             batch_size: self.batch_size,
+            backend: self.backend,
         }
     }
 

@@ -30,9 +30,36 @@ pub enum Pooling {
     Max,
 }
 
+/// Which forward pass runs the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// [`super::fast::FastBert`] when the folder is one it supports (BERT,
+    /// absolute positions, safetensors), else candle's `BertModel`.
+    #[default]
+    Auto,
+    /// Always [`super::fast::FastBert`]; loading fails if it cannot run the folder.
+    Fast,
+    /// Always candle-transformers' `BertModel` (the reference implementation).
+    Candle,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Backend> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "fast" => Ok(Backend::Fast),
+            "candle" => Ok(Backend::Candle),
+            _ => Err(Error::invalid("backend", "must be auto, fast or candle")),
+        }
+    }
+}
+
 /// Options for [`BertEmbedder::load`].
 #[derive(Debug, Clone)]
 pub struct BertOptions {
+    /// Forward-pass implementation. Default [`Backend::Auto`].
+    pub backend: Backend,
     /// Texts per forward pass. 8-64 is the sweet spot on CPU; 128 is slower for
     /// every implementation measured (issue 2). Default 32.
     pub batch_size: usize,
@@ -46,6 +73,7 @@ pub struct BertOptions {
 impl Default for BertOptions {
     fn default() -> Self {
         BertOptions {
+            backend: Backend::Auto,
             batch_size: 32,
             max_seq_length: None,
             id: None,
@@ -53,9 +81,14 @@ impl Default for BertOptions {
     }
 }
 
+enum Encoder {
+    Fast(super::fast::FastBert),
+    Candle(Box<BertModel>),
+}
+
 /// A loaded BERT sentence-embedding model.
 pub struct BertEmbedder {
-    model: BertModel,
+    model: Encoder,
     tokenizer: Tokenizer,
     pad_id: u32,
     pooling: Pooling,
@@ -169,24 +202,26 @@ impl BertEmbedder {
 
         let device = Device::Cpu;
         let safetensors = dir.join("model.safetensors");
-        let (vb, weights) = if safetensors.is_file() {
-            // Safety: the file is not modified while mapped (it is verified and read-only to us).
-            let vb = unsafe {
-                VarBuilder::from_mmaped_safetensors(&[&safetensors], DType::F32, &device)?
-            };
-            (vb, safetensors)
-        } else {
-            let pth = dir.join("pytorch_model.bin");
-            if !pth.is_file() {
-                return Err(Error::ModelUnavailable(format!(
-                    "{} has neither model.safetensors nor pytorch_model.bin",
-                    dir.display()
-                )));
-            }
-            (VarBuilder::from_pth(&pth, DType::F32, &device)?, pth)
+        let fast = match opts.backend {
+            Backend::Candle => None,
+            Backend::Fast => Some(super::fast::FastBert::load(dir)?),
+            Backend::Auto => match super::fast::FastBert::load(dir) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::info!(error = %e, "using candle's BertModel for this model");
+                    None
+                }
+            },
         };
-        let model = BertModel::load(vb, &config)
-            .map_err(|e| Error::ModelUnavailable(format!("loading BERT weights: {e}")))?;
+        let (model, weights) = match fast {
+            Some(f) => (Encoder::Fast(f), safetensors),
+            None => {
+                let (vb, weights) = Self::var_builder(dir, &device)?;
+                let model = BertModel::load(vb, &config)
+                    .map_err(|e| Error::ModelUnavailable(format!("loading BERT weights: {e}")))?;
+                (Encoder::Candle(Box::new(model)), weights)
+            }
+        };
         let weights_sha256 = crate::model::sha256_file(&weights)?;
         let id = opts.id.unwrap_or_else(|| {
             dir.file_name()
@@ -210,6 +245,36 @@ impl BertEmbedder {
         })
     }
 
+    /// True when the optimized forward pass ([`Backend::Fast`]) runs this model.
+    pub fn is_fast(&self) -> bool {
+        matches!(self.model, Encoder::Fast(_))
+    }
+
+    /// The weights file and a `VarBuilder` over it (safetensors, else PyTorch pickle).
+    fn var_builder(
+        dir: &Path,
+        device: &Device,
+    ) -> Result<(VarBuilder<'static>, std::path::PathBuf)> {
+        let safetensors = dir.join("model.safetensors");
+        let (vb, weights) = if safetensors.is_file() {
+            // Safety: the file is not modified while mapped (it is verified and read-only to us).
+            let vb = unsafe {
+                VarBuilder::from_mmaped_safetensors(&[&safetensors], DType::F32, device)?
+            };
+            (vb, safetensors)
+        } else {
+            let pth = dir.join("pytorch_model.bin");
+            if !pth.is_file() {
+                return Err(Error::ModelUnavailable(format!(
+                    "{} has neither model.safetensors nor pytorch_model.bin",
+                    dir.display()
+                )));
+            }
+            (VarBuilder::from_pth(&pth, DType::F32, device)?, pth)
+        };
+        Ok((vb, weights))
+    }
+
     /// The pooling mode read from the folder.
     pub fn pooling(&self) -> Pooling {
         self.pooling
@@ -230,8 +295,54 @@ impl BertEmbedder {
             .collect())
     }
 
-    /// One forward pass over already tokenized, non-empty `batch`: `[batch.len(), dim]`.
-    fn forward(&self, batch: &[&[u32]]) -> Result<Tensor> {
+    /// Pooled (and normalized) embeddings of a tokenized, non-empty `batch`,
+    /// `[batch.len(), dim]` row-major.
+    fn embed_tokens(&self, batch: &[&[u32]]) -> Result<Vec<f32>> {
+        match &self.model {
+            Encoder::Candle(_) => Ok(self
+                .forward_candle(batch)?
+                .flatten_all()?
+                .to_vec1::<f32>()?),
+            Encoder::Fast(f) => {
+                let h = f.hidden();
+                let hidden = f.forward(batch)?; // [Σ len, h]
+                let mut out = vec![0f32; batch.len() * h];
+                let mut row = 0;
+                for (b, ids) in batch.iter().enumerate() {
+                    let rows = &hidden[row * h..(row + ids.len()) * h];
+                    let o = &mut out[b * h..(b + 1) * h];
+                    match self.pooling {
+                        Pooling::Mean => {
+                            for r in rows.chunks_exact(h) {
+                                o.iter_mut().zip(r).for_each(|(a, v)| *a += v);
+                            }
+                            let n = ids.len().max(1) as f32;
+                            o.iter_mut().for_each(|a| *a /= n);
+                        }
+                        Pooling::Cls => o.copy_from_slice(&rows[..h]),
+                        Pooling::Max => {
+                            o.iter_mut().for_each(|a| *a = f32::NEG_INFINITY);
+                            for r in rows.chunks_exact(h) {
+                                o.iter_mut().zip(r).for_each(|(a, v)| *a = a.max(*v));
+                            }
+                        }
+                    }
+                    if self.normalize {
+                        let norm = o.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                        o.iter_mut().for_each(|v| *v /= norm);
+                    }
+                    row += ids.len();
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// candle's `BertModel` over a padded batch: `[batch.len(), dim]`.
+    fn forward_candle(&self, batch: &[&[u32]]) -> Result<Tensor> {
+        let Encoder::Candle(model) = &self.model else {
+            unreachable!("forward_candle is only called for the candle encoder");
+        };
         let n = batch.len();
         let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0).max(1);
         let mut ids = Vec::with_capacity(n * len);
@@ -245,7 +356,7 @@ impl BertEmbedder {
         let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
         let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
         let type_ids = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?; // [n, len, dim]
+        let hidden = model.forward(&ids, &type_ids, Some(&mask))?; // [n, len, dim]
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // [n, len, 1]
         let pooled = match self.pooling {
             Pooling::Mean => {
@@ -287,9 +398,9 @@ impl Embedder for BertEmbedder {
         let mut data = vec![0f32; texts.len() * dim];
         for chunk in order.chunks(self.batch_size) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| tokens[i].as_slice()).collect();
-            let out = self.forward(&batch)?.to_vec2::<f32>()?;
-            for (&i, row) in chunk.iter().zip(out) {
-                data[i * dim..(i + 1) * dim].copy_from_slice(&row);
+            let out = self.embed_tokens(&batch)?;
+            for (&i, row) in chunk.iter().zip(out.chunks_exact(dim)) {
+                data[i * dim..(i + 1) * dim].copy_from_slice(row);
             }
         }
         Ok(Embeddings {

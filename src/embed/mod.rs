@@ -2,9 +2,11 @@
 //! bounded queue that keeps the model off the async runtime.
 
 mod bert;
+pub mod fast;
+pub mod gemm;
 mod queue;
 
-pub use bert::{BertEmbedder, BertOptions, Pooling};
+pub use bert::{Backend, BertEmbedder, BertOptions, Pooling};
 pub use queue::EmbedQueue;
 
 use crate::error::Result;

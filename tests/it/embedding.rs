@@ -1,4 +1,5 @@
-use memoryd::embed::{BertEmbedder, BertOptions};
+use memoryd::Embedder;
+use memoryd::embed::{Backend, BertEmbedder, BertOptions};
 use serde::Deserialize;
 
 use crate::common::{embedder, model_config, shared_path};
@@ -98,7 +99,7 @@ fn loads_a_folder_by_path_with_other_batch_size() {
     .unwrap();
     let r = reference();
     let texts: Vec<&str> = r.items.iter().take(10).map(|i| i.text.as_str()).collect();
-    let out = memoryd::Embedder::embed(&e, &texts).unwrap();
+    let out = e.embed(&texts).unwrap();
     for (i, item) in r.items.iter().take(10).enumerate() {
         assert!(cosine(out.row(i), &item.embedding) >= 0.9999);
     }
@@ -111,4 +112,52 @@ fn rejects_a_folder_without_config() {
         .err()
         .unwrap();
     assert_eq!(err.code(), "model_unavailable");
+}
+
+/// The optimized forward pass against candle-transformers' `BertModel` (the
+/// oracle) on real chat turns of every length, batched and alone: the fixture
+/// checks 34 texts; this checks the same arithmetic on 300 more.
+#[test]
+fn fast_forward_matches_the_candle_oracle() {
+    let cfg = model_config();
+    let dir = memoryd::model::ModelResolver::new(&cfg.models_dir)
+        .resolve(&cfg.name, None)
+        .unwrap()
+        .dir;
+    let load = |backend| {
+        BertEmbedder::load(
+            &dir,
+            BertOptions {
+                backend,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let (fast, oracle) = (load(Backend::Fast), load(Backend::Candle));
+    assert!(fast.is_fast() && !oracle.is_fast());
+    let samples = memoryd::locomo::load(&shared_path("data/locomo/locomo10.json")).unwrap();
+    let mut texts: Vec<String> = samples[0]
+        .turns
+        .iter()
+        .take(300)
+        .map(|t| format!("{}: {}", t.speaker, t.text))
+        .collect();
+    // Long inputs too: truncated at 256 tokens.
+    texts.push(texts.join(" "));
+    texts.push("x".into());
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (a, b) = (fast.embed(&refs).unwrap(), oracle.embed(&refs).unwrap());
+    let mut worst = 1f32;
+    for i in 0..refs.len() {
+        worst = worst.min(cosine(a.row(i), b.row(i)));
+    }
+    assert!(worst >= 0.99999, "worst cosine {worst}");
+    for t in [refs[0], refs[refs.len() - 2]] {
+        let c = cosine(
+            fast.embed(&[t]).unwrap().row(0),
+            oracle.embed(&[t]).unwrap().row(0),
+        );
+        assert!(c >= 0.99999, "alone: cosine {c}");
+    }
 }
