@@ -1,14 +1,20 @@
 //! HTTP load on loopback: starts `memoryd serve` (release binary) on a free port
-//! with a fresh data directory, preloads one LoCoMo conversation, then drives
-//! search and add at concurrency 1, 16 and 64 for a bounded time each and prints
-//! QPS, p50/p95/p99 latency and the status codes seen (429s included).
+//! with a fresh data directory, preloads one LoCoMo conversation (419 turns), then:
 //!
-//! `cargo build --release && cargo bench --bench http_load -- [--seconds 10]`
+//! - `sweep` (default): search and add at concurrency 1, 16 and 64, `--seconds`
+//!   each (default 10): QPS, p50/p95/p99 latency, status codes (429s included).
+//! - `mixed`: one run of 90% search / 10% add (LoCoMo questions and turns) at
+//!   concurrency 64 for `--seconds` (default 60): the same figures plus the
+//!   server's peak RSS (VmHWM) and RSS sampled every 500 ms, and 5xx count.
+//! - `overload`: the same mix against a server with a small embedding queue
+//!   (`--embed-queue 8`): how many requests get 429 and how fast those answers are.
+//!
+//! `cargo build --release && cargo bench --bench http_load -- [sweep|mixed|overload] [--seconds N]`
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +29,8 @@ fn arg(args: &[String], flag: &str) -> Option<String> {
 struct Run {
     ok: usize,
     statuses: BTreeMap<u16, usize>,
+    /// Latencies (ms) per status code.
+    by_status: BTreeMap<u16, Vec<f64>>,
     latencies_ms: Vec<f64>,
     elapsed: Duration,
 }
@@ -34,6 +42,7 @@ async fn drive(
     concurrency: usize,
     seconds: u64,
     texts: Arc<Vec<String>>,
+    adds: Arc<Vec<String>>,
 ) -> Run {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -42,15 +51,19 @@ async fn drive(
         let client = client.clone();
         let base = base.clone();
         let texts = texts.clone();
+        let adds = adds.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
+            let mut by_status: BTreeMap<u16, Vec<f64>> = BTreeMap::new();
             let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
             let mut i = w;
             // Bounded in time and in count.
             while Instant::now() < deadline && lat.len() < 100_000 {
                 i = (i + concurrency) % texts.len();
                 let t = Instant::now();
-                let resp = if mode == "search" {
+                // "mixed": every tenth request of a worker is an add.
+                let search = mode == "search" || (mode == "mixed" && i % 10 != 0);
+                let resp = if search {
                     client
                         .post(format!("{base}/v1/namespaces/load/search"))
                         .json(&json!({"query": texts[i], "k": 10}))
@@ -59,26 +72,39 @@ async fn drive(
                 } else {
                     client
                         .post(format!("{base}/v1/namespaces/load-add/messages"))
-                        .json(&json!({"messages": [{"role": "user", "content": texts[i]}]}))
+                        .json(&json!({"messages": [{"role": "user", "content": adds[i % adds.len()]}]}))
                         .send()
                         .await
                 };
-                let status = resp.map(|r| r.status().as_u16()).unwrap_or(0);
+                // Read the body: a request is done when its answer is.
+                let status = match resp {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        r.bytes().await.map_or(0, |_| s)
+                    }
+                    Err(_) => 0,
+                };
+                let ms = t.elapsed().as_secs_f64() * 1e3;
                 *statuses.entry(status).or_default() += 1;
-                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                by_status.entry(status).or_default().push(ms);
+                lat.push(ms);
             }
-            (lat, statuses)
+            (lat, statuses, by_status)
         }));
     }
     let mut run = Run {
         ok: 0,
         statuses: BTreeMap::new(),
+        by_status: BTreeMap::new(),
         latencies_ms: Vec::new(),
         elapsed: Duration::ZERO,
     };
     for t in tasks {
-        let (lat, st) = t.await.expect("worker");
+        let (lat, st, by) = t.await.expect("worker");
         run.latencies_ms.extend(lat);
+        for (k, v) in by {
+            run.by_status.entry(k).or_default().extend(v);
+        }
         for (k, v) in st {
             *run.statuses.entry(k).or_default() += v;
         }
@@ -93,36 +119,138 @@ async fn drive(
     run
 }
 
+/// A `memoryd serve` child on a free port with a fresh data directory.
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(bin: &std::path::Path, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new(bin)
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--no-background-summarize",
+            ])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--models-dir")
+            .arg(common::repo_path("models"))
+            .env("MEMORYD_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("memoryd starts");
+        Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    /// Waits for health, then stores one LoCoMo conversation in namespace `load`.
+    async fn ready(&self, client: &reqwest::Client, turns: &[String]) {
+        let base = &self.base;
+        let ready = Instant::now() + Duration::from_secs(120);
+        while client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+            != 200
+        {
+            assert!(Instant::now() < ready, "server not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let conv: Vec<_> = turns
+            .iter()
+            .take(419)
+            .map(|t| json!({"role": "user", "content": t}))
+            .collect();
+        for chunk in conv.chunks(100) {
+            let r = client
+                .post(format!("{base}/v1/namespaces/load/messages"))
+                .json(&json!({"messages": chunk}))
+                .send()
+                .await
+                .expect("preload");
+            assert_eq!(r.status().as_u16(), 201, "preload");
+        }
+    }
+
+    /// (VmRSS, VmHWM) of the server in KiB, from /proc (Linux).
+    fn rss_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+fn row(route: &str, c: usize, run: &mut Run) {
+    let p = memoryd::eval::Percentiles::of(&mut run.latencies_ms);
+    println!(
+        "| {route} | {c} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:?} |",
+        run.latencies_ms.len(),
+        run.ok as f64 / run.elapsed.as_secs_f64(),
+        p.p50,
+        p.p95,
+        p.p99,
+        run.statuses
+    );
+}
+
+fn per_status(run: &mut Run) {
+    for (status, lat) in run.by_status.iter_mut() {
+        let p = memoryd::eval::Percentiles::of(lat);
+        println!(
+            "  status {status}: {} answers, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+            lat.len(),
+            p.p50,
+            p.p95,
+            p.p99
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let seconds: u64 = arg(&args, "--seconds").map_or(10, |s| s.parse().expect("integer"));
+    let scenario = ["sweep", "mixed", "overload"]
+        .into_iter()
+        .find(|s| args.iter().any(|a| a == s))
+        .unwrap_or("sweep");
+    let default_seconds = if scenario == "mixed" { 60 } else { 10 };
+    let seconds: u64 =
+        arg(&args, "--seconds").map_or(default_seconds, |s| s.parse().expect("integer"));
     let bin = common::repo_path("target/release/memoryd");
     if !bin.exists() {
         eprintln!("build the server first: cargo build --release");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--no-background-summarize",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--models-dir")
-        .arg(common::repo_path("models"))
-        .env("MEMORYD_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("memoryd starts");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -130,36 +258,82 @@ fn main() {
         .expect("runtime");
     let turns = Arc::new(common::locomo_turns());
     let questions = Arc::new(common::locomo_questions());
-    rt.block_on(async {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(128).build().expect("client");
-        let ready = Instant::now() + Duration::from_secs(120);
-        while client.get(format!("{base}/health")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
-            assert!(Instant::now() < ready, "server not ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()
+        .expect("client");
+    let header = "| route | concurrency | requests | QPS | p50 ms | p95 ms | p99 ms | statuses |\n|---|---|---|---|---|---|---|---|";
+    match scenario {
+        "sweep" => {
+            let server = Server::start(&bin, &[]);
+            rt.block_on(async {
+                server.ready(&client, &turns).await;
+                println!("{header}");
+                for mode in ["search", "add"] {
+                    for c in [1usize, 16, 64] {
+                        let texts = if mode == "search" {
+                            questions.clone()
+                        } else {
+                            turns.clone()
+                        };
+                        let mut run = drive(
+                            client.clone(),
+                            server.base.clone(),
+                            mode,
+                            c,
+                            seconds,
+                            texts,
+                            turns.clone(),
+                        )
+                        .await;
+                        row(mode, c, &mut run);
+                    }
+                }
+            });
         }
-        // Preload one conversation (conv-26, 419 turns).
-        let conv: Vec<_> = turns.iter().take(419).map(|t| json!({"role": "user", "content": t})).collect();
-        for chunk in conv.chunks(100) {
-            client.post(format!("{base}/v1/namespaces/load/messages")).json(&json!({"messages": chunk})).send().await.expect("preload");
+        "mixed" => {
+            let server = Server::start(&bin, &[]);
+            rt.block_on(async {
+                server.ready(&client, &turns).await;
+                let (rss0, _) = server.rss_kib();
+                // Sample RSS while the load runs.
+                let pid = server.child.id();
+                let sampler = tokio::spawn(async move {
+                    let mut samples = Vec::new();
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                        let rss: u64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
+                        samples.push(rss);
+                        if samples.len() > 10_000 {
+                            return samples;
+                        }
+                    }
+                });
+                let mut run = drive(client.clone(), server.base.clone(), "mixed", 64, seconds, questions.clone(), turns.clone()).await;
+                sampler.abort();
+                let (rss1, hwm) = server.rss_kib();
+                println!("mixed load: 90% search / 10% add, concurrency 64, {seconds} s");
+                println!("{header}");
+                row("mixed", 64, &mut run);
+                per_status(&mut run);
+                let five_xx: usize = run.statuses.iter().filter(|(s, _)| **s >= 500 || **s == 0).map(|(_, n)| n).sum();
+                println!("5xx or failed connections: {five_xx}");
+                println!("server RSS: {:.1} MiB before the load, {:.1} MiB after, peak (VmHWM) {:.1} MiB", rss0 as f64 / 1024.0, rss1 as f64 / 1024.0, hwm as f64 / 1024.0);
+            });
         }
-        println!("| route | concurrency | requests | QPS | p50 ms | p95 ms | p99 ms | statuses |\n|---|---|---|---|---|---|---|---|");
-        for mode in ["search", "add"] {
-            for c in [1usize, 16, 64] {
-                let texts = if mode == "search" { questions.clone() } else { turns.clone() };
-                let mut run = drive(client.clone(), base.clone(), mode, c, seconds, texts).await;
-                let p = memoryd::eval::Percentiles::of(&mut run.latencies_ms);
-                println!(
-                    "| {mode} | {c} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:?} |",
-                    run.latencies_ms.len(),
-                    run.ok as f64 / run.elapsed.as_secs_f64(),
-                    p.p50,
-                    p.p95,
-                    p.p99,
-                    run.statuses
-                );
-            }
+        _ => {
+            let server = Server::start(&bin, &["--embed-queue", "8"]);
+            rt.block_on(async {
+                server.ready(&client, &turns).await;
+                let mut run = drive(client.clone(), server.base.clone(), "mixed", 64, seconds, questions.clone(), turns.clone()).await;
+                println!("overload: 90% search / 10% add, concurrency 64, embedding queue of 8 jobs, {seconds} s");
+                println!("{header}");
+                row("mixed", 64, &mut run);
+                per_status(&mut run);
+                let (_, hwm) = server.rss_kib();
+                println!("server peak RSS (VmHWM) {:.1} MiB", hwm as f64 / 1024.0);
+            });
         }
-    });
-    let _ = child.kill();
-    let _ = child.wait();
+    }
 }

@@ -211,6 +211,34 @@ impl FastBert {
     /// [`Error::Embedding`] for a token id outside the vocabulary or a text longer
     /// than `max_position_embeddings` (the tokenizer truncates before this).
     pub fn forward(&self, batch: &[&[u32]]) -> Result<Vec<f32>> {
+        // The element-wise parts (embeddings, LayerNorm, residuals, attention) are
+        // compiled once per vector width; the products dispatch on their own.
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            fn avx512(f: &FastBert, batch: &[&[u32]]) -> Result<Vec<f32>> {
+                f.forward_impl(batch)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2(f: &FastBert, batch: &[&[u32]]) -> Result<Vec<f32>> {
+                f.forward_impl(batch)
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // Safety: the feature was detected.
+                return unsafe { avx512(self, batch) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // Safety: the features were detected.
+                return unsafe { avx2(self, batch) };
+            }
+        }
+        self.forward_impl(batch)
+    }
+
+    #[inline(always)]
+    fn forward_impl(&self, batch: &[&[u32]]) -> Result<Vec<f32>> {
         let h = self.hidden;
         let total: usize = batch.iter().map(|t| t.len()).sum();
         let vocab = self.word.len() / h;
@@ -255,7 +283,13 @@ impl FastBert {
             add_assign(&mut x, &tmp);
             layer.attn_norm.apply(&mut x, h);
             layer.up.forward(&x, total, &mut inter);
-            activate(self.activation, &mut inter);
+            if inter.len() >= 1 << 15 && rayon::current_num_threads() > 1 {
+                inter
+                    .par_chunks_mut(1 << 13)
+                    .for_each(|c| activate(self.activation, c));
+            } else {
+                activate(self.activation, &mut inter);
+            }
             layer.down.forward(&inter, total, &mut tmp);
             add_assign(&mut x, &tmp);
             layer.out_norm.apply(&mut x, h);
@@ -264,70 +298,114 @@ impl FastBert {
     }
 
     /// Scaled dot-product attention per text and head: `ctx[Σ len, hidden]` from
-    /// `qkv[Σ len, 3·hidden]` (rows `[q | k | v]`).
+    /// `qkv[Σ len, 3·hidden]` (rows `[q | k | v]`). (text, head) pairs run in
+    /// parallel once there is enough work, so one long text uses every core.
+    #[inline(always)]
     fn attention(&self, batch: &[&[u32]], qkv: &[f32], ctx: &mut [f32]) {
         let h = self.hidden;
-        // Split ctx into one slice per text (rows are contiguous per text).
-        let mut parts: Vec<(usize, &mut [f32])> = Vec::with_capacity(batch.len());
-        let mut rest = ctx;
-        let mut offset = 0;
+        let d = h / self.heads;
+        let mut tasks = Vec::with_capacity(batch.len() * self.heads);
+        let mut start = 0;
         for ids in batch {
-            let (mine, tail) = rest.split_at_mut(ids.len() * h);
-            parts.push((offset, mine));
-            rest = tail;
-            offset += ids.len();
+            for head in 0..self.heads {
+                tasks.push((start, ids.len(), head));
+            }
+            start += ids.len();
         }
         let work: usize = batch.iter().map(|t| t.len() * t.len()).sum::<usize>() * h;
-        let one = |(start, out): &mut (usize, &mut [f32])| {
-            let len = out.len() / h;
-            self.attend(&qkv[*start * 3 * h..(*start + len) * 3 * h], len, out);
+        let out = SendPtr(ctx.as_mut_ptr());
+        let total = ctx.len();
+        let run = |&(start, len, head): &(usize, usize, usize)| {
+            // Safety: task (text, head) writes only rows [start, start + len) and
+            // columns [head·d, (head + 1)·d) of ctx: disjoint from every other task.
+            let ctx = unsafe { std::slice::from_raw_parts_mut(out.get(), total) };
+            attend_head(
+                &qkv[start * 3 * h..(start + len) * 3 * h],
+                len,
+                h,
+                d,
+                head,
+                &mut ctx[start * h..(start + len) * h],
+            );
         };
-        if parts.len() > 1 && work > 1 << 18 {
-            parts.par_iter_mut().for_each(one);
+        if work > 1 << 16 && rayon::current_num_threads() > 1 {
+            tasks.par_iter().for_each(run);
         } else {
-            parts.iter_mut().for_each(one);
+            tasks.iter().for_each(run);
         }
     }
+}
 
-    /// Attention of one text of `len` tokens: `qkv[len, 3·hidden]` → `out[len, hidden]`.
-    fn attend(&self, qkv: &[f32], len: usize, out: &mut [f32]) {
-        let h = self.hidden;
-        let d = h / self.heads;
-        let scale = 1.0 / (d as f32).sqrt();
-        let mut kt = vec![0f32; d * len]; // Kᵀ of one head, [d, len]
-        let mut scores = vec![0f32; len];
-        let mut acc = vec![0f32; d];
-        for head in 0..self.heads {
-            let (qo, ko, vo) = (head * d, h + head * d, 2 * h + head * d);
-            for j in 0..len {
-                for t in 0..d {
-                    kt[t * len + j] = qkv[j * 3 * h + ko + t];
-                }
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// Safety: hands disjoint parts of one buffer to rayon tasks (see `attention`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// One head of one text: `qkv[len, 3·hidden]` → columns `[head·d, (head+1)·d)` of
+/// `out[len, hidden]`. Dispatched to the widest vector unit present.
+fn attend_head(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut [f32]) {
+            attend_head_impl(qkv, len, h, d, head, out)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut [f32]) {
+            attend_head_impl(qkv, len, h, d, head, out)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // Safety: the feature was detected.
+            return unsafe { avx512(qkv, len, h, d, head, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // Safety: the features were detected.
+            return unsafe { avx2(qkv, len, h, d, head, out) };
+        }
+    }
+    attend_head_impl(qkv, len, h, d, head, out)
+}
+
+#[inline(always)]
+fn attend_head_impl(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut [f32]) {
+    let scale = 1.0 / (d as f32).sqrt();
+    let (qo, ko, vo) = (head * d, h + head * d, 2 * h + head * d);
+    let mut kt = vec![0f32; d * len]; // Kᵀ of this head, [d, len]
+    for j in 0..len {
+        for t in 0..d {
+            kt[t * len + j] = qkv[j * 3 * h + ko + t];
+        }
+    }
+    let mut scores = vec![0f32; len];
+    let mut acc = vec![0f32; d];
+    for i in 0..len {
+        let q = &qkv[i * 3 * h + qo..i * 3 * h + qo + d];
+        scores.iter_mut().for_each(|s| *s = 0.0);
+        for (t, &qt) in q.iter().enumerate() {
+            let a = qt * scale;
+            for (s, k) in scores.iter_mut().zip(&kt[t * len..(t + 1) * len]) {
+                *s += a * k;
             }
-            for i in 0..len {
-                let q = &qkv[i * 3 * h + qo..i * 3 * h + qo + d];
-                scores.iter_mut().for_each(|s| *s = 0.0);
-                for (t, &qt) in q.iter().enumerate() {
-                    let a = qt * scale;
-                    for (s, k) in scores.iter_mut().zip(&kt[t * len..(t + 1) * len]) {
-                        *s += a * k;
-                    }
-                }
-                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                scores.iter_mut().for_each(|s| *s = exp(*s - max));
-                let sum: f32 = scores.iter().sum();
-                let inv = 1.0 / sum;
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                for (j, &p) in scores.iter().enumerate() {
-                    let v = &qkv[j * 3 * h + vo..j * 3 * h + vo + d];
-                    for (a, vv) in acc.iter_mut().zip(v) {
-                        *a += p * vv;
-                    }
-                }
-                for (o, a) in out[i * h + qo..i * h + qo + d].iter_mut().zip(&acc) {
-                    *o = a * inv;
-                }
+        }
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        scores.iter_mut().for_each(|s| *s = exp(*s - max));
+        let inv = 1.0 / sum8(scores.iter().copied());
+        acc.iter_mut().for_each(|a| *a = 0.0);
+        for (j, &p) in scores.iter().enumerate() {
+            let v = &qkv[j * 3 * h + vo..j * 3 * h + vo + d];
+            for (a, vv) in acc.iter_mut().zip(v) {
+                *a += p * vv;
             }
+        }
+        for (o, a) in out[i * h + qo..i * h + qo + d].iter_mut().zip(&acc) {
+            *o = a * inv;
         }
     }
 }
@@ -335,6 +413,7 @@ impl FastBert {
 impl LayerNorm {
     /// Normalizes each `width`-long row of `x` in place (two-pass mean and variance, in f32
     /// with eight partial sums, as BERT's LayerNorm: biased variance, eps inside the root).
+    #[inline(always)]
     fn apply(&self, x: &mut [f32], width: usize) {
         for row in x.chunks_exact_mut(width) {
             let mean = sum8(row.iter().copied()) / width as f32;
@@ -348,6 +427,7 @@ impl LayerNorm {
 }
 
 /// Sum with eight interleaved partial sums (vectorizes; more accurate than one chain).
+#[inline(always)]
 fn sum8(values: impl Iterator<Item = f32>) -> f32 {
     let mut acc = [0f32; 8];
     for (i, v) in values.enumerate() {
@@ -356,6 +436,7 @@ fn sum8(values: impl Iterator<Item = f32>) -> f32 {
     acc.iter().sum()
 }
 
+#[inline(always)]
 fn add_assign(x: &mut [f32], y: &[f32]) {
     x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
 }

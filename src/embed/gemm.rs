@@ -32,8 +32,11 @@ pub struct PackedLinear {
     pub inputs: usize,
     /// Output features (`n`).
     pub outputs: usize,
-    /// `ceil(outputs / NR)` panels of `[inputs, NR]`, zero-padded past `outputs`.
-    panels: Vec<f32>,
+    /// `ceil(outputs / NR)` panels of `[inputs, NR]`, zero-padded past `outputs`,
+    /// starting at `panels[offset]` (64-byte aligned, so no panel load splits a
+    /// cache line).
+    storage: Vec<f32>,
+    offset: usize,
     /// `[outputs]`, zero-padded to a multiple of `NR`.
     bias: Vec<f32>,
 }
@@ -58,7 +61,10 @@ impl PackedLinear {
         assert_eq!(weight.len(), outputs * inputs, "weight shape");
         assert_eq!(bias.len(), outputs, "bias shape");
         let n_panels = outputs.div_ceil(NR);
-        let mut panels = vec![0f32; n_panels * inputs * NR];
+        let len = n_panels * inputs * NR;
+        let mut storage = vec![0f32; len + 16];
+        let offset = storage.as_ptr().align_offset(64).min(16);
+        let panels = &mut storage[offset..offset + len];
         for p in 0..n_panels {
             let panel = &mut panels[p * inputs * NR..(p + 1) * inputs * NR];
             for j in 0..NR.min(outputs - p * NR) {
@@ -73,9 +79,14 @@ impl PackedLinear {
         PackedLinear {
             inputs,
             outputs,
-            panels,
+            storage,
+            offset,
             bias: b,
         }
+    }
+
+    fn panels(&self) -> &[f32] {
+        &self.storage[self.offset..self.offset + self.outputs.div_ceil(NR) * self.inputs * NR]
     }
 
     /// `y[m, outputs] = x[m, inputs] · Wᵀ + b`, overwriting `y`.
@@ -91,13 +102,25 @@ impl PackedLinear {
         }
         let kernel = kernel();
         let n_panels = n.div_ceil(NR);
-        let run = |p: usize, y: &mut [f32]| {
-            let panel = &self.panels[p * k * NR..(p + 1) * k * NR];
+        let panels = self.panels();
+        // Rows are taken in chunks whose slice of X stays in L2 (~256 KiB) while
+        // every panel passes over it; a task is one (row chunk, panel) pair.
+        let mc = ((256 * 1024 / (4 * k)) / MR * MR).max(MR);
+        let n_chunks = m.div_ceil(mc);
+        let y_ptr = SendPtr(y.as_mut_ptr());
+        let total = y.len();
+        let run = |task: usize| {
+            let (c, p) = (task / n_panels, task % n_panels);
+            let panel = &panels[p * k * NR..(p + 1) * k * NR];
             let bias = &self.bias[p * NR..(p + 1) * NR];
             let cols = NR.min(n - p * NR);
-            let mut r = 0;
-            while r < m {
-                let rows = MR.min(m - r);
+            // Safety: task (c, p) writes only rows [c·mc, (c+1)·mc) and columns
+            // [p·NR, p·NR + cols) of y, disjoint from every other task's.
+            let y = unsafe { std::slice::from_raw_parts_mut(y_ptr.get(), total) };
+            let mut r = c * mc;
+            let end = m.min(r + mc);
+            while r < end {
+                let rows = MR.min(end - r);
                 // Safety: the kernel was chosen for this CPU; slices are in bounds
                 // (rows ≤ MR, cols ≤ NR, y offset by whole rows).
                 unsafe {
@@ -107,7 +130,7 @@ impl PackedLinear {
                         k,
                         panel,
                         bias,
-                        &mut y[r * n..],
+                        &mut y[r * n + p * NR..],
                         n,
                         cols,
                     )
@@ -115,18 +138,11 @@ impl PackedLinear {
                 r += rows;
             }
         };
+        let tasks = n_chunks * n_panels;
         if m * k * n < PARALLEL_MIN_MACS || rayon::current_num_threads() == 1 {
-            for p in 0..n_panels {
-                run(p, &mut y[p * NR..]);
-            }
+            (0..tasks).for_each(run);
         } else {
-            let y_ptr = SendPtr(y.as_mut_ptr());
-            (0..n_panels).into_par_iter().for_each(|p| {
-                // Safety: panel p writes only columns [p·NR, p·NR + cols) of each
-                // row, disjoint from every other panel's.
-                let y_all = unsafe { std::slice::from_raw_parts_mut(y_ptr.get(), m * n) };
-                run(p, &mut y_all[p * NR..]);
-            });
+            (0..tasks).into_par_iter().for_each(run);
         }
     }
 }
@@ -360,6 +376,8 @@ mod tests {
             (6, 1, 3),
             (40, 96, 64),
             (100, 1536, 384),
+            (301, 72, 1536),
+            (500, 40, 384),
         ] {
             let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
             let want = reference(&x, &w, &b, m, n, k);
@@ -384,7 +402,7 @@ mod tests {
                             rows,
                             &x[r * k..(r + rows) * k],
                             k,
-                            &lin.panels[p * k * NR..(p + 1) * k * NR],
+                            &lin.panels()[p * k * NR..(p + 1) * k * NR],
                             &lin.bias[p * NR..(p + 1) * NR],
                             &mut port[r * n + p * NR..],
                             n,
