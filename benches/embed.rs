@@ -8,10 +8,11 @@
 mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use memoryd::embed::gemm::WeightFormat;
 use memoryd::embed::{Backend, BertEmbedder, BertOptions};
 use memoryd::{Embedder, model::ModelResolver};
 
-fn load(backend: Backend, batch_size: usize) -> BertEmbedder {
+fn load((backend, weights): (Backend, WeightFormat), batch_size: usize) -> BertEmbedder {
     let cfg = common::model_config();
     let dir = ModelResolver::new(&cfg.models_dir)
         .resolve(&cfg.name, None)
@@ -21,6 +22,7 @@ fn load(backend: Backend, batch_size: usize) -> BertEmbedder {
         &dir,
         BertOptions {
             backend,
+            weights,
             batch_size,
             ..Default::default()
         },
@@ -39,7 +41,11 @@ fn embedding(c: &mut Criterion) {
         .map(String::as_str)
         .collect();
     let questions = common::locomo_questions();
-    for (name, backend) in [("fast", Backend::Fast), ("candle", Backend::Candle)] {
+    for (name, backend) in [
+        ("fast", (Backend::Fast, WeightFormat::F32)),
+        ("fast-f16", (Backend::Fast, WeightFormat::F16)),
+        ("candle", (Backend::Candle, WeightFormat::F32)),
+    ] {
         let mut g = c.benchmark_group(format!("embed_locomo_turns/{name}"));
         g.sample_size(10);
         g.throughput(Throughput::Elements(sample.len() as u64));

@@ -84,6 +84,9 @@ pub struct ModelConfig {
     /// Forward-pass implementation. Default [`Backend::Auto`] (the optimized one
     /// when it supports the model).
     pub backend: Backend,
+    /// How the optimized forward pass stores its weights (f16 halves the bytes a
+    /// query streams; arithmetic stays f32). Default f32.
+    pub weights: crate::embed::gemm::WeightFormat,
 }
 
 impl Default for ModelConfig {
@@ -94,6 +97,7 @@ impl Default for ModelConfig {
             models_dir: PathBuf::from("models"),
             batch_size: 32,
             backend: Backend::Auto,
+            weights: crate::embed::gemm::WeightFormat::F32,
         }
     }
 }
@@ -287,9 +291,10 @@ pub fn load_embedder(model: &ModelConfig) -> Result<Arc<dyn Embedder>> {
         &resolved.dir,
         BertOptions {
             backend: model.backend,
+            weights: model.weights,
             batch_size: model.batch_size,
-            max_seq_length: None,
             id: Some(resolved.id),
+            ..BertOptions::default()
         },
     )?;
     Ok(Arc::new(embedder))

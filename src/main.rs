@@ -55,6 +55,9 @@ struct EngineArgs {
     /// Forward pass: auto (the optimized one when it supports the model), fast, or candle (reference).
     #[arg(long, global = true, env = "MEMORYD_BACKEND", default_value = "auto")]
     backend: memoryd::embed::Backend,
+    /// Weights of the fast forward pass: f32, or f16 (half the memory traffic; f32 arithmetic).
+    #[arg(long, global = true, env = "MEMORYD_WEIGHTS", default_value = "f32")]
+    weights: memoryd::embed::gemm::WeightFormat,
     /// Messages kept per namespace in the short-term buffer.
     #[arg(
         long,
@@ -207,6 +210,7 @@ impl EngineArgs {
             models_dir: self.models_dir.clone(),
             batch_size: self.batch_size,
             backend: self.backend,
+            weights: self.weights,
         }
     }
 

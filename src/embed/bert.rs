@@ -60,6 +60,8 @@ impl std::str::FromStr for Backend {
 pub struct BertOptions {
     /// Forward-pass implementation. Default [`Backend::Auto`].
     pub backend: Backend,
+    /// How the fast forward pass stores its weights. Default f32.
+    pub weights: super::gemm::WeightFormat,
     /// Texts per forward pass. 8-64 is the sweet spot on CPU; 128 is slower for
     /// every implementation measured (issue 2). Default 32.
     pub batch_size: usize,
@@ -74,6 +76,7 @@ impl Default for BertOptions {
     fn default() -> Self {
         BertOptions {
             backend: Backend::Auto,
+            weights: super::gemm::WeightFormat::F32,
             batch_size: 32,
             max_seq_length: None,
             id: None,
@@ -204,8 +207,8 @@ impl BertEmbedder {
         let safetensors = dir.join("model.safetensors");
         let fast = match opts.backend {
             Backend::Candle => None,
-            Backend::Fast => Some(super::fast::FastBert::load(dir)?),
-            Backend::Auto => match super::fast::FastBert::load(dir) {
+            Backend::Fast => Some(super::fast::FastBert::load(dir, opts.weights)?),
+            Backend::Auto => match super::fast::FastBert::load(dir, opts.weights) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     tracing::info!(error = %e, "using candle's BertModel for this model");

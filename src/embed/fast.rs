@@ -23,7 +23,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use super::gemm::PackedLinear;
+use super::gemm::{PackedLinear, WeightFormat};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -87,13 +87,14 @@ pub struct FastBert {
 }
 
 impl FastBert {
-    /// Loads `config.json` and `model.safetensors` from a sentence-transformers folder.
+    /// Loads `config.json` and `model.safetensors` from a sentence-transformers
+    /// folder, packing the encoder's weights as `format`.
     ///
     /// # Errors
     /// [`Error::ModelUnavailable`] when the folder has no safetensors file, the
     /// configuration is outside what this implementation supports (relative
     /// position embeddings, other activations), or a tensor is missing.
-    pub fn load(dir: &Path) -> Result<FastBert> {
+    pub fn load(dir: &Path, format: WeightFormat) -> Result<FastBert> {
         let unsupported =
             |why: String| Error::ModelUnavailable(format!("{}: {why}", dir.display()));
         let bytes = std::fs::read(dir.join("config.json"))?;
@@ -151,7 +152,7 @@ impl FastBert {
         let linear = |prefix: &str, out: usize, inp: usize| -> Result<PackedLinear> {
             let w = get(&format!("{prefix}.weight"), &[out, inp])?;
             let b = get(&format!("{prefix}.bias"), &[out])?;
-            Ok(PackedLinear::new(&w, &b, out, inp))
+            Ok(PackedLinear::with_format(&w, &b, out, inp, format))
         };
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
@@ -164,7 +165,7 @@ impl FastBert {
                 b.extend(get(&format!("{p}.attention.self.{part}.bias"), &[h])?);
             }
             layers.push(Layer {
-                qkv: PackedLinear::new(&w, &b, 3 * h, h),
+                qkv: PackedLinear::with_format(&w, &b, 3 * h, h, format),
                 attn_out: linear(&format!("{p}.attention.output.dense"), h, h)?,
                 attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
                 up: linear(&format!("{p}.intermediate.dense"), c.intermediate_size, h)?,

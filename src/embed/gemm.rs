@@ -26,6 +26,38 @@ const MR: usize = 6;
 /// ~10–20 µs; a 15 × 384 × 384 product is 2.2 M multiply-adds, ~40 µs).
 const PARALLEL_MIN_MACS: usize = 1 << 21;
 
+/// How packed weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightFormat {
+    /// f32, as in the checkpoint.
+    #[default]
+    F32,
+    /// IEEE half precision (10-bit mantissa), widened to f32 in the kernel
+    /// (`vcvtph2ps`); arithmetic stays f32. Halves the bytes streamed per product,
+    /// which is what bounds small batches (a query streams every weight once).
+    F16,
+}
+
+impl std::str::FromStr for WeightFormat {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<WeightFormat> {
+        match s {
+            "f32" => Ok(WeightFormat::F32),
+            "f16" => Ok(WeightFormat::F16),
+            _ => Err(crate::error::Error::invalid(
+                "weights",
+                "must be f32 or f16",
+            )),
+        }
+    }
+}
+
+enum Panels {
+    F32(Vec<f32>),
+    /// f16 bit patterns.
+    F16(Vec<u16>),
+}
+
 /// A linear layer with its weight pre-packed: `y = x · Wᵀ + b`.
 pub struct PackedLinear {
     /// Input features (`k`).
@@ -33,19 +65,19 @@ pub struct PackedLinear {
     /// Output features (`n`).
     pub outputs: usize,
     /// `ceil(outputs / NR)` panels of `[inputs, NR]`, zero-padded past `outputs`,
-    /// starting at `panels[offset]` (64-byte aligned, so no panel load splits a
+    /// starting at element `offset` (64-byte aligned, so no panel load splits a
     /// cache line).
-    storage: Vec<f32>,
+    storage: Panels,
     offset: usize,
     /// `[outputs]`, zero-padded to a multiple of `NR`.
     bias: Vec<f32>,
 }
 
-type Kernel = unsafe fn(
+type Kernel<T> = unsafe fn(
     rows: usize,
     x: &[f32],
     k: usize,
-    panel: &[f32],
+    panel: &[T],
     bias: &[f32],
     y: &mut [f32],
     ldy: usize,
@@ -53,27 +85,63 @@ type Kernel = unsafe fn(
 );
 
 impl PackedLinear {
-    /// Packs `weight` (`[outputs, inputs]`, row-major) and `bias` (`[outputs]`).
+    /// Packs `weight` (`[outputs, inputs]`, row-major) and `bias` (`[outputs]`) as f32.
     ///
     /// # Panics
     /// When the slice lengths do not match the shape.
     pub fn new(weight: &[f32], bias: &[f32], outputs: usize, inputs: usize) -> Self {
+        Self::with_format(weight, bias, outputs, inputs, WeightFormat::F32)
+    }
+
+    /// Packs `weight` and `bias` with the weights stored as `format`.
+    ///
+    /// # Panics
+    /// When the slice lengths do not match the shape.
+    pub fn with_format(
+        weight: &[f32],
+        bias: &[f32],
+        outputs: usize,
+        inputs: usize,
+        format: WeightFormat,
+    ) -> Self {
         assert_eq!(weight.len(), outputs * inputs, "weight shape");
         assert_eq!(bias.len(), outputs, "bias shape");
         let n_panels = outputs.div_ceil(NR);
         let len = n_panels * inputs * NR;
-        let mut storage = vec![0f32; len + 16];
-        let offset = storage.as_ptr().align_offset(64).min(16);
-        let panels = &mut storage[offset..offset + len];
-        for p in 0..n_panels {
-            let panel = &mut panels[p * inputs * NR..(p + 1) * inputs * NR];
-            for j in 0..NR.min(outputs - p * NR) {
-                let row = &weight[(p * NR + j) * inputs..(p * NR + j + 1) * inputs];
-                for (k, w) in row.iter().enumerate() {
-                    panel[k * NR + j] = *w;
+        fn pack<T: Copy + Default>(
+            weight: &[f32],
+            outputs: usize,
+            inputs: usize,
+            len: usize,
+            convert: impl Fn(f32) -> T,
+        ) -> (Vec<T>, usize) {
+            // 32 spare elements: enough to reach a 64-byte boundary for f32 or f16.
+            let mut storage = vec![T::default(); len + 32];
+            let offset = storage.as_ptr().align_offset(64).min(32);
+            let panels = &mut storage[offset..offset + len];
+            for p in 0..outputs.div_ceil(NR) {
+                let panel = &mut panels[p * inputs * NR..(p + 1) * inputs * NR];
+                for j in 0..NR.min(outputs - p * NR) {
+                    let row = &weight[(p * NR + j) * inputs..(p * NR + j + 1) * inputs];
+                    for (k, w) in row.iter().enumerate() {
+                        panel[k * NR + j] = convert(*w);
+                    }
                 }
             }
+            (storage, offset)
         }
+        let (storage, offset) = match format {
+            WeightFormat::F32 => {
+                let (s, o) = pack(weight, outputs, inputs, len, |w| w);
+                (Panels::F32(s), o)
+            }
+            WeightFormat::F16 => {
+                let (s, o) = pack(weight, outputs, inputs, len, |w| {
+                    half::f16::from_f32(w).to_bits()
+                });
+                (Panels::F16(s), o)
+            }
+        };
         let mut b = bias.to_vec();
         b.resize(n_panels * NR, 0.0);
         PackedLinear {
@@ -85,8 +153,12 @@ impl PackedLinear {
         }
     }
 
-    fn panels(&self) -> &[f32] {
-        &self.storage[self.offset..self.offset + self.outputs.div_ceil(NR) * self.inputs * NR]
+    /// Bytes of packed weights.
+    pub fn weight_bytes(&self) -> usize {
+        match &self.storage {
+            Panels::F32(v) => v.len() * 4,
+            Panels::F16(v) => v.len() * 2,
+        }
     }
 
     /// `y[m, outputs] = x[m, inputs] · Wᵀ + b`, overwriting `y`.
@@ -100,9 +172,16 @@ impl PackedLinear {
         if m == 0 {
             return;
         }
-        let kernel = kernel();
+        let len = n.div_ceil(NR) * k * NR;
+        match &self.storage {
+            Panels::F32(v) => self.drive(&v[self.offset..self.offset + len], kernel_f32(), x, m, y),
+            Panels::F16(v) => self.drive(&v[self.offset..self.offset + len], kernel_f16(), x, m, y),
+        }
+    }
+
+    fn drive<T: Sync>(&self, panels: &[T], kernel: Kernel<T>, x: &[f32], m: usize, y: &mut [f32]) {
+        let (k, n) = (self.inputs, self.outputs);
         let n_panels = n.div_ceil(NR);
-        let panels = self.panels();
         // Rows are taken in chunks whose slice of X stays in L2 (~256 KiB) while
         // every panel passes over it; a task is one (row chunk, panel) pair.
         let mc = ((256 * 1024 / (4 * k)) / MR * MR).max(MR);
@@ -158,22 +237,58 @@ impl SendPtr {
     }
 }
 
-fn kernel() -> Kernel {
-    static K: OnceLock<Kernel> = OnceLock::new();
+fn kernel_f32() -> Kernel<f32> {
+    static K: OnceLock<Kernel<f32>> = OnceLock::new();
     *K.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                return x86::kernel_avx512 as Kernel;
+                return x86::kernel_avx512 as Kernel<f32>;
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
-                return x86::kernel_avx2 as Kernel;
+                return x86::kernel_avx2 as Kernel<f32>;
             }
         }
-        kernel_portable as Kernel
+        kernel_portable as Kernel<f32>
     })
+}
+
+fn kernel_f16() -> Kernel<u16> {
+    static K: OnceLock<Kernel<u16>> = OnceLock::new();
+    *K.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return x86::kernel_avx512_f16 as Kernel<u16>;
+            }
+        }
+        kernel_portable_f16 as Kernel<u16>
+    })
+}
+
+/// Portable micro-kernel over f16 panels (widened per element).
+///
+/// # Safety
+/// None beyond the slice bounds, which are checked.
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_portable_f16(
+    rows: usize,
+    x: &[f32],
+    k: usize,
+    panel: &[u16],
+    bias: &[f32],
+    y: &mut [f32],
+    ldy: usize,
+    cols: usize,
+) {
+    let mut wide = vec![0f32; k * NR];
+    for (w, h) in wide.iter_mut().zip(&panel[..k * NR]) {
+        *w = half::f16::from_bits(*h).to_f32();
+    }
+    // Safety: same contract.
+    unsafe { kernel_portable(rows, x, k, &wide, bias, y, ldy, cols) }
 }
 
 /// Portable micro-kernel: `rows` (≤ MR) rows of `x` times one panel; writes
@@ -245,6 +360,71 @@ mod x86 {
                     for kk in 0..k {
                         let w0 = _mm512_loadu_ps(wp);
                         let w1 = _mm512_loadu_ps(wp.add(16));
+                        for r in 0..$n {
+                            let a = _mm512_set1_ps(*xp.add(r * k + kk));
+                            acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
+                            acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
+                        }
+                        wp = wp.add(NR);
+                    }
+                };
+            }
+            match rows {
+                6 => step!(6),
+                5 => step!(5),
+                4 => step!(4),
+                3 => step!(3),
+                2 => step!(2),
+                _ => step!(1),
+            }
+            for (r, a) in acc.iter().enumerate().take(rows) {
+                let out = y.as_mut_ptr().add(r * ldy);
+                if cols == NR {
+                    _mm512_storeu_ps(out, a[0]);
+                    _mm512_storeu_ps(out.add(16), a[1]);
+                } else {
+                    let mut tmp = [0f32; NR];
+                    _mm512_storeu_ps(tmp.as_mut_ptr(), a[0]);
+                    _mm512_storeu_ps(tmp.as_mut_ptr().add(16), a[1]);
+                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), out, cols);
+                }
+            }
+        }
+    }
+
+    /// AVX-512F micro-kernel over f16 panels (`vcvtph2ps` widens 16 weights per load).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `rows ≤ MR`, `cols ≤ NR`, `x` holds
+    /// `rows × k` floats, `panel` `k × NR`, `bias` `NR`, and `y` at least
+    /// `(rows − 1) × ldy + cols`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn kernel_avx512_f16(
+        rows: usize,
+        x: &[f32],
+        k: usize,
+        panel: &[u16],
+        bias: &[f32],
+        y: &mut [f32],
+        ldy: usize,
+        cols: usize,
+    ) {
+        debug_assert!(rows <= MR && cols <= NR);
+        debug_assert!(x.len() >= rows * k && panel.len() >= k * NR);
+        unsafe {
+            let b0 = _mm512_loadu_ps(bias.as_ptr());
+            let b1 = _mm512_loadu_ps(bias.as_ptr().add(16));
+            let mut acc = [[b0, b1]; MR];
+            let xp = x.as_ptr();
+            let mut wp = panel.as_ptr();
+            // The row count is a run-time value; branching once per k-step on it
+            // costs less than the tail rows' wasted FMAs would.
+            macro_rules! step {
+                ($n:literal) => {
+                    for kk in 0..k {
+                        let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(wp as *const __m256i));
+                        let w1 = _mm512_cvtph_ps(_mm256_loadu_si256(wp.add(16) as *const __m256i));
                         for r in 0..$n {
                             let a = _mm512_set1_ps(*xp.add(r * k + kk));
                             acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
@@ -402,7 +582,7 @@ mod tests {
                             rows,
                             &x[r * k..(r + rows) * k],
                             k,
-                            &lin.panels()[p * k * NR..(p + 1) * k * NR],
+                            &f32_panels(&lin)[p * k * NR..(p + 1) * k * NR],
                             &lin.bias[p * NR..(p + 1) * NR],
                             &mut port[r * n + p * NR..],
                             n,
@@ -418,6 +598,26 @@ mod tests {
                     "portable {m}x{n}x{k}: {g} vs {r}"
                 );
             }
+            // f16 weights: exact against the same product with f16-rounded weights.
+            let w16: Vec<f32> = w.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
+            let want16 = reference(&x, &w16, &b, m, n, k);
+            let lin16 = PackedLinear::with_format(&w, &b, n, k, WeightFormat::F16);
+            assert_eq!(lin16.weight_bytes() * 2, lin.weight_bytes());
+            let mut got16 = vec![f32::NAN; m * n];
+            lin16.forward(&x, m, &mut got16);
+            for (g, r) in got16.iter().zip(&want16) {
+                assert!(
+                    (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
+                    "f16 {m}x{n}x{k}: {g} vs {r}"
+                );
+            }
+        }
+    }
+
+    fn f32_panels(lin: &PackedLinear) -> &[f32] {
+        match &lin.storage {
+            Panels::F32(v) => &v[lin.offset..],
+            Panels::F16(_) => panic!("f32 packing expected"),
         }
     }
 }

@@ -161,3 +161,33 @@ fn fast_forward_matches_the_candle_oracle() {
         assert!(c >= 0.99999, "alone: cosine {c}");
     }
 }
+
+/// Half-precision weights (f32 arithmetic) still reproduce sentence-transformers.
+#[test]
+fn f16_weights_reproduce_the_reference() {
+    let cfg = model_config();
+    let dir = memoryd::model::ModelResolver::new(&cfg.models_dir)
+        .resolve(&cfg.name, None)
+        .unwrap()
+        .dir;
+    let e = BertEmbedder::load(
+        &dir,
+        BertOptions {
+            backend: Backend::Fast,
+            weights: memoryd::embed::gemm::WeightFormat::F16,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let r = reference();
+    let texts: Vec<&str> = r.items.iter().map(|i| i.text.as_str()).collect();
+    let out = e.embed(&texts).unwrap();
+    let worst = r
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| cosine(out.row(i), &item.embedding))
+        .fold(1f32, f32::min);
+    eprintln!("f16 weights: worst cosine to the fixture {worst}");
+    assert!(worst >= 0.9999, "worst cosine {worst}");
+}
