@@ -327,7 +327,57 @@ mod x86 {
     use super::{MR, NR};
     use std::arch::x86_64::*;
 
-    /// AVX-512F micro-kernel, 6 × 32.
+    /// The AVX-512F 6 × 32 micro-kernel body, for panels of any element type:
+    /// `$load(ptr)` turns 16 panel elements at `ptr` into 16 f32 lanes.
+    macro_rules! avx512_kernel {
+        ($rows:ident, $x:ident, $k:ident, $panel:ident, $bias:ident, $y:ident, $ldy:ident, $cols:ident, $load:expr) => {{
+            debug_assert!($rows <= MR && $cols <= NR);
+            debug_assert!($x.len() >= $rows * $k && $panel.len() >= $k * NR);
+            let b0 = _mm512_loadu_ps($bias.as_ptr());
+            let b1 = _mm512_loadu_ps($bias.as_ptr().add(16));
+            let mut acc = [[b0, b1]; MR];
+            let xp = $x.as_ptr();
+            let mut wp = $panel.as_ptr();
+            // The row count is a run-time value; branching once per k-step on it
+            // costs less than the tail rows' wasted FMAs would.
+            macro_rules! step {
+                ($n:literal) => {
+                    for kk in 0..$k {
+                        let w0 = $load(wp);
+                        let w1 = $load(wp.add(16));
+                        for r in 0..$n {
+                            let a = _mm512_set1_ps(*xp.add(r * $k + kk));
+                            acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
+                            acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
+                        }
+                        wp = wp.add(NR);
+                    }
+                };
+            }
+            match $rows {
+                6 => step!(6),
+                5 => step!(5),
+                4 => step!(4),
+                3 => step!(3),
+                2 => step!(2),
+                _ => step!(1),
+            }
+            for (r, a) in acc.iter().enumerate().take($rows) {
+                let out = $y.as_mut_ptr().add(r * $ldy);
+                if $cols == NR {
+                    _mm512_storeu_ps(out, a[0]);
+                    _mm512_storeu_ps(out.add(16), a[1]);
+                } else {
+                    let mut tmp = [0f32; NR];
+                    _mm512_storeu_ps(tmp.as_mut_ptr(), a[0]);
+                    _mm512_storeu_ps(tmp.as_mut_ptr().add(16), a[1]);
+                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), out, $cols);
+                }
+            }
+        }};
+    }
+
+    /// AVX-512F micro-kernel, 6 × 32, f32 panels.
     ///
     /// # Safety
     /// The CPU must support AVX-512F; `rows ≤ MR`, `cols ≤ NR`, `x` holds
@@ -345,59 +395,17 @@ mod x86 {
         ldy: usize,
         cols: usize,
     ) {
-        debug_assert!(rows <= MR && cols <= NR);
-        debug_assert!(x.len() >= rows * k && panel.len() >= k * NR);
         unsafe {
-            let b0 = _mm512_loadu_ps(bias.as_ptr());
-            let b1 = _mm512_loadu_ps(bias.as_ptr().add(16));
-            let mut acc = [[b0, b1]; MR];
-            let xp = x.as_ptr();
-            let mut wp = panel.as_ptr();
-            // The row count is a run-time value; branching once per k-step on it
-            // costs less than the tail rows' wasted FMAs would.
-            macro_rules! step {
-                ($n:literal) => {
-                    for kk in 0..k {
-                        let w0 = _mm512_loadu_ps(wp);
-                        let w1 = _mm512_loadu_ps(wp.add(16));
-                        for r in 0..$n {
-                            let a = _mm512_set1_ps(*xp.add(r * k + kk));
-                            acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
-                            acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
-                        }
-                        wp = wp.add(NR);
-                    }
-                };
-            }
-            match rows {
-                6 => step!(6),
-                5 => step!(5),
-                4 => step!(4),
-                3 => step!(3),
-                2 => step!(2),
-                _ => step!(1),
-            }
-            for (r, a) in acc.iter().enumerate().take(rows) {
-                let out = y.as_mut_ptr().add(r * ldy);
-                if cols == NR {
-                    _mm512_storeu_ps(out, a[0]);
-                    _mm512_storeu_ps(out.add(16), a[1]);
-                } else {
-                    let mut tmp = [0f32; NR];
-                    _mm512_storeu_ps(tmp.as_mut_ptr(), a[0]);
-                    _mm512_storeu_ps(tmp.as_mut_ptr().add(16), a[1]);
-                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), out, cols);
-                }
-            }
+            avx512_kernel!(rows, x, k, panel, bias, y, ldy, cols, |p: *const f32| {
+                _mm512_loadu_ps(p)
+            })
         }
     }
 
     /// AVX-512F micro-kernel over f16 panels (`vcvtph2ps` widens 16 weights per load).
     ///
     /// # Safety
-    /// The CPU must support AVX-512F; `rows ≤ MR`, `cols ≤ NR`, `x` holds
-    /// `rows × k` floats, `panel` `k × NR`, `bias` `NR`, and `y` at least
-    /// `(rows − 1) × ldy + cols`.
+    /// As [`kernel_avx512`], with `panel` holding f16 bit patterns.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn kernel_avx512_f16(
@@ -410,50 +418,10 @@ mod x86 {
         ldy: usize,
         cols: usize,
     ) {
-        debug_assert!(rows <= MR && cols <= NR);
-        debug_assert!(x.len() >= rows * k && panel.len() >= k * NR);
         unsafe {
-            let b0 = _mm512_loadu_ps(bias.as_ptr());
-            let b1 = _mm512_loadu_ps(bias.as_ptr().add(16));
-            let mut acc = [[b0, b1]; MR];
-            let xp = x.as_ptr();
-            let mut wp = panel.as_ptr();
-            // The row count is a run-time value; branching once per k-step on it
-            // costs less than the tail rows' wasted FMAs would.
-            macro_rules! step {
-                ($n:literal) => {
-                    for kk in 0..k {
-                        let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(wp as *const __m256i));
-                        let w1 = _mm512_cvtph_ps(_mm256_loadu_si256(wp.add(16) as *const __m256i));
-                        for r in 0..$n {
-                            let a = _mm512_set1_ps(*xp.add(r * k + kk));
-                            acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
-                            acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
-                        }
-                        wp = wp.add(NR);
-                    }
-                };
-            }
-            match rows {
-                6 => step!(6),
-                5 => step!(5),
-                4 => step!(4),
-                3 => step!(3),
-                2 => step!(2),
-                _ => step!(1),
-            }
-            for (r, a) in acc.iter().enumerate().take(rows) {
-                let out = y.as_mut_ptr().add(r * ldy);
-                if cols == NR {
-                    _mm512_storeu_ps(out, a[0]);
-                    _mm512_storeu_ps(out.add(16), a[1]);
-                } else {
-                    let mut tmp = [0f32; NR];
-                    _mm512_storeu_ps(tmp.as_mut_ptr(), a[0]);
-                    _mm512_storeu_ps(tmp.as_mut_ptr().add(16), a[1]);
-                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), out, cols);
-                }
-            }
+            avx512_kernel!(rows, x, k, panel, bias, y, ldy, cols, |p: *const u16| {
+                _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+            })
         }
     }
 
