@@ -26,6 +26,31 @@ use serde::Deserialize;
 use super::gemm::{PackedLinear, WeightFormat};
 use crate::error::{Error, Result};
 
+/// Calls a function body compiled for the widest vector unit present: AVX-512F,
+/// else AVX2+FMA, else the baseline target. The body is the same branch-free
+/// code; the compiler vectorizes it per target (run-time dispatch, as `crate::simd`).
+macro_rules! widest {
+    (fn($($arg:ident: $ty:ty),*) -> $ret:ty $body:block, ($($val:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            fn avx512($($arg: $ty),*) -> $ret $body
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2($($arg: $ty),*) -> $ret $body
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // Safety: the feature was detected.
+                return unsafe { avx512($($val),*) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // Safety: the features were detected.
+                return unsafe { avx2($($val),*) };
+            }
+        }
+        fn baseline($($arg: $ty),*) -> $ret $body
+        baseline($($val),*)
+    }};
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Activation {
@@ -214,28 +239,7 @@ impl FastBert {
     pub fn forward(&self, batch: &[&[u32]]) -> Result<Vec<f32>> {
         // The element-wise parts (embeddings, LayerNorm, residuals, attention) are
         // compiled once per vector width; the products dispatch on their own.
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f")]
-            fn avx512(f: &FastBert, batch: &[&[u32]]) -> Result<Vec<f32>> {
-                f.forward_impl(batch)
-            }
-            #[target_feature(enable = "avx2,fma")]
-            fn avx2(f: &FastBert, batch: &[&[u32]]) -> Result<Vec<f32>> {
-                f.forward_impl(batch)
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // Safety: the feature was detected.
-                return unsafe { avx512(self, batch) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // Safety: the features were detected.
-                return unsafe { avx2(self, batch) };
-            }
-        }
-        self.forward_impl(batch)
+        widest!(fn(f: &FastBert, batch: &[&[u32]]) -> Result<Vec<f32>> { f.forward_impl(batch) }, (self, batch))
     }
 
     #[inline(always)]
@@ -351,27 +355,12 @@ impl SendPtr {
 /// One head of one text: `qkv[len, 3·hidden]` → columns `[head·d, (head+1)·d)` of
 /// `out[len, hidden]`. Dispatched to the widest vector unit present.
 fn attend_head(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut [f32]) {
+    widest!(
+        fn(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut [f32]) -> () {
             attend_head_impl(qkv, len, h, d, head, out)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut [f32]) {
-            attend_head_impl(qkv, len, h, d, head, out)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // Safety: the feature was detected.
-            return unsafe { avx512(qkv, len, h, d, head, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // Safety: the features were detected.
-            return unsafe { avx2(qkv, len, h, d, head, out) };
-        }
-    }
-    attend_head_impl(qkv, len, h, d, head, out)
+        },
+        (qkv, len, h, d, head, out)
+    )
 }
 
 #[inline(always)]
@@ -479,34 +468,16 @@ pub fn erf(x: f32) -> f32 {
 /// Applies the activation in place, compiled for the widest vector unit present
 /// (the same branch-free code, vectorized by the compiler per target).
 fn activate(act: Activation, v: &mut [f32]) {
-    fn run(act: Activation, v: &mut [f32]) {
-        match act {
-            Activation::Gelu => v.iter_mut().for_each(|x| *x = gelu_erf(*x)),
-            Activation::GeluNew => v.iter_mut().for_each(|x| *x = gelu_tanh(*x)),
-            Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512(act: Activation, v: &mut [f32]) {
-            run(act, v)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(act: Activation, v: &mut [f32]) {
-            run(act, v)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // Safety: the feature was detected.
-            return unsafe { avx512(act, v) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // Safety: the features were detected.
-            return unsafe { avx2(act, v) };
-        }
-    }
-    run(act, v)
+    widest!(
+        fn(act: Activation, v: &mut [f32]) -> () {
+            match act {
+                Activation::Gelu => v.iter_mut().for_each(|x| *x = gelu_erf(*x)),
+                Activation::GeluNew => v.iter_mut().for_each(|x| *x = gelu_tanh(*x)),
+                Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
+            }
+        },
+        (act, v)
+    )
 }
 
 /// GELU with the exact (erf) form, as BERT's `gelu`.
