@@ -377,6 +377,15 @@ fn kill_9_loop_loses_no_acknowledged_write() {
         stop.store(true, Ordering::Relaxed);
         model = client.join().expect("the client saw only valid answers");
         offline_check(dir.path(), cycle);
+        if (cycle + 1) % 25 == 0 {
+            eprintln!(
+                "crash loop: {} cycles done, {} acknowledged operations, {} live messages, {:.0} s",
+                cycle + 1,
+                model.acknowledged,
+                model.live.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     let server = Server::start(dir.path());
     verify(&server, &mut model, &mut rng, cycles);
