@@ -23,7 +23,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use super::gemm::{PackedLinear, WeightFormat};
+use super::gemm::{PackedLinear, SendPtr, WeightFormat};
 use crate::error::{Error, Result};
 
 /// Calls a function body compiled for the widest vector unit present: AVX-512F,
@@ -338,17 +338,6 @@ impl FastBert {
         } else {
             tasks.iter().for_each(run);
         }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// Safety: hands disjoint parts of one buffer to rayon tasks (see `attention`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

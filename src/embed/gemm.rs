@@ -226,13 +226,15 @@ impl PackedLinear {
     }
 }
 
+/// A raw pointer to an output buffer, handed to rayon tasks that each write a
+/// disjoint part of it (GEMM tiles here, attention heads in `fast`).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// Safety: used only to hand disjoint column ranges of one buffer to rayon tasks.
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// Safety: every user writes only its own disjoint region of the buffer.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -540,26 +542,7 @@ mod tests {
             }
             // The portable kernel on the same packing.
             let mut port = vec![f32::NAN; m * n];
-            for p in 0..n.div_ceil(NR) {
-                let cols = NR.min(n - p * NR);
-                let mut r = 0;
-                while r < m {
-                    let rows = MR.min(m - r);
-                    unsafe {
-                        kernel_portable(
-                            rows,
-                            &x[r * k..(r + rows) * k],
-                            k,
-                            &f32_panels(&lin)[p * k * NR..(p + 1) * k * NR],
-                            &lin.bias[p * NR..(p + 1) * NR],
-                            &mut port[r * n + p * NR..],
-                            n,
-                            cols,
-                        )
-                    };
-                    r += rows;
-                }
-            }
+            lin.drive(f32_panels(&lin), kernel_portable, &x, m, &mut port);
             for (g, r) in port.iter().zip(&want) {
                 assert!(
                     (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
@@ -583,8 +566,9 @@ mod tests {
     }
 
     fn f32_panels(lin: &PackedLinear) -> &[f32] {
+        let len = lin.outputs.div_ceil(NR) * lin.inputs * NR;
         match &lin.storage {
-            Panels::F32(v) => &v[lin.offset..],
+            Panels::F32(v) => &v[lin.offset..lin.offset + len],
             Panels::F16(_) => panic!("f32 packing expected"),
         }
     }

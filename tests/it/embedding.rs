@@ -24,6 +24,15 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (na * nb)
 }
 
+/// The default model's folder, resolved as users resolve it.
+fn model_dir() -> std::path::PathBuf {
+    let cfg = model_config();
+    memoryd::model::ModelResolver::new(&cfg.models_dir)
+        .resolve(&cfg.name, None)
+        .unwrap()
+        .dir
+}
+
 fn reference() -> Reference {
     let path = shared_path("fixtures/minilm-reference.json");
     serde_json::from_slice(&std::fs::read(&path).expect("reference fixture present"))
@@ -84,11 +93,7 @@ fn outputs_are_unit_length_in_input_order() {
 /// Any sentence-transformers folder loads by path; a smaller batch size gives the same vectors.
 #[test]
 fn loads_a_folder_by_path_with_other_batch_size() {
-    let cfg = model_config();
-    let dir = memoryd::model::ModelResolver::new(&cfg.models_dir)
-        .resolve(&cfg.name, None)
-        .unwrap()
-        .dir;
+    let dir = model_dir();
     let e = BertEmbedder::load(
         &dir,
         BertOptions {
@@ -119,11 +124,7 @@ fn rejects_a_folder_without_config() {
 /// checks 34 texts; this checks the same arithmetic on 300 more.
 #[test]
 fn fast_forward_matches_the_candle_oracle() {
-    let cfg = model_config();
-    let dir = memoryd::model::ModelResolver::new(&cfg.models_dir)
-        .resolve(&cfg.name, None)
-        .unwrap()
-        .dir;
+    let dir = model_dir();
     let load = |backend| {
         BertEmbedder::load(
             &dir,
@@ -165,11 +166,7 @@ fn fast_forward_matches_the_candle_oracle() {
 /// Half-precision weights (f32 arithmetic) still reproduce sentence-transformers.
 #[test]
 fn f16_weights_reproduce_the_reference() {
-    let cfg = model_config();
-    let dir = memoryd::model::ModelResolver::new(&cfg.models_dir)
-        .resolve(&cfg.name, None)
-        .unwrap()
-        .dir;
+    let dir = model_dir();
     let e = BertEmbedder::load(
         &dir,
         BertOptions {
