@@ -270,31 +270,37 @@ fn kernel_f16() -> Kernel<u16> {
     })
 }
 
-/// Portable micro-kernel over f16 panels (widened per element).
-///
-/// # Safety
-/// None beyond the slice bounds, which are checked.
+/// Portable micro-kernel body: `rows` (≤ MR) rows of `x` times one panel whose
+/// elements `widen` turns into f32; writes `cols` columns of each row of `y`
+/// (row stride `ldy`). Slice bounds are checked.
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_portable_f16(
+#[inline(always)]
+fn portable<T: Copy>(
     rows: usize,
     x: &[f32],
     k: usize,
-    panel: &[u16],
+    panel: &[T],
     bias: &[f32],
     y: &mut [f32],
     ldy: usize,
     cols: usize,
+    widen: impl Fn(T) -> f32,
 ) {
-    let mut wide = vec![0f32; k * NR];
-    for (w, h) in wide.iter_mut().zip(&panel[..k * NR]) {
-        *w = half::f16::from_bits(*h).to_f32();
+    for r in 0..rows {
+        let mut acc = [0f32; NR];
+        acc.copy_from_slice(&bias[..NR]);
+        let xr = &x[r * k..(r + 1) * k];
+        for (kk, &a) in xr.iter().enumerate() {
+            let w = &panel[kk * NR..(kk + 1) * NR];
+            for j in 0..NR {
+                acc[j] += a * widen(w[j]);
+            }
+        }
+        y[r * ldy..r * ldy + cols].copy_from_slice(&acc[..cols]);
     }
-    // Safety: same contract.
-    unsafe { kernel_portable(rows, x, k, &wide, bias, y, ldy, cols) }
 }
 
-/// Portable micro-kernel: `rows` (≤ MR) rows of `x` times one panel; writes
-/// `cols` columns of each row of `y` (row stride `ldy`).
+/// Portable micro-kernel over f32 panels.
 ///
 /// # Safety
 /// None beyond the slice bounds, which are checked; `unsafe` only to share the
@@ -310,18 +316,27 @@ unsafe fn kernel_portable(
     ldy: usize,
     cols: usize,
 ) {
-    for r in 0..rows {
-        let mut acc = [0f32; NR];
-        acc.copy_from_slice(&bias[..NR]);
-        let xr = &x[r * k..(r + 1) * k];
-        for (kk, &a) in xr.iter().enumerate() {
-            let w = &panel[kk * NR..(kk + 1) * NR];
-            for j in 0..NR {
-                acc[j] += a * w[j];
-            }
-        }
-        y[r * ldy..r * ldy + cols].copy_from_slice(&acc[..cols]);
-    }
+    portable(rows, x, k, panel, bias, y, ldy, cols, |w| w)
+}
+
+/// Portable micro-kernel over f16 panels (widened per element, no copy).
+///
+/// # Safety
+/// As [`kernel_portable`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_portable_f16(
+    rows: usize,
+    x: &[f32],
+    k: usize,
+    panel: &[u16],
+    bias: &[f32],
+    y: &mut [f32],
+    ldy: usize,
+    cols: usize,
+) {
+    portable(rows, x, k, panel, bias, y, ldy, cols, |h| {
+        half::f16::from_bits(h).to_f32()
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -556,10 +571,23 @@ mod tests {
             assert_eq!(lin16.weight_bytes() * 2, lin.weight_bytes());
             let mut got16 = vec![f32::NAN; m * n];
             lin16.forward(&x, m, &mut got16);
-            for (g, r) in got16.iter().zip(&want16) {
+            let mut port16 = vec![f32::NAN; m * n];
+            let len = n.div_ceil(NR) * k * NR;
+            let Panels::F16(v) = &lin16.storage else {
+                panic!("f16 packing expected")
+            };
+            lin16.drive(
+                &v[lin16.offset..lin16.offset + len],
+                kernel_portable_f16,
+                &x,
+                m,
+                &mut port16,
+            );
+            for ((g, p), r) in got16.iter().zip(&port16).zip(&want16) {
                 assert!(
-                    (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
-                    "f16 {m}x{n}x{k}: {g} vs {r}"
+                    (g - r).abs() <= 1e-4 * (1.0 + r.abs())
+                        && (p - r).abs() <= 1e-4 * (1.0 + r.abs()),
+                    "f16 {m}x{n}x{k}: {g} / portable {p} vs {r}"
                 );
             }
         }

@@ -29,15 +29,16 @@ fn case(
     status: u16,
     code: &'static str,
 ) -> Case {
-    Case {
+    let body = serde_json::to_vec(&body).unwrap();
+    raw(
         name,
         method,
-        uri: uri.into(),
-        body: serde_json::to_vec(&body).unwrap(),
-        content_type: Some("application/json"),
+        uri,
+        &body,
+        Some("application/json"),
         status,
         code,
-    }
+    )
 }
 
 fn raw(
