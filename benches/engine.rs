@@ -1,17 +1,29 @@
 //! The engine end to end: `search` (embed + index + fetch) at 100k messages,
-//! search by vector (everything but the model), and `add_batch` throughput
-//! (embedding + one transaction + one fsync per batch).
+//! search by vector (everything but the model), search by text while another
+//! client imports batches of 128 turns (the query waits for one slice of the
+//! import, not all of it), and `add_batch` throughput (embedding + one
+//! transaction + one fsync per batch).
 //!
-//! `cargo bench --bench engine`
+//! `cargo bench --bench engine`; `MEMORYD_BENCH_N=20000` for a quicker run;
+//! `MEMORYD_BENCH_SLICE_TOKENS` overrides `embed_slice_tokens` (a huge value turns
+//! slicing off, for an A/B).
+//!
+//! Background summarization is off while the namespace is loaded: its extractive
+//! summarizer embeds every sentence of the 100k messages (~10 min here), which is
+//! ingest cost, not search cost. What it does to a query's wait is what the
+//! import scenario measures.
 
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use memoryd::{Engine, EngineConfig, NewMessage, Role, SearchRequest};
+use memoryd::{Engine, EngineConfig, NewMessage, Role, SearchMode, SearchRequest, SummarizeConfig};
 
-const N: usize = 100_000;
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().map(|v| v.parse().expect(name))
+}
 
 fn engine(c: &mut Criterion) {
+    let n = env_usize("MEMORYD_BENCH_N").unwrap_or(100_000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -20,18 +32,27 @@ fn engine(c: &mut Criterion) {
     let turns = common::locomo_turns();
     let questions = common::locomo_questions();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = EngineConfig {
+    let mut cfg = EngineConfig {
         model: common::model_config(),
+        summarize: SummarizeConfig {
+            enabled: false,
+            ..SummarizeConfig::default()
+        },
+        // Every query is embedded (no LRU hits), as a new question would be.
+        query_cache_capacity: 0,
         ..EngineConfig::with_data_dir(dir.path())
     };
+    if let Some(t) = env_usize("MEMORYD_BENCH_SLICE_TOKENS") {
+        cfg.embed_slice_tokens = t;
+    }
     let engine = Engine::open_with_embedder(cfg, common::embedder()).unwrap();
 
-    // 100k messages with real LoCoMo text; their vectors are clustered synthetic
+    // n messages with real LoCoMo text; their vectors are clustered synthetic
     // ones (embedding 100k texts would take ~20 min here; index cost does not
     // depend on where a vector came from).
     let started = std::time::Instant::now();
-    let mut vectors = common::clustered(N + 100, 384, 1000, 3);
-    let qv = vectors.split_off(N * 384); // held-out queries from the same clusters
+    let mut vectors = common::clustered(n + 100, 384, 1000, 3);
+    let qv = vectors.split_off(n * 384); // held-out queries from the same clusters
     rt.block_on(async {
         for (chunk_i, chunk) in vectors.chunks(1000 * 384).enumerate() {
             let msgs = (0..chunk.len() / 384)
@@ -52,11 +73,11 @@ fn engine(c: &mut Criterion) {
         }
     });
     eprintln!(
-        "loaded {N} messages and built the graph in {:.1} s",
+        "loaded {n} messages and built the graph in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
-    let mut g = c.benchmark_group("engine_search_n100k");
+    let mut g = c.benchmark_group(format!("engine_search_n{}k", n / 1000));
     g.sample_size(50);
     let mut qi = 0;
     g.bench_function("text_query_k10", |b| {
@@ -66,6 +87,13 @@ fn engine(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    g.bench_function("lexical_query_k10", |b| {
+        b.iter(|| {
+            qi = (qi + 1) % questions.len();
+            let q = SearchRequest::text(questions[qi].clone(), 10).with_mode(SearchMode::Lexical);
+            rt.block_on(engine.search("big", q)).unwrap()
+        })
+    });
     g.bench_function("vector_query_k10", |b| {
         b.iter(|| {
             qi = (qi + 1) % 100;
@@ -73,6 +101,32 @@ fn engine(c: &mut Criterion) {
             rt.block_on(engine.search("big", q)).unwrap()
         })
     });
+    // The same text queries while a writer imports 128 turns per request
+    // without pause.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (engine, turns, stop) = (engine.clone(), turns.clone(), stop.clone());
+        rt.spawn(async move {
+            let mut off = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                off = (off + 128) % (turns.len() - 128);
+                let msgs = turns[off..off + 128]
+                    .iter()
+                    .map(|t| NewMessage::new(Role::User, t.clone()))
+                    .collect();
+                engine.add_batch("import", msgs).await.unwrap();
+            }
+        })
+    };
+    g.bench_function("text_query_k10_during_import", |b| {
+        b.iter(|| {
+            qi = (qi + 1) % questions.len();
+            rt.block_on(engine.search("big", SearchRequest::text(questions[qi].clone(), 10)))
+                .unwrap()
+        })
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    rt.block_on(writer).unwrap();
     g.finish();
 
     let mut g = c.benchmark_group("engine_add_batch");

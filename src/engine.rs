@@ -23,7 +23,8 @@ use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::embed::{
-    Backend, BertEmbedder, BertOptions, EmbedQueue, Embedder, Embeddings, ModelInfo, l2_normalize,
+    Backend, BertEmbedder, BertOptions, EmbedQueue, Embedder, Embeddings, ModelInfo, Priority,
+    l2_normalize,
 };
 use crate::error::{Error, Result};
 use crate::index::{IndexConfig, NamespaceIndex, RowFilter, Scored};
@@ -119,6 +120,11 @@ pub struct EngineConfig {
     pub embed_queue_capacity: usize,
     /// Texts of waiting requests merged into one forward pass. Default 64.
     pub embed_max_batch_texts: usize,
+    /// Writes and background work (summaries) are embedded in slices of about
+    /// this many tokens, so a search query waits for one slice, not for a whole
+    /// import (see [`crate::embed::EmbedQueue`]). Default 256 (~40 ms here; batch
+    /// throughput is flat from ~8 chat turns up).
+    pub embed_slice_tokens: usize,
     /// Input limits.
     pub limits: Limits,
     /// Long-term memory: when and how windows of messages are summarized.
@@ -172,6 +178,7 @@ impl Default for EngineConfig {
             short_term_capacity: 100,
             embed_queue_capacity: 256,
             embed_max_batch_texts: 64,
+            embed_slice_tokens: 256,
             limits: Limits::default(),
             summarize: SummarizeConfig::default(),
             hybrid: HybridParams::default(),
@@ -267,7 +274,12 @@ struct Inner {
     config: EngineConfig,
     summarizer: Box<dyn Summarizer>,
     store: Store,
+    /// Write lane (messages, explicit embedding requests).
     embed: EmbedQueue,
+    /// Query lane (search queries).
+    query_embed: EmbedQueue,
+    /// Background lane (summarization).
+    background_embed: EmbedQueue,
     info: ModelInfo,
     namespaces: RwLock<BTreeMap<String, Arc<Namespace>>>,
     /// Query text → unit query vector `[dim]`.
@@ -327,6 +339,7 @@ impl Engine {
             embedder,
             config.embed_queue_capacity,
             config.embed_max_batch_texts,
+            config.embed_slice_tokens,
         );
         let summarizer: Box<dyn Summarizer> = match &config.summarize.llm {
             Some(llm) => Box::new(WithFallback {
@@ -341,6 +354,8 @@ impl Engine {
             config,
             summarizer,
             store,
+            query_embed: embed.with_priority(Priority::Query),
+            background_embed: embed.with_priority(Priority::Background),
             embed,
             info,
             namespaces: RwLock::new(BTreeMap::new()),
@@ -700,7 +715,7 @@ impl Engine {
             metrics::counter!("memoryd_query_cache_hits_total").increment(1);
             return Ok(v.clone());
         }
-        let e = self.inner.embed.embed(vec![text.to_owned()]).await?;
+        let e = self.inner.query_embed.embed(vec![text.to_owned()]).await?;
         let v: Arc<[f32]> = Arc::from(e.data);
         if let Some(cache) = &self.inner.query_cache {
             cache.lock().put(text.to_owned(), v.clone());
@@ -1172,11 +1187,15 @@ impl Inner {
             .summarizer
             .summarize(SummaryInput {
                 messages: &msgs,
-                embed: &self.embed,
+                embed: &self.background_embed,
                 max_tokens: self.info.max_seq_length,
             })
             .await?;
-        let mut vector = self.embed.embed(vec![written.text.clone()]).await?.data;
+        let mut vector = self
+            .background_embed
+            .embed(vec![written.text.clone()])
+            .await?
+            .data;
         l2_normalize(&mut vector);
         let summary = Summary {
             id: Uuid::now_v7().to_string(),

@@ -95,6 +95,11 @@ struct EngineArgs {
         default_value_t = 256
     )]
     embed_queue: usize,
+    /// Writes and summaries are embedded in slices of about this many tokens; a
+    /// search query waits for at most one slice (smaller: shorter waits during
+    /// imports, slightly slower imports).
+    #[arg(long, global = true, env = "MEMORYD_EMBED_SLICE_TOKENS", default_value_t = EngineConfig::default().embed_slice_tokens)]
+    embed_slice_tokens: usize,
     /// Messages per add request.
     #[arg(long, global = true, env = "MEMORYD_MAX_MESSAGES_PER_REQUEST", default_value_t = Limits::default().max_messages_per_request)]
     max_messages_per_request: usize,
@@ -175,6 +180,7 @@ impl EngineArgs {
             },
             short_term_capacity: self.short_term_capacity,
             embed_queue_capacity: self.embed_queue,
+            embed_slice_tokens: self.embed_slice_tokens,
             limits: Limits {
                 max_messages_per_request: self.max_messages_per_request,
                 max_content_bytes: self.max_content_bytes,
@@ -485,7 +491,7 @@ fn main() -> Result<()> {
                 },
         } => {
             let embedder = memoryd::load_embedder(&cli.engine.model_config())?;
-            let queue = memoryd::embed::EmbedQueue::start(embedder, 16, 64);
+            let queue = memoryd::embed::EmbedQueue::start(embedder, 16, 64, 256);
             let report = rt.block_on(memoryd::eval::run_summaries(
                 &queue,
                 &dialogsum,

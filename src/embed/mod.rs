@@ -7,7 +7,7 @@ pub mod gemm;
 mod queue;
 
 pub use bert::{Backend, BertEmbedder, BertOptions, Pooling};
-pub use queue::EmbedQueue;
+pub use queue::{EmbedQueue, Priority};
 
 use crate::error::Result;
 

@@ -1,56 +1,183 @@
-//! A bounded queue in front of one model worker thread.
+//! A bounded, prioritized queue in front of one model worker thread.
 //!
-//! As in text-embeddings-inference: requests wait in a bounded channel; a
-//! dedicated thread runs the model and answers each request through a oneshot.
-//! A full queue is reported at once as [`Error::Overloaded`] (HTTP 429) instead of
-//! queueing without bound. The worker drains whatever is waiting (up to
-//! `max_batch_texts`) into one model call, so concurrent single queries share a
-//! forward pass.
+//! As in text-embeddings-inference: requests wait in a bounded queue; a dedicated
+//! thread runs the model and answers each request through a oneshot. A full queue
+//! is reported at once as [`Error::Overloaded`] (HTTP 429) instead of queueing
+//! without bound.
+//!
+//! Unlike a plain FIFO, requests wait in three lanes ([`Priority`]): search
+//! queries, writes, background work (summaries). The worker serves the most urgent
+//! waiting lane and cuts writes and background work into slices of about
+//! `slice_tokens` tokens, so a query arriving behind a 1,000-text import or a
+//! summarizer's 200 sentences waits for one slice (~40 ms for 256 tokens here),
+//! not for the whole job. Waiting queries are merged into one forward pass (up to
+//! `max_batch_texts`). So that a steady stream of queries cannot starve the other
+//! lanes, a lane whose oldest request has waited longer than its aging bound
+//! (writes 200 ms, background 1 s) is served one slice next.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
 
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
 use super::{Embedder, Embeddings, ModelInfo};
 use crate::error::{Error, Result};
 
+/// Which lane an embedding request waits in; lanes are served in this order
+/// (most urgent first), subject to aging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Priority {
+    /// A search query: someone is waiting for the answer right now.
+    Query,
+    /// Messages being written and explicit embedding requests (the default).
+    Write,
+    /// Work nobody waits on: summarization's sentence and summary embeddings.
+    Background,
+}
+
+impl Priority {
+    const ALL: [Priority; 3] = [Priority::Query, Priority::Write, Priority::Background];
+
+    fn lane(self) -> usize {
+        self as usize
+    }
+
+    /// The label used in metrics (`query`, `write`, `background`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Query => "query",
+            Priority::Write => "write",
+            Priority::Background => "background",
+        }
+    }
+
+    /// How long the oldest request of this lane may wait behind more urgent
+    /// lanes before it is served one slice anyway.
+    fn aging(self) -> Duration {
+        match self {
+            Priority::Query => Duration::ZERO,
+            Priority::Write => Duration::from_millis(200),
+            Priority::Background => Duration::from_secs(1),
+        }
+    }
+}
+
 struct Job {
     texts: Vec<String>,
+    /// Texts of `texts` already embedded (their rows are in `data`).
+    done: usize,
+    data: Vec<f32>,
+    tokens: Vec<usize>,
     reply: oneshot::Sender<Result<Embeddings>>,
+    /// When the job entered its lane, or last got a slice.
+    since: Instant,
+    enqueued: Instant,
+}
+
+#[derive(Default)]
+struct Lanes {
+    lanes: [VecDeque<Job>; 3],
+    /// No handle is left: finish what is queued, then stop.
+    closed: bool,
+}
+
+struct Shared {
+    lanes: Mutex<Lanes>,
+    ready: Condvar,
+    /// Requests waiting or running.
+    depth: AtomicUsize,
+}
+
+/// Closes the queue when the last [`EmbedQueue`] handle is dropped.
+struct Closer(Arc<Shared>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.lanes.lock().closed = true;
+        self.0.ready.notify_all();
+    }
 }
 
 /// Handle to the embedding worker. Cloning is cheap; the worker stops when the
-/// last handle is dropped.
+/// last handle is dropped, after answering what is queued.
 #[derive(Clone)]
 pub struct EmbedQueue {
-    tx: SyncSender<Job>,
+    shared: Arc<Shared>,
+    _closer: Arc<Closer>,
     capacity: usize,
-    depth: Arc<AtomicUsize>,
+    priority: Priority,
     info: ModelInfo,
+}
+
+/// How the worker cuts and merges requests.
+#[derive(Debug, Clone, Copy)]
+struct Slicing {
+    max_batch_texts: usize,
+    slice_tokens: usize,
+    max_seq_length: usize,
+}
+
+impl Slicing {
+    /// Estimated tokens of `text` after truncation: ~4 bytes per WordPiece token
+    /// of English text plus `[CLS]`/`[SEP]`, at most the model's limit. Only
+    /// used to size slices.
+    fn cost(&self, text: &str) -> usize {
+        (text.len() / 4 + 2).min(self.max_seq_length)
+    }
 }
 
 impl EmbedQueue {
     /// Starts the worker thread. `capacity` is the number of requests that may
-    /// wait (each request may hold many texts); `max_batch_texts` caps how many
-    /// texts of waiting requests are merged into one model call.
-    pub fn start(embedder: Arc<dyn Embedder>, capacity: usize, max_batch_texts: usize) -> Self {
+    /// wait (each request may hold many texts); `max_batch_texts` caps the texts
+    /// of one forward pass; writes and background work are cut into slices of
+    /// at most ~`slice_tokens` estimated tokens (at least one text each). Handles
+    /// submit in the [`Priority::Write`] lane until [`EmbedQueue::with_priority`].
+    pub fn start(
+        embedder: Arc<dyn Embedder>,
+        capacity: usize,
+        max_batch_texts: usize,
+        slice_tokens: usize,
+    ) -> Self {
         let capacity = capacity.max(1);
-        let (tx, rx) = sync_channel::<Job>(capacity);
-        let depth = Arc::new(AtomicUsize::new(0));
         let info = embedder.info().clone();
-        let worker_depth = depth.clone();
+        let shared = Arc::new(Shared {
+            lanes: Mutex::new(Lanes::default()),
+            ready: Condvar::new(),
+            depth: AtomicUsize::new(0),
+        });
+        let slicing = Slicing {
+            max_batch_texts: max_batch_texts.max(1),
+            slice_tokens: slice_tokens.max(1),
+            max_seq_length: info.max_seq_length.max(1),
+        };
+        let worker_shared = shared.clone();
         std::thread::Builder::new()
             .name("memoryd-embed".into())
-            .spawn(move || worker(embedder, rx, worker_depth, max_batch_texts.max(1)))
+            .spawn(move || worker(embedder, worker_shared, slicing))
             .expect("spawning the embedding thread");
         EmbedQueue {
-            tx,
+            _closer: Arc::new(Closer(shared.clone())),
+            shared,
             capacity,
-            depth,
+            priority: Priority::Write,
             info,
         }
+    }
+
+    /// A handle to the same worker whose requests wait in `priority`'s lane.
+    pub fn with_priority(&self, priority: Priority) -> EmbedQueue {
+        EmbedQueue {
+            priority,
+            ..self.clone()
+        }
+    }
+
+    /// The lane this handle submits to.
+    pub fn priority(&self) -> Priority {
+        self.priority
     }
 
     /// The model's identity and shape.
@@ -58,41 +185,48 @@ impl EmbedQueue {
         &self.info
     }
 
-    /// Requests waiting or running now.
+    /// Requests waiting or running now, all lanes.
     pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
+        self.shared.depth.load(Ordering::Relaxed)
     }
 
-    /// The queue's capacity in requests.
+    /// The queue's capacity in requests, all lanes together.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
     fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Result<Embeddings>>> {
         let (reply, rx) = oneshot::channel();
-        // Count before sending so the worker's decrement never runs first.
-        let d = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
-        match self.tx.try_send(Job { texts, reply }) {
-            Ok(()) => {
-                metrics::gauge!("memoryd_embed_queue_depth").set(d as f64);
-                Ok(rx)
-            }
-            Err(e) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                match e {
-                    TrySendError::Full(_) => {
-                        metrics::counter!("memoryd_embed_rejected_total").increment(1);
-                        Err(Error::Overloaded {
-                            capacity: self.capacity,
-                        })
-                    }
-                    TrySendError::Disconnected(_) => Err(Error::ShuttingDown),
-                }
-            }
+        let now = Instant::now();
+        let mut lanes = self.shared.lanes.lock();
+        if lanes.closed {
+            return Err(Error::ShuttingDown);
         }
+        let depth = self.shared.depth.load(Ordering::Relaxed);
+        if depth >= self.capacity {
+            metrics::counter!("memoryd_embed_rejected_total").increment(1);
+            return Err(Error::Overloaded {
+                capacity: self.capacity,
+            });
+        }
+        lanes.lanes[self.priority.lane()].push_back(Job {
+            data: Vec::with_capacity(texts.len() * self.info.dim),
+            tokens: Vec::with_capacity(texts.len()),
+            texts,
+            done: 0,
+            reply,
+            since: now,
+            enqueued: now,
+        });
+        self.shared.depth.store(depth + 1, Ordering::Relaxed);
+        drop(lanes);
+        metrics::gauge!("memoryd_embed_queue_depth").set((depth + 1) as f64);
+        self.shared.ready.notify_one();
+        Ok(rx)
     }
 
-    /// Embeds `texts` (`[texts.len(), dim]`, input order) without blocking the runtime.
+    /// Embeds `texts` (`[texts.len(), dim]`, input order) without blocking the
+    /// runtime, in this handle's lane.
     ///
     /// # Errors
     /// [`Error::Overloaded`] at once when the queue is full; [`Error::Embedding`]
@@ -127,54 +261,285 @@ impl EmbedQueue {
     }
 }
 
-fn worker(
-    embedder: Arc<dyn Embedder>,
-    rx: Receiver<Job>,
-    depth: Arc<AtomicUsize>,
-    max_batch_texts: usize,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        let mut total = jobs[0].texts.len();
-        while total < max_batch_texts {
-            match rx.try_recv() {
-                Ok(job) => {
-                    total += job.texts.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
+/// The lane to serve next: the most urgent non-empty one, unless a less urgent
+/// lane's head has waited past its aging bound (then the most urgent such lane).
+fn pick(lanes: &[VecDeque<Job>; 3], now: Instant) -> Option<usize> {
+    let first = lanes.iter().position(|l| !l.is_empty())?;
+    let overdue = Priority::ALL[first + 1..].iter().find(|p| {
+        lanes[p.lane()]
+            .front()
+            .is_some_and(|j| now.duration_since(j.since) >= p.aging())
+    });
+    Some(overdue.map_or(first, |p| p.lane()))
+}
+
+/// Takes the next slice from `lane`: whole jobs and at most one partial one (left
+/// at the front). Returns the jobs with the range of their texts to embed.
+fn take_slice(lane: &mut VecDeque<Job>, query: bool, s: &Slicing) -> Vec<(Job, usize)> {
+    let mut taken = Vec::new();
+    let (mut texts, mut cost) = (0usize, 0usize);
+    while let Some(job) = lane.front() {
+        let mut end = job.done;
+        while end < job.texts.len() && texts < s.max_batch_texts {
+            let c = s.cost(&job.texts[end]);
+            if !query && texts > 0 && cost + c > s.slice_tokens {
+                break;
             }
+            cost += c;
+            texts += 1;
+            end += 1;
         }
-        metrics::histogram!("memoryd_embed_batch_size").record(total as f64);
+        if end == job.done {
+            break;
+        }
+        let whole = end == job.texts.len();
+        let job = lane.pop_front().expect("front exists");
+        taken.push((job, end));
+        if !whole {
+            break;
+        }
+    }
+    taken
+}
+
+fn worker(embedder: Arc<dyn Embedder>, shared: Arc<Shared>, slicing: Slicing) {
+    loop {
+        let (lane, mut jobs) = {
+            let mut lanes = shared.lanes.lock();
+            loop {
+                if let Some(lane) = pick(&lanes.lanes, Instant::now()) {
+                    let query = lane == Priority::Query.lane();
+                    break (lane, take_slice(&mut lanes.lanes[lane], query, &slicing));
+                }
+                if lanes.closed {
+                    return;
+                }
+                shared.ready.wait(&mut lanes);
+            }
+        };
         let texts: Vec<&str> = jobs
             .iter()
-            .flat_map(|j| j.texts.iter().map(String::as_str))
+            .flat_map(|(j, end)| j.texts[j.done..*end].iter().map(String::as_str))
             .collect();
+        metrics::histogram!("memoryd_embed_batch_size", "lane" => Priority::ALL[lane].as_str())
+            .record(texts.len() as f64);
         let result = embedder.embed(&texts);
-        let n_jobs = jobs.len();
+        drop(texts);
+        let mut finished = 0;
+        let mut unfinished = None;
         match result {
             Ok(all) => {
                 let dim = all.dim;
-                let mut offset = 0;
-                for job in jobs {
-                    let n = job.texts.len();
-                    let part = Embeddings {
-                        data: all.data[offset * dim..(offset + n) * dim].to_vec(),
+                let mut row = 0;
+                for (mut job, end) in jobs.drain(..) {
+                    let n = end - job.done;
+                    job.data
+                        .extend_from_slice(&all.data[row * dim..(row + n) * dim]);
+                    job.tokens.extend_from_slice(&all.tokens[row..row + n]);
+                    job.done = end;
+                    row += n;
+                    if job.done < job.texts.len() {
+                        job.since = Instant::now();
+                        unfinished = Some(job);
+                        continue;
+                    }
+                    finished += 1;
+                    metrics::histogram!(
+                        "memoryd_embed_wait_seconds",
+                        "lane" => Priority::ALL[lane].as_str()
+                    )
+                    .record(job.enqueued.elapsed().as_secs_f64());
+                    let _ = job.reply.send(Ok(Embeddings {
+                        data: job.data,
                         dim,
-                        tokens: all.tokens[offset..offset + n].to_vec(),
-                    };
-                    offset += n;
-                    let _ = job.reply.send(Ok(part));
+                        tokens: job.tokens,
+                    }));
                 }
             }
             Err(e) => {
                 let msg = e.to_string();
-                for job in jobs {
+                for (job, _) in jobs.drain(..) {
+                    finished += 1;
                     let _ = job.reply.send(Err(Error::Embedding(msg.clone())));
                 }
             }
         }
-        let d = depth.fetch_sub(n_jobs, Ordering::Relaxed) - n_jobs;
+        if let Some(job) = unfinished {
+            shared.lanes.lock().lanes[lane].push_front(job);
+        }
+        let d = shared.depth.fetch_sub(finished, Ordering::Relaxed) - finished;
         metrics::gauge!("memoryd_embed_queue_depth").set(d as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// Records every forward pass's texts; blocks while `hold` is set.
+    struct Recorder {
+        info: ModelInfo,
+        calls: Mutex<Vec<Vec<String>>>,
+        hold: AtomicBool,
+    }
+
+    impl Embedder for Recorder {
+        fn info(&self) -> &ModelInfo {
+            &self.info
+        }
+        fn embed(&self, texts: &[&str]) -> Result<Embeddings> {
+            while self.hold.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.calls
+                .lock()
+                .push(texts.iter().map(|t| t.to_string()).collect());
+            // One row per text: [text length, 1.0].
+            Ok(Embeddings {
+                data: texts.iter().flat_map(|t| [t.len() as f32, 1.0]).collect(),
+                dim: 2,
+                tokens: texts.iter().map(|t| t.len()).collect(),
+            })
+        }
+    }
+
+    fn recorder() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            info: ModelInfo {
+                id: "recorder".into(),
+                dim: 2,
+                max_seq_length: 256,
+                weights_sha256: String::new(),
+            },
+            calls: Mutex::new(Vec::new()),
+            hold: AtomicBool::new(true),
+        })
+    }
+
+    fn texts(prefix: &str, n: usize, len: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("{prefix}{i:0width$}", width = len - prefix.len()))
+            .collect()
+    }
+
+    #[test]
+    fn queries_overtake_sliced_background_work_and_results_stay_in_order() {
+        let rec = recorder();
+        // 40-byte texts cost 12 estimated tokens: slices of 4 under a 48-token budget.
+        let q = EmbedQueue::start(rec.clone(), 16, 64, 48);
+        let bg = q.with_priority(Priority::Background);
+        let big = texts("bg", 20, 40);
+        let big_rx = bg.submit(big.clone()).unwrap();
+        // Let the worker take (and block in) the first background slice: the
+        // job leaves its lane while a slice of it runs.
+        while !lanes_empty(&q) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let query_rx = q
+            .with_priority(Priority::Query)
+            .submit(vec!["what did we say?".into()])
+            .unwrap();
+        let write_rx = q.submit(texts("wr", 3, 40)).unwrap();
+        rec.hold.store(false, Ordering::Release);
+
+        let got = big_rx.blocking_recv().unwrap().unwrap();
+        assert_eq!(got.len(), 20);
+        assert!(got.rows().all(|r| r == [40.0, 1.0]));
+        assert_eq!(got.tokens, vec![40; 20]);
+        assert_eq!(query_rx.blocking_recv().unwrap().unwrap().len(), 1);
+        assert_eq!(write_rx.blocking_recv().unwrap().unwrap().len(), 3);
+
+        let calls = rec.calls.lock().clone();
+        // First the slice already running, then the query, then the write, then
+        // the rest of the background job in slices of 4.
+        assert_eq!(calls[0], big[0..4]);
+        assert_eq!(calls[1], ["what did we say?"]);
+        assert_eq!(calls[2], texts("wr", 3, 40));
+        let rest: Vec<String> = calls[3..].concat();
+        assert_eq!(rest, big[4..]);
+        assert!(calls[3..].iter().all(|c| c.len() == 4));
+        assert_eq!(q.depth(), 0);
+    }
+
+    fn lanes_empty(q: &EmbedQueue) -> bool {
+        q.shared.lanes.lock().lanes.iter().all(VecDeque::is_empty)
+    }
+
+    #[test]
+    fn waiting_queries_share_one_forward_pass_and_a_long_text_is_its_own_slice() {
+        let rec = recorder();
+        let q = EmbedQueue::start(rec.clone(), 16, 64, 48);
+        let query = q.with_priority(Priority::Query);
+        let rxs: Vec<_> = (0..5)
+            .map(|i| query.submit(vec![format!("query {i}")]).unwrap())
+            .collect();
+        // One write far over the budget goes alone, then the rest.
+        let long = "x".repeat(4000);
+        let wrx = q.submit(vec![long.clone(), "short".into()]).unwrap();
+        rec.hold.store(false, Ordering::Release);
+        for rx in rxs {
+            assert_eq!(rx.blocking_recv().unwrap().unwrap().len(), 1);
+        }
+        assert_eq!(wrx.blocking_recv().unwrap().unwrap().len(), 2);
+        let calls = rec.calls.lock().clone();
+        // The worker may have woken for the first query alone; all five are
+        // answered in at most two passes, then the write in two slices.
+        let query_passes = calls
+            .iter()
+            .take_while(|c| c[0].starts_with("query"))
+            .count();
+        assert!((1..=2).contains(&query_passes), "{calls:?}");
+        assert_eq!(
+            calls[query_passes..],
+            [vec![long], vec!["short".to_string()]]
+        );
+    }
+
+    #[test]
+    fn a_starved_lane_is_served_after_its_aging_bound() {
+        let mut lanes: [VecDeque<Job>; 3] = Default::default();
+        let now = Instant::now();
+        let job = |since: Instant| Job {
+            texts: vec!["t".into()],
+            done: 0,
+            data: Vec::new(),
+            tokens: Vec::new(),
+            reply: oneshot::channel().0,
+            since,
+            enqueued: since,
+        };
+        lanes[0].push_back(job(now));
+        lanes[2].push_back(job(now - Duration::from_millis(500)));
+        assert_eq!(pick(&lanes, now), Some(0));
+        lanes[1].push_back(job(now - Duration::from_millis(250)));
+        assert_eq!(pick(&lanes, now), Some(1), "write waited past 200 ms");
+        lanes[2][0].since = now - Duration::from_secs(2);
+        assert_eq!(
+            pick(&lanes, now),
+            Some(1),
+            "the more urgent overdue lane first"
+        );
+        lanes[1].clear();
+        assert_eq!(pick(&lanes, now), Some(2));
+        lanes[0].clear();
+        lanes[2].clear();
+        assert_eq!(pick(&lanes, now), None);
+    }
+
+    #[test]
+    fn a_full_queue_rejects_at_once_and_dropping_the_last_handle_drains_it() {
+        let rec = recorder();
+        let q = EmbedQueue::start(rec.clone(), 2, 64, 48);
+        let a = q.submit(vec!["a".into()]).unwrap();
+        let b = q.submit(vec!["b".into()]).unwrap();
+        assert!(matches!(
+            q.submit(vec!["c".into()]),
+            Err(Error::Overloaded { capacity: 2 })
+        ));
+        drop(q);
+        rec.hold.store(false, Ordering::Release);
+        assert!(a.blocking_recv().unwrap().is_ok());
+        assert!(b.blocking_recv().unwrap().is_ok());
     }
 }
