@@ -333,25 +333,50 @@ impl LexicalIndex {
     /// The `n` best live documents with a positive score that `accept` admits, best
     /// first (ties: older first), as (seq, BM25 score).
     pub fn top(&self, q: &LexicalQuery, n: usize, accept: impl Fn(u64) -> bool) -> Vec<(u64, f32)> {
-        let mut acc: HashMap<u32, f32> = HashMap::new();
+        if n == 0 {
+            return Vec::new();
+        }
+        // Term-at-a-time accumulation into a dense array (every BM25 term score is
+        // positive, so 0 means "not touched").
+        let mut acc = vec![0f32; self.docs.len()];
+        let mut touched: Vec<u32> = Vec::new();
         for &(t, idf) in &q.terms {
             for &(doc, tf) in &self.postings[t as usize] {
                 let d = &self.docs[doc as usize];
                 if d.alive {
-                    *acc.entry(doc).or_default() += Self::term_score(q, idf, tf, d.len);
+                    let a = &mut acc[doc as usize];
+                    if *a == 0.0 {
+                        touched.push(doc);
+                    }
+                    *a += Self::term_score(q, idf, tf, d.len);
                 }
             }
         }
-        let mut scored: Vec<(u32, f32)> = acc
-            .into_iter()
-            .filter(|&(doc, _)| accept(self.docs[doc as usize].seq))
-            .collect();
-        scored.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        scored.truncate(n);
-        scored
-            .into_iter()
-            .map(|(doc, s)| (self.docs[doc as usize].seq, s))
-            .collect()
+        let mut scored: Vec<(u32, f32)> = touched.iter().map(|&d| (d, acc[d as usize])).collect();
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        // Best first in chunks: `accept` (a filter, often a hash lookup) runs only
+        // on documents that can still make the top n.
+        let mut out = Vec::with_capacity(n.min(scored.len()));
+        let mut rest = &mut scored[..];
+        while out.len() < n && !rest.is_empty() {
+            let take = (2 * (n - out.len())).min(rest.len());
+            if take < rest.len() {
+                rest.select_nth_unstable_by(take - 1, order);
+            }
+            let (chunk, tail) = rest.split_at_mut(take);
+            chunk.sort_unstable_by(order);
+            for &(doc, score) in chunk.iter() {
+                let seq = self.docs[doc as usize].seq;
+                if accept(seq) {
+                    out.push((seq, score));
+                    if out.len() == n {
+                        break;
+                    }
+                }
+            }
+            rest = tail;
+        }
+        out
     }
 
     /// The nearest live predecessor and successor of `seq` in its session
@@ -403,6 +428,46 @@ mod tests {
             ["carolin", "went", "lgbtq", "support", "group"]
         );
         assert!(Analyzer::english().terms("it is what it is").is_empty());
+    }
+
+    proptest::proptest! {
+        /// `top` (dense accumulator, chunked selection, lazy filter) equals the
+        /// brute-force ranking: every live, admitted document with a positive
+        /// score, best first, ties older first, cut at n.
+        #[test]
+        fn top_equals_brute_force_ranking(
+            docs in proptest::collection::vec(proptest::collection::vec(0usize..12, 1..8), 1..120),
+            deleted in proptest::collection::vec(proptest::bool::weighted(0.1), 120),
+            query in proptest::collection::vec(0usize..12, 1..5),
+            modulus in 1u64..5,
+            n in 1usize..30,
+        ) {
+            const WORDS: [&str; 12] = [
+                "puppy", "garden", "violin", "paint", "river", "camera",
+                "rocket", "lemon", "castle", "guitar", "forest", "pencil",
+            ];
+            let text = |ws: &[usize]| ws.iter().map(|&w| WORDS[w]).collect::<Vec<_>>().join(" ");
+            let mut idx = LexicalIndex::new();
+            for (i, ws) in docs.iter().enumerate() {
+                idx.push_message(i as u64, &msg("s", &text(ws)));
+            }
+            for (i, &gone) in deleted.iter().take(docs.len()).enumerate() {
+                if gone {
+                    idx.remove(i as u64);
+                }
+            }
+            let q = idx.query(&text(&query), Bm25Params::default());
+            let accept = |seq: u64| seq % modulus != 1;
+            let mut expected: Vec<(u64, f32)> = (0..docs.len() as u64)
+                .filter(|&seq| idx.by_seq.contains_key(&seq) && accept(seq))
+                .filter(|&seq| idx.docs[idx.by_seq[&seq] as usize].alive)
+                .map(|seq| (seq, idx.score(&q, seq)))
+                .filter(|&(_, s)| s > 0.0)
+                .collect();
+            expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            expected.truncate(n);
+            proptest::prop_assert_eq!(idx.top(&q, n, accept), expected);
+        }
     }
 
     #[test]
