@@ -1,9 +1,10 @@
 //! Embedding throughput on real LoCoMo turns at batch 1, 8, 32, 128 (texts/s),
 //! and single-query latency on LoCoMo questions, for both forward passes in the
-//! same run: `fast` (memoryd's own, the default) and `candle` (candle-transformers'
-//! `BertModel`, the reference).
+//! same run: memoryd's own with f32 weights (`fast-f32`) and with f16 weights
+//! (`fast-f16`, what `auto` picks on CPUs with AVX-512F or AVX2 + F16C), and
+//! candle-transformers' `BertModel` (`candle`, the reference).
 //!
-//! `cargo bench --bench embed` (`-- fast` or `-- candle` for one of them)
+//! `cargo bench --bench embed` (`-- fast` or `-- candle` for some of them)
 
 mod common;
 
@@ -42,7 +43,7 @@ fn embedding(c: &mut Criterion) {
         .collect();
     let questions = common::locomo_questions();
     for (name, backend) in [
-        ("fast", (Backend::Fast, WeightFormat::F32)),
+        ("fast-f32", (Backend::Fast, WeightFormat::F32)),
         ("fast-f16", (Backend::Fast, WeightFormat::F16)),
         ("candle", (Backend::Candle, WeightFormat::F32)),
     ] {

@@ -86,7 +86,8 @@ pub struct ModelConfig {
     /// when it supports the model).
     pub backend: Backend,
     /// How the optimized forward pass stores its weights (f16 halves the bytes a
-    /// query streams; arithmetic stays f32). Default f32.
+    /// query streams; arithmetic stays f32). Default `Auto`: f16 where the CPU
+    /// has a SIMD f16 kernel (x86-64 with AVX-512F or AVX2 + F16C), else f32.
     pub weights: crate::embed::gemm::WeightFormat,
 }
 
@@ -98,7 +99,7 @@ impl Default for ModelConfig {
             models_dir: PathBuf::from("models"),
             batch_size: 32,
             backend: Backend::Auto,
-            weights: crate::embed::gemm::WeightFormat::F32,
+            weights: crate::embed::gemm::WeightFormat::Auto,
         }
     }
 }
@@ -309,6 +310,11 @@ pub fn load_embedder(model: &ModelConfig) -> Result<Arc<dyn Embedder>> {
             ..BertOptions::default()
         },
     )?;
+    tracing::info!(
+        model = %embedder.info().id,
+        forward_pass = embedder.forward_pass(),
+        "embedding model loaded"
+    );
     Ok(Arc::new(embedder))
 }
 

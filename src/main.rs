@@ -55,8 +55,9 @@ struct EngineArgs {
     /// Forward pass: auto (the optimized one when it supports the model), fast, or candle (reference).
     #[arg(long, global = true, env = "MEMORYD_BACKEND", default_value = "auto")]
     backend: memoryd::embed::Backend,
-    /// Weights of the fast forward pass: f32, or f16 (half the memory traffic; f32 arithmetic).
-    #[arg(long, global = true, env = "MEMORYD_WEIGHTS", default_value = "f32")]
+    /// Weights of the fast forward pass: f16 (half the memory traffic; f32
+    /// arithmetic), f32, or auto (f16 where the CPU has a SIMD f16 kernel).
+    #[arg(long, global = true, env = "MEMORYD_WEIGHTS", default_value = "auto")]
     weights: memoryd::embed::gemm::WeightFormat,
     /// Messages kept per namespace in the short-term buffer.
     #[arg(

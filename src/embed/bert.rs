@@ -60,7 +60,9 @@ impl std::str::FromStr for Backend {
 pub struct BertOptions {
     /// Forward-pass implementation. Default [`Backend::Auto`].
     pub backend: Backend,
-    /// How the fast forward pass stores its weights. Default f32.
+    /// How the fast forward pass stores its weights. Default
+    /// [`super::gemm::WeightFormat::Auto`] (f16 where the CPU has a SIMD f16
+    /// kernel).
     pub weights: super::gemm::WeightFormat,
     /// Texts per forward pass. 8-64 is the sweet spot on CPU; 128 is slower for
     /// every implementation measured (issue 2). Default 32.
@@ -76,7 +78,7 @@ impl Default for BertOptions {
     fn default() -> Self {
         BertOptions {
             backend: Backend::Auto,
-            weights: super::gemm::WeightFormat::F32,
+            weights: super::gemm::WeightFormat::Auto,
             batch_size: 32,
             max_seq_length: None,
             id: None,
@@ -251,6 +253,15 @@ impl BertEmbedder {
     /// True when the optimized forward pass ([`Backend::Fast`]) runs this model.
     pub fn is_fast(&self) -> bool {
         matches!(self.model, Encoder::Fast(_))
+    }
+
+    /// Which forward pass runs: `fast-f16`, `fast-f32` or `candle` (for logs).
+    pub fn forward_pass(&self) -> &'static str {
+        match &self.model {
+            Encoder::Fast(f) if f.weight_format() == super::gemm::WeightFormat::F16 => "fast-f16",
+            Encoder::Fast(_) => "fast-f32",
+            Encoder::Candle(_) => "candle",
+        }
     }
 
     /// The weights file and a `VarBuilder` over it (safetensors, else PyTorch pickle).

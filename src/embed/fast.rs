@@ -112,6 +112,13 @@ pub struct FastBert {
 }
 
 impl FastBert {
+    /// The format the encoder's weights are stored in (`Auto` resolved).
+    pub fn weight_format(&self) -> WeightFormat {
+        self.layers
+            .first()
+            .map_or(WeightFormat::F32, |l| l.qkv.format())
+    }
+
     /// Loads `config.json` and `model.safetensors` from a sentence-transformers
     /// folder, packing the encoder's weights as `format`.
     ///
