@@ -7,9 +7,9 @@
 //! features, `k`-major (`panel[k][j] = W[p·NR + j][k]`), so the micro-kernel reads
 //! each panel sequentially and only `X` is touched in its natural layout.
 //!
-//! Micro-kernels (run-time dispatch, like `crate::simd`): AVX-512F computes a
-//! 6 × 32 block of `Y` in 12 zmm accumulators per step over `k` (two panel loads,
-//! six broadcasts, twelve FMAs); AVX2+FMA a 6 × 16 block in 12 ymm accumulators;
+//! Micro-kernels (run-time dispatch, like `crate::simd`): AVX-512F computes up to a
+//! 12 × 32 block of `Y` in 24 zmm accumulators per step over `k` (two panel loads,
+//! twelve broadcasts, 24 FMAs); AVX2+FMA a 6 × 16 block in 12 ymm accumulators;
 //! elsewhere a portable loop that the compiler vectorizes. The panel width is
 //! fixed at 32 floats for all three, so one packing serves every kernel. Panels
 //! are distributed over rayon's pool when the product is large enough to pay for it.
@@ -22,6 +22,11 @@ use rayon::prelude::*;
 pub const NR: usize = 32;
 /// Rows of `X` per micro-kernel step.
 const MR: usize = 6;
+/// Rows per call of the AVX-512 kernels: 24 of the 32 zmm registers accumulate,
+/// so each panel load feeds 24 FMAs instead of 12. Against 6 rows, in
+/// alternating A/B runs (2 threads): a single query's forward 10–15% faster,
+/// batch 8 and 32 throughput 2–10% higher.
+const MR_AVX512: usize = 12;
 /// How many k-steps ahead the x86 kernels prefetch their panel (2 KiB of f32,
 /// 1 KiB of f16). A query's first row block streams each panel from memory and
 /// the hardware prefetcher stops at every 4 KiB page; with it a single query's
@@ -126,7 +131,7 @@ pub struct PackedLinear {
     bias: Vec<f32>,
 }
 
-type Kernel<T> = unsafe fn(
+type KernelFn<T> = unsafe fn(
     rows: usize,
     x: &[f32],
     k: usize,
@@ -136,6 +141,13 @@ type Kernel<T> = unsafe fn(
     ldy: usize,
     cols: usize,
 );
+
+/// A micro-kernel and the most rows it takes per call.
+#[derive(Clone, Copy)]
+struct Kernel<T> {
+    run: KernelFn<T>,
+    mr: usize,
+}
 
 impl PackedLinear {
     /// Packs `weight` (`[outputs, inputs]`, row-major) and `bias` (`[outputs]`) as f32.
@@ -251,7 +263,8 @@ impl PackedLinear {
         let n_panels = n.div_ceil(NR);
         // Rows are taken in chunks whose slice of X stays in L2 (~256 KiB) while
         // every panel passes over it; a task is one (row chunk, panel) pair.
-        let mc = ((256 * 1024 / (4 * k)) / MR * MR).max(MR);
+        let mr = kernel.mr;
+        let mc = ((256 * 1024 / (4 * k)) / mr * mr).max(mr);
         let n_chunks = m.div_ceil(mc);
         let y_ptr = SendPtr(y.as_mut_ptr());
         let total = y.len();
@@ -266,11 +279,11 @@ impl PackedLinear {
             let mut r = c * mc;
             let end = m.min(r + mc);
             while r < end {
-                let rows = MR.min(end - r);
+                let rows = mr.min(end - r);
                 // Safety: the kernel was chosen for this CPU; slices are in bounds
                 // (rows ≤ MR, cols ≤ NR, y offset by whole rows).
                 unsafe {
-                    kernel(
+                    (kernel.run)(
                         rows,
                         &x[r * k..(r + rows) * k],
                         k,
@@ -312,15 +325,24 @@ fn kernel_f32() -> Kernel<f32> {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                return x86::kernel_avx512 as Kernel<f32>;
+                return Kernel {
+                    run: x86::kernel_avx512,
+                    mr: MR_AVX512,
+                };
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
-                return x86::kernel_avx2 as Kernel<f32>;
+                return Kernel {
+                    run: x86::kernel_avx2,
+                    mr: MR,
+                };
             }
         }
-        kernel_portable as Kernel<f32>
+        Kernel {
+            run: kernel_portable,
+            mr: MR,
+        }
     })
 }
 
@@ -330,13 +352,22 @@ fn kernel_f16() -> Kernel<u16> {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                return x86::kernel_avx512_f16 as Kernel<u16>;
+                return Kernel {
+                    run: x86::kernel_avx512_f16,
+                    mr: MR_AVX512,
+                };
             }
             if has_avx2_f16() {
-                return x86::kernel_avx2_f16 as Kernel<u16>;
+                return Kernel {
+                    run: x86::kernel_avx2_f16,
+                    mr: MR,
+                };
             }
         }
-        kernel_portable_f16 as Kernel<u16>
+        Kernel {
+            run: kernel_portable_f16,
+            mr: MR,
+        }
     })
 }
 
@@ -411,18 +442,18 @@ unsafe fn kernel_portable_f16(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{MR, NR, PREFETCH};
+    use super::{MR, MR_AVX512, NR, PREFETCH};
     use std::arch::x86_64::*;
 
-    /// The AVX-512F 6 × 32 micro-kernel body, for panels of any element type:
+    /// The AVX-512F 12 × 32 micro-kernel body, for panels of any element type:
     /// `$load(ptr)` turns 16 panel elements at `ptr` into 16 f32 lanes.
     macro_rules! avx512_kernel {
         ($rows:ident, $x:ident, $k:ident, $panel:ident, $bias:ident, $y:ident, $ldy:ident, $cols:ident, $load:expr) => {{
-            debug_assert!($rows <= MR && $cols <= NR);
+            debug_assert!($rows <= MR_AVX512 && $cols <= NR);
             debug_assert!($x.len() >= $rows * $k && $panel.len() >= $k * NR);
             let b0 = _mm512_loadu_ps($bias.as_ptr());
             let b1 = _mm512_loadu_ps($bias.as_ptr().add(16));
-            let mut acc = [[b0, b1]; MR];
+            let mut acc = [[b0, b1]; MR_AVX512];
             let xp = $x.as_ptr();
             let mut wp = $panel.as_ptr();
             // The row count is a run-time value; branching once per k-step on it
@@ -446,6 +477,12 @@ mod x86 {
                 };
             }
             match $rows {
+                12 => step!(12),
+                11 => step!(11),
+                10 => step!(10),
+                9 => step!(9),
+                8 => step!(8),
+                7 => step!(7),
                 6 => step!(6),
                 5 => step!(5),
                 4 => step!(4),
@@ -468,7 +505,7 @@ mod x86 {
         }};
     }
 
-    /// AVX-512F micro-kernel, 6 × 32, f32 panels.
+    /// AVX-512F micro-kernel, up to 12 × 32, f32 panels.
     ///
     /// # Safety
     /// The CPU must support AVX-512F; `rows ≤ MR`, `cols ≤ NR`, `x` holds
@@ -708,29 +745,65 @@ mod tests {
     }
 
     fn f32_kernels() -> Vec<(&'static str, Kernel<f32>)> {
-        let mut all = vec![("portable", kernel_portable as Kernel<f32>)];
+        let mut all = vec![(
+            "portable",
+            Kernel {
+                run: kernel_portable as KernelFn<f32>,
+                mr: MR,
+            },
+        )];
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
             if has!("avx512f") {
-                all.push(("avx512", x86::kernel_avx512));
+                all.push((
+                    "avx512",
+                    Kernel {
+                        run: x86::kernel_avx512,
+                        mr: MR_AVX512,
+                    },
+                ));
             }
             if has!("avx2") && has!("fma") {
-                all.push(("avx2", x86::kernel_avx2));
+                all.push((
+                    "avx2",
+                    Kernel {
+                        run: x86::kernel_avx2,
+                        mr: MR,
+                    },
+                ));
             }
         }
         all
     }
 
     fn f16_kernels() -> Vec<(&'static str, Kernel<u16>)> {
-        let mut all = vec![("portable", kernel_portable_f16 as Kernel<u16>)];
+        let mut all = vec![(
+            "portable",
+            Kernel {
+                run: kernel_portable_f16 as KernelFn<u16>,
+                mr: MR,
+            },
+        )];
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                all.push(("avx512", x86::kernel_avx512_f16));
+                all.push((
+                    "avx512",
+                    Kernel {
+                        run: x86::kernel_avx512_f16,
+                        mr: MR_AVX512,
+                    },
+                ));
             }
             if has_avx2_f16() {
-                all.push(("avx2", x86::kernel_avx2_f16));
+                all.push((
+                    "avx2",
+                    Kernel {
+                        run: x86::kernel_avx2_f16,
+                        mr: MR,
+                    },
+                ));
             }
         }
         all
