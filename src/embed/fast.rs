@@ -244,6 +244,18 @@ impl FastBert {
     /// [`Error::Embedding`] for a token id outside the vocabulary or a text longer
     /// than `max_position_embeddings` (the tokenizer truncates before this).
     pub fn forward(&self, batch: &[&[u32]]) -> Result<Vec<f32>> {
+        // Called from outside the pool (the embedding thread), every one of the
+        // forward's ~30 parallel products would be injected into the pool and
+        // waited for across threads; run the whole forward on a pool thread so
+        // they fork and join locally. Single query p50 9–14% lower, p95 ~20%
+        // lower (alternating A/B, 2 threads).
+        if rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1 {
+            return rayon::scope(|_| self.forward_on_pool(batch));
+        }
+        self.forward_on_pool(batch)
+    }
+
+    fn forward_on_pool(&self, batch: &[&[u32]]) -> Result<Vec<f32>> {
         // The element-wise parts (embeddings, LayerNorm, residuals, attention) are
         // compiled once per vector width; the products dispatch on their own.
         widest!(fn(f: &FastBert, batch: &[&[u32]]) -> Result<Vec<f32>> { f.forward_impl(batch) }, (self, batch))
