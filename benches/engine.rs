@@ -1,5 +1,6 @@
-//! The engine end to end: `search` (embed + index + fetch) at 100k messages,
-//! search by vector (everything but the model), search by text while another
+//! The engine end to end: `search` (embed + index + fetch) at 100k messages by
+//! text (hybrid, the default; dense; lexical, which computes no embedding), by
+//! vector (everything but the model), by text while another
 //! client imports batches of 128 turns (the query waits for one slice of the
 //! import, not all of it), and `add_batch` throughput (embedding + one
 //! transaction + one fsync per batch).
@@ -85,6 +86,13 @@ fn engine(c: &mut Criterion) {
             qi = (qi + 1) % questions.len();
             rt.block_on(engine.search("big", SearchRequest::text(questions[qi].clone(), 10)))
                 .unwrap()
+        })
+    });
+    g.bench_function("dense_text_query_k10", |b| {
+        b.iter(|| {
+            qi = (qi + 1) % questions.len();
+            let q = SearchRequest::text(questions[qi].clone(), 10).with_mode(SearchMode::Dense);
+            rt.block_on(engine.search("big", q)).unwrap()
         })
     });
     g.bench_function("lexical_query_k10", |b| {
