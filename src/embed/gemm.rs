@@ -508,7 +508,7 @@ mod x86 {
     /// AVX-512F micro-kernel, up to 12 × 32, f32 panels.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F; `rows ≤ MR`, `cols ≤ NR`, `x` holds
+    /// The CPU must support AVX-512F; `rows ≤ MR_AVX512`, `cols ≤ NR`, `x` holds
     /// `rows × k` floats, `panel` `k × NR`, `bias` `NR`, and `y` at least
     /// `(rows − 1) × ldy + cols`.
     #[target_feature(enable = "avx512f")]
@@ -607,7 +607,8 @@ mod x86 {
     /// AVX2+FMA micro-kernel, f32 panels.
     ///
     /// # Safety
-    /// As [`kernel_avx512`], with AVX2 and FMA instead of AVX-512F.
+    /// As [`kernel_avx512`], with AVX2 and FMA instead of AVX-512F and
+    /// `rows ≤ MR`.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn kernel_avx2(
