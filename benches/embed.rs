@@ -11,7 +11,7 @@ mod common;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use memoryd::embed::gemm::WeightFormat;
 use memoryd::embed::{Backend, BertEmbedder, BertOptions};
-use memoryd::{Embedder, model::ModelResolver};
+use memoryd::{Embedder, embed::model::ModelResolver};
 
 fn load((backend, weights): (Backend, WeightFormat), batch_size: usize) -> BertEmbedder {
     let cfg = common::model_config();

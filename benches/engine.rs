@@ -17,7 +17,9 @@
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use memoryd::{Engine, EngineConfig, NewMessage, Role, SearchMode, SearchRequest, SummarizeConfig};
+use memoryd::{
+    Access, Engine, EngineConfig, NewMessage, Role, SearchMode, SearchRequest, SummarizeConfig,
+};
 
 fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().map(|v| v.parse().expect(name))
@@ -65,7 +67,7 @@ fn engine(c: &mut Criterion) {
                 })
                 .collect();
             engine
-                .add_batch_with_embeddings("big", msgs, chunk.to_vec())
+                .add_batch_with_embeddings(&Access::full(), "big", msgs, chunk.to_vec())
                 .await
                 .unwrap();
         }
@@ -84,29 +86,36 @@ fn engine(c: &mut Criterion) {
     g.bench_function("text_query_k10", |b| {
         b.iter(|| {
             qi = (qi + 1) % questions.len();
-            rt.block_on(engine.search("big", SearchRequest::text(questions[qi].clone(), 10)))
-                .unwrap()
+            rt.block_on(engine.search(
+                &Access::full(),
+                "big",
+                SearchRequest::text(questions[qi].clone(), 10),
+            ))
+            .unwrap()
         })
     });
     g.bench_function("dense_text_query_k10", |b| {
         b.iter(|| {
             qi = (qi + 1) % questions.len();
             let q = SearchRequest::text(questions[qi].clone(), 10).with_mode(SearchMode::Dense);
-            rt.block_on(engine.search("big", q)).unwrap()
+            rt.block_on(engine.search(&Access::full(), "big", q))
+                .unwrap()
         })
     });
     g.bench_function("lexical_query_k10", |b| {
         b.iter(|| {
             qi = (qi + 1) % questions.len();
             let q = SearchRequest::text(questions[qi].clone(), 10).with_mode(SearchMode::Lexical);
-            rt.block_on(engine.search("big", q)).unwrap()
+            rt.block_on(engine.search(&Access::full(), "big", q))
+                .unwrap()
         })
     });
     g.bench_function("vector_query_k10", |b| {
         b.iter(|| {
             qi = (qi + 1) % 100;
             let q = SearchRequest::vector(qv[qi * 384..(qi + 1) * 384].to_vec(), 10);
-            rt.block_on(engine.search("big", q)).unwrap()
+            rt.block_on(engine.search(&Access::full(), "big", q))
+                .unwrap()
         })
     });
     // The same text queries while a writer imports 128 turns per request
@@ -122,15 +131,22 @@ fn engine(c: &mut Criterion) {
                     .iter()
                     .map(|t| NewMessage::new(Role::User, t.clone()))
                     .collect();
-                engine.add_batch("import", msgs).await.unwrap();
+                engine
+                    .add_batch(&Access::full(), "import", msgs)
+                    .await
+                    .unwrap();
             }
         })
     };
     g.bench_function("text_query_k10_during_import", |b| {
         b.iter(|| {
             qi = (qi + 1) % questions.len();
-            rt.block_on(engine.search("big", SearchRequest::text(questions[qi].clone(), 10)))
-                .unwrap()
+            rt.block_on(engine.search(
+                &Access::full(),
+                "big",
+                SearchRequest::text(questions[qi].clone(), 10),
+            ))
+            .unwrap()
         })
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -148,7 +164,8 @@ fn engine(c: &mut Criterion) {
                 .iter()
                 .map(|t| NewMessage::new(Role::User, t.clone()))
                 .collect();
-            rt.block_on(engine.add_batch("adds", msgs)).unwrap()
+            rt.block_on(engine.add_batch(&Access::full(), "adds", msgs))
+                .unwrap()
         })
     });
     g.finish();

@@ -7,7 +7,8 @@
 mod common;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use memoryd::index::{IndexConfig, NamespaceIndex, Scored};
+use memoryd::IndexConfig;
+use memoryd::search::vector::{NamespaceIndex, Scored};
 use memoryd::{Filter, Message, Role};
 
 const DIM: usize = 384;

@@ -9,8 +9,8 @@ mod common;
 use std::time::Instant;
 
 use memoryd::Embedder;
+use memoryd::embed::model::ModelResolver;
 use memoryd::embed::{BertEmbedder, BertOptions};
-use memoryd::model::ModelResolver;
 
 fn arg(args: &[String], flag: &str) -> Option<String> {
     args.iter()

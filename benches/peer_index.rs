@@ -7,7 +7,8 @@
 
 use std::time::Instant;
 
-use memoryd::index::{IndexConfig, NamespaceIndex, Scored};
+use memoryd::IndexConfig;
+use memoryd::search::vector::{NamespaceIndex, Scored};
 use memoryd::{Filter, Message, Role};
 
 const DIM: usize = 384;

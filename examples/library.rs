@@ -2,7 +2,7 @@
 //!
 //! Run: `cargo run --release --example library`
 
-use memoryd::{Engine, EngineConfig, Filter, NewMessage, Role, SearchRequest};
+use memoryd::{Access, Engine, EngineConfig, Filter, NewMessage, Role, SearchRequest};
 
 #[tokio::main]
 async fn main() -> memoryd::Result<()> {
@@ -32,10 +32,11 @@ async fn main() -> memoryd::Result<()> {
         .iter()
         .map(|(who, text)| NewMessage::new(Role::User, *text).with_name(*who))
         .collect();
-    engine.add_batch("conv-26", batch).await?; // durable when it returns
+    engine.add_batch(&Access::full(), "conv-26", batch).await?; // durable when it returns
 
     let results = engine
         .search(
+            &Access::full(),
             "conv-26",
             SearchRequest::text("What is Caroline planning for her family?", 2),
         )
@@ -52,13 +53,14 @@ async fn main() -> memoryd::Result<()> {
     };
     let results = engine
         .search(
+            &Access::full(),
             "conv-26",
             SearchRequest::text("outdoor trips", 1).with_filter(only_melanie),
         )
         .await?;
     println!("Melanie, outdoors: {}", results.hits[0].text());
 
-    for m in engine.recent("conv-26", 2).await? {
+    for m in engine.recent(&Access::full(), "conv-26", 2).await? {
         println!("recent: {}", m.content);
     }
     Ok(())

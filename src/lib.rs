@@ -1,52 +1,56 @@
 //! # memoryd
 //!
 //! Semantic conversation memory for AI agents: every message is embedded by a
-//! local BERT model run with candle, persisted in sled, and searched by hybrid
-//! ranking: cosine similarity (exact SIMD scan for small namespaces, an HNSW graph
-//! from `hnsw_rs` for large ones) fused with per-namespace BM25 ([`lexical`],
-//! [`hybrid`]); `SearchMode::Dense` and `SearchMode::Lexical` rank by one channel.
-//! A bounded short-term buffer per namespace keeps the most recent messages.
+//! local BERT model (our own forward pass; candle's `BertModel` is the reference
+//! oracle), persisted behind a storage seam (sled by default), and searched by
+//! hybrid ranking: cosine similarity (exact SIMD scan for small namespaces, an
+//! HNSW graph from `hnsw_rs` for large ones) fused with per-namespace BM25
+//! ([`search`]). A bounded short-term buffer per namespace keeps the most recent
+//! messages, which are summarized into long-term memory in the background
+//! ([`policy`]). Every change is recorded in a per-namespace change log.
 //!
 //! The [`Engine`] is the only API: the HTTP server, the CLI and future protocol
-//! adapters are thin layers over it.
+//! adapters are thin layers over it. Every operation takes the caller's
+//! [`Access`]. `ARCHITECTURE.md` maps the modules.
 //!
 //! ```no_run
-//! use memoryd::{Engine, EngineConfig, NewMessage, Role, SearchRequest};
+//! use memoryd::{Access, Engine, EngineConfig, NewMessage, Role, SearchRequest};
 //!
 //! # async fn demo() -> memoryd::Result<()> {
 //! let engine = Engine::open(EngineConfig::with_data_dir("/tmp/memoryd-demo"))?;
+//! let me = Access::full();
 //! engine
-//!     .add("user-42", NewMessage::new(Role::User, "I adopted a greyhound named Pixel").with_name("Ana"))
+//!     .add(&me, "user-42", NewMessage::new(Role::User, "I adopted a greyhound named Pixel").with_name("Ana"))
 //!     .await?;
-//! let results = engine.search("user-42", SearchRequest::text("what pet does Ana have?", 5)).await?;
+//! let results = engine.search(&me, "user-42", SearchRequest::text("what pet does Ana have?", 5)).await?;
 //! println!("{} ({:.3})", results.hits[0].text(), results.hits[0].score);
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
 
+pub mod core;
 pub mod embed;
 pub mod engine;
-pub mod error;
+#[cfg(feature = "eval")]
 pub mod eval;
-pub mod hybrid;
-pub mod index;
-pub mod lexical;
 pub mod locomo;
-pub mod model;
+pub mod policy;
+pub mod search;
 pub mod server;
 pub mod simd;
-pub mod store;
+pub mod storage;
 pub mod summarize;
-pub mod types;
 
+pub use crate::core::access::{Access, NamespaceName, NamespacePattern, Scope, validate_namespace};
+pub use crate::core::error::{Error, ErrorKind, Result};
+pub use crate::core::params::{Bm25Params, HybridParams, IndexConfig};
+pub use crate::core::types::{
+    Filter, Hit, HitKind, Interaction, Message, NamespaceInfo, NewMessage, Query, Role, SearchMode,
+    SearchRequest, SearchResults, Summary,
+};
 pub use embed::{Embedder, Embeddings, ModelInfo};
 pub use engine::{
     CheckReport, Engine, EngineConfig, Limits, MessagePage, ModelConfig, Stats, SummarizeConfig,
     load_embedder,
 };
-pub use error::{Error, ErrorKind, Result};
-pub use index::IndexConfig;
-pub use types::{
-    Filter, Hit, HitKind, HybridParams, Interaction, Message, NamespaceInfo, NewMessage, Query,
-    Role, SearchMode, SearchRequest, SearchResults, Summary, validate_namespace,
-};
+pub use storage::{Change, ChangeKind, RecordStore, Retention, SledStore};

@@ -12,8 +12,8 @@ use std::path::Path;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::error::{Error, Result};
-use crate::types::{NewMessage, Role};
+use crate::core::error::{Error, Result};
+use crate::core::types::{NewMessage, Role};
 
 /// One turn of a conversation.
 #[derive(Debug, Clone, PartialEq)]

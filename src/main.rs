@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use memoryd::server::{self, AppState, ServerConfig};
 use memoryd::summarize::LlmConfig;
 use memoryd::{
-    Engine, EngineConfig, HybridParams, IndexConfig, Limits, ModelConfig, NewMessage, SearchMode,
-    SearchRequest, SummarizeConfig,
+    Access, Engine, EngineConfig, HybridParams, IndexConfig, Limits, ModelConfig, NewMessage,
+    SearchMode, SearchRequest, SummarizeConfig,
 };
 
 /// Semantic conversation memory for AI agents: local embeddings, persistent, millisecond search.
@@ -28,29 +28,20 @@ struct Cli {
 #[derive(Args, Clone)]
 struct EngineArgs {
     /// Data directory (created if missing).
-    #[arg(
-        long,
-        global = true,
-        env = "MEMORYD_DATA_DIR",
-        default_value = "memoryd-data"
-    )]
-    data_dir: PathBuf,
+    /// [default: memoryd-data]
+    #[arg(long, global = true, env = "MEMORYD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Model name from models/manifest.toml.
-    #[arg(long, global = true, env = "MEMORYD_MODEL", default_value = memoryd::model::DEFAULT_MODEL)]
+    #[arg(long, global = true, env = "MEMORYD_MODEL", default_value = memoryd::embed::model::DEFAULT_MODEL)]
     model: String,
     /// A sentence-transformers folder (any BERT-family model) to use instead of resolving --model.
     #[arg(long, global = true, env = "MEMORYD_MODEL_DIR")]
     model_dir: Option<PathBuf>,
     /// Where models are unpacked as <name>/.
-    #[arg(
-        long,
-        global = true,
-        env = "MEMORYD_MODELS_DIR",
-        default_value = "models"
-    )]
+    #[arg(long, global = true, env = "MEMORYD_MODELS_DIR", default_value_os_t = ModelConfig::default().models_dir)]
     models_dir: PathBuf,
     /// Texts per forward pass of the model.
-    #[arg(long, global = true, env = "MEMORYD_BATCH_SIZE", default_value_t = 32)]
+    #[arg(long, global = true, env = "MEMORYD_BATCH_SIZE", default_value_t = ModelConfig::default().batch_size)]
     batch_size: usize,
     /// Forward pass: auto (the optimized one when it supports the model), fast, or candle (reference).
     #[arg(long, global = true, env = "MEMORYD_BACKEND", default_value = "auto")]
@@ -60,12 +51,7 @@ struct EngineArgs {
     #[arg(long, global = true, env = "MEMORYD_WEIGHTS", default_value = "auto")]
     weights: memoryd::embed::gemm::WeightFormat,
     /// Messages kept per namespace in the short-term buffer.
-    #[arg(
-        long,
-        global = true,
-        env = "MEMORYD_SHORT_TERM_CAPACITY",
-        default_value_t = 100
-    )]
+    #[arg(long, global = true, env = "MEMORYD_SHORT_TERM_CAPACITY", default_value_t = EngineConfig::default().short_term_capacity)]
     short_term_capacity: usize,
     /// Namespaces with this many vectors or more are searched through an HNSW graph.
     #[arg(long, global = true, env = "MEMORYD_EXACT_THRESHOLD", default_value_t = IndexConfig::default().exact_threshold)]
@@ -89,12 +75,7 @@ struct EngineArgs {
     #[arg(long, global = true, env = "MEMORYD_QUERY_CACHE", default_value_t = EngineConfig::default().query_cache_capacity)]
     query_cache: usize,
     /// Embedding requests that may wait before new ones are answered 429.
-    #[arg(
-        long,
-        global = true,
-        env = "MEMORYD_EMBED_QUEUE",
-        default_value_t = 256
-    )]
+    #[arg(long, global = true, env = "MEMORYD_EMBED_QUEUE", default_value_t = EngineConfig::default().embed_queue_capacity)]
     embed_queue: usize,
     /// Writes and summaries are embedded in slices of about this many tokens; a
     /// search query waits for at most one slice (smaller: shorter waits during
@@ -108,28 +89,13 @@ struct EngineArgs {
     #[arg(long, global = true, env = "MEMORYD_MAX_CONTENT_BYTES", default_value_t = Limits::default().max_content_bytes)]
     max_content_bytes: usize,
     /// Summarize once this many messages of a namespace are unsummarized.
-    #[arg(
-        long,
-        global = true,
-        env = "MEMORYD_SUMMARIZE_EVERY",
-        default_value_t = 50
-    )]
+    #[arg(long, global = true, env = "MEMORYD_SUMMARIZE_EVERY", default_value_t = SummarizeConfig::default().every)]
     summarize_every: usize,
     /// ... or once the oldest unsummarized message is this many seconds old.
-    #[arg(
-        long,
-        global = true,
-        env = "MEMORYD_SUMMARIZE_AFTER_S",
-        default_value_t = 3600
-    )]
+    #[arg(long, global = true, env = "MEMORYD_SUMMARIZE_AFTER_S", default_value_t = SummarizeConfig::default().after.as_secs())]
     summarize_after_s: u64,
     /// How often the background summarizer checks its triggers, in milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "MEMORYD_SUMMARIZE_TICK_MS",
-        default_value_t = 1000
-    )]
+    #[arg(long, global = true, env = "MEMORYD_SUMMARIZE_TICK_MS", default_value_t = SummarizeConfig::default().tick.as_millis() as u64)]
     summarize_tick_ms: u64,
     /// No background summarization (POST .../summarize still works).
     #[arg(long, global = true, env = "MEMORYD_NO_BACKGROUND_SUMMARIZE")]
@@ -170,7 +136,7 @@ struct EngineArgs {
 impl EngineArgs {
     fn config(&self) -> EngineConfig {
         EngineConfig {
-            data_dir: self.data_dir.clone(),
+            data_dir: self.data_dir(),
             model: self.model_config(),
             index: IndexConfig {
                 exact_threshold: self.exact_threshold,
@@ -221,8 +187,15 @@ impl EngineArgs {
         }
     }
 
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| EngineConfig::default().data_dir)
+    }
+
     fn open(&self) -> Result<Engine> {
-        Engine::open(self.config()).with_context(|| format!("opening {}", self.data_dir.display()))
+        Engine::open(self.config())
+            .with_context(|| format!("opening {}", self.data_dir().display()))
     }
 }
 
@@ -409,6 +382,11 @@ fn main() -> Result<()> {
             },
             shutdown_grace_s,
         )),
+        #[cfg(not(feature = "eval"))]
+        Command::Eval { .. } => bail!(
+            "this memoryd was built without evaluation; build it with `cargo build --release --features eval`"
+        ),
+        #[cfg(feature = "eval")]
         Command::Eval {
             command:
                 EvalCommand::Locomo {
@@ -422,9 +400,8 @@ fn main() -> Result<()> {
         } => {
             let tmp = tempfile::tempdir()?;
             let mut config = cli.engine.config();
-            if std::env::var_os("MEMORYD_DATA_DIR").is_none()
-                && !std::env::args().any(|a| a.starts_with("--data-dir"))
-            {
+            // --data-dir (or MEMORYD_DATA_DIR) given: evaluate there.
+            if cli.engine.data_dir.is_none() {
                 config.data_dir = tmp.path().to_path_buf();
             }
             if exact {
@@ -482,6 +459,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        #[cfg(feature = "eval")]
         Command::Eval {
             command:
                 EvalCommand::Summaries {
@@ -514,7 +492,7 @@ fn main() -> Result<()> {
             command: ModelCommand::Fetch { name },
         } => {
             let name = name.unwrap_or(cli.engine.model.clone());
-            let resolver = memoryd::model::ModelResolver::new(&cli.engine.models_dir);
+            let resolver = memoryd::embed::model::ModelResolver::new(&cli.engine.models_dir);
             let resolved = resolver.resolve(&name, cli.engine.model_dir.as_deref())?;
             println!(
                 "{} ({:?}): {}",
@@ -530,7 +508,7 @@ fn main() -> Result<()> {
             let mut config = cli.engine.config();
             config.summarize.enabled = false;
             let engine = Engine::open(config)
-                .with_context(|| format!("opening {}", cli.engine.data_dir.display()))?;
+                .with_context(|| format!("opening {}", cli.engine.data_dir().display()))?;
             rt.block_on(run(engine, command))
         }
     }
@@ -572,6 +550,8 @@ async fn serve(
 }
 
 async fn run(engine: Engine, command: Command) -> Result<()> {
+    // The CLI opens the data directory itself: it is its owner.
+    let me = Access::full();
     match command {
         Command::Ingest {
             file,
@@ -587,7 +567,11 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
             json,
         } => {
             let res = engine
-                .search(&namespace, SearchRequest::text(query, k).with_mode(mode))
+                .search(
+                    &me,
+                    &namespace,
+                    SearchRequest::text(query, k).with_mode(mode),
+                )
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&res)?);
@@ -598,10 +582,12 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
                             "{:.4}  {}  {}: {}",
                             h.score,
                             m.timestamp.format("%Y-%m-%d %H:%M"),
-                            m.name.as_deref().unwrap_or(m.role.as_str()),
-                            m.content
+                            printable(m.name.as_deref().unwrap_or(m.role.as_str())),
+                            printable(&m.content)
                         ),
-                        (None, Some(s)) => println!("{:.4}  summary  {}", h.score, s.text),
+                        (None, Some(s)) => {
+                            println!("{:.4}  summary  {}", h.score, printable(&s.text))
+                        }
                         (None, None) => {}
                     }
                 }
@@ -610,7 +596,7 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
             Ok(())
         }
         Command::Recent { namespace, limit } => {
-            for m in engine.recent(&namespace, limit).await? {
+            for m in engine.recent(&me, &namespace, limit).await? {
                 println!("{}", serde_json::to_string(&m)?);
             }
             Ok(())
@@ -620,7 +606,7 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
             Ok(())
         }
         Command::Check => {
-            let report = engine.check().await?;
+            let report = engine.check(&me).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if !report.is_ok() {
                 bail!("{} problem(s) found", report.problems.len());
@@ -649,6 +635,20 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
             unreachable!("handled in main")
         }
     }
+}
+
+/// Text as a terminal line: control characters (stored verbatim, line breaks
+/// included) are escaped, so a stored ESC sequence cannot drive the terminal.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 async fn ingest(
@@ -696,7 +696,9 @@ async fn ingest(
     let started = std::time::Instant::now();
     for (ns, msgs) in groups {
         for chunk in msgs.chunks(batch) {
-            engine.add_batch(&ns, chunk.to_vec()).await?;
+            engine
+                .add_batch(&Access::full(), &ns, chunk.to_vec())
+                .await?;
             bar.inc(chunk.len() as u64);
         }
     }

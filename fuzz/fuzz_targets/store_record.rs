@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use memoryd::store;
+use memoryd::storage::codec as store;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = store::decode_message(data) {
@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
         let again = store::encode_summary(&s).expect("a decoded summary re-encodes");
         assert_eq!(store::decode_summary(&again).expect("re-decodes"), s);
     }
-    let _ = store::decode_namespace(data);
+    if let Ok(ns) = store::decode_namespace("ns", data) {
+        let again = store::encode_namespace(&ns);
+        assert_eq!(store::decode_namespace("ns", &again).expect("re-decodes"), ns);
+    }
+    let _ = store::decode_change("ns", 1, data);
     let _ = store::decode_meta(data);
     for dim in [1, 3, 384] {
         if let Ok(v) = store::decode_vector(data, dim) {

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use super::{Embedder, Embeddings, ModelInfo};
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 
 /// How token embeddings become one sentence embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +227,7 @@ impl BertEmbedder {
                 (Encoder::Candle(Box::new(model)), weights)
             }
         };
-        let weights_sha256 = crate::model::sha256_file(&weights)?;
+        let weights_sha256 = crate::embed::model::sha256_file(&weights)?;
         let id = opts.id.unwrap_or_else(|| {
             dir.file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::gemm::{PackedLinear, SendPtr, WeightFormat};
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 
 /// Calls a function body compiled for the widest vector unit present: AVX-512F,
 /// else AVX2+FMA, else the baseline target. The body is the same branch-free

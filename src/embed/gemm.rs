@@ -76,13 +76,13 @@ impl WeightFormat {
 }
 
 impl std::str::FromStr for WeightFormat {
-    type Err = crate::error::Error;
-    fn from_str(s: &str) -> crate::error::Result<WeightFormat> {
+    type Err = crate::core::error::Error;
+    fn from_str(s: &str) -> crate::core::error::Result<WeightFormat> {
         match s {
             "auto" => Ok(WeightFormat::Auto),
             "f32" => Ok(WeightFormat::F32),
             "f16" => Ok(WeightFormat::F16),
-            _ => Err(crate::error::Error::invalid(
+            _ => Err(crate::core::error::Error::invalid(
                 "weights",
                 "must be auto, f32 or f16",
             )),

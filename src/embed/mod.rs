@@ -4,12 +4,13 @@
 mod bert;
 pub mod fast;
 pub mod gemm;
+pub mod model;
 mod queue;
 
 pub use bert::{Backend, BertEmbedder, BertOptions, Pooling};
 pub use queue::{EmbedQueue, Priority};
 
-use crate::error::Result;
+use crate::core::error::Result;
 
 /// Identity and shape of an embedding model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,4 +82,10 @@ pub fn l2_normalize(v: &mut [f32]) -> f32 {
         v.iter_mut().for_each(|x| *x /= norm);
     }
     norm
+}
+
+impl From<candle_core::Error> for crate::core::error::Error {
+    fn from(e: candle_core::Error) -> Self {
+        crate::core::error::Error::Embedding(e.to_string())
+    }
 }

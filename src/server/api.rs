@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::types::{Filter, HitKind, Message, NewMessage, SearchMode, Summary};
+use crate::core::types::{Filter, HitKind, Message, NewMessage, SearchMode, Summary};
 
 /// `POST /v1/namespaces/{ns}/messages` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -83,7 +83,7 @@ pub struct MessageList {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NamespaceList {
     /// Namespaces with at least one message, by name.
-    pub namespaces: Vec<crate::types::NamespaceInfo>,
+    pub namespaces: Vec<crate::core::types::NamespaceInfo>,
 }
 
 /// `GET /health` response.

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{Error, ErrorKind};
+use crate::core::error::{Error, ErrorKind};
 
 /// The error object inside every error response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,6 +60,10 @@ pub fn status_of(e: &Error) -> StatusCode {
         ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
     }
 }
 

@@ -16,14 +16,21 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use utoipa::OpenApi;
 
-use crate::engine::Engine;
-use crate::error::Error;
-use crate::types::{
+use crate::core::access::Access;
+use crate::core::error::Error;
+use crate::core::types::{
     Hit, HitKind, Message, NamespaceInfo, NewMessage, Query, Role, SearchRequest, SearchResults,
     Summary,
 };
+use crate::engine::Engine;
 use api::*;
 use error::{ApiError, ErrorBody, ErrorResponse};
+
+/// The caller of a request. API keys do not exist yet, so every request acts
+/// with full access; this is the one place that will authenticate.
+fn caller() -> Access {
+    Access::full()
+}
 
 /// JSON body extractor whose failures use our error body.
 #[derive(FromRequest)]
@@ -168,8 +175,8 @@ fn prometheus() -> Option<PrometheusHandle> {
         HitKind,
         SearchResults,
         NamespaceInfo,
-        crate::types::Filter,
-        crate::types::Interaction
+        crate::core::types::Filter,
+        crate::core::types::Interaction
     ))
 )]
 struct ApiDoc;
@@ -267,6 +274,16 @@ async fn method_not_allowed() -> ApiError {
     (status = 200, body = Health), (status = 503, description = "model loading", body = Health)))]
 async fn health(State(s): State<AppState>) -> Response {
     match s.engine.get() {
+        Some(e) if !e.is_healthy() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "model_failed".into(),
+                model: Some(e.model_info().id.clone()),
+                dim: Some(e.model_info().dim),
+                messages: None,
+            }),
+        )
+            .into_response(),
         Some(e) => {
             let stats = e.stats();
             Json(Health {
@@ -326,7 +343,7 @@ async fn add_messages(
     ApiPath(ns): ApiPath<String>,
     ApiJson(body): ApiJson<AddMessages>,
 ) -> Result<(StatusCode, Json<AddedIds>), ApiError> {
-    let stored = s.engine()?.add_batch(&ns, body.messages).await?;
+    let stored = s.engine()?.add_batch(&caller(), &ns, body.messages).await?;
     Ok((StatusCode::CREATED, Json(ids(stored))))
 }
 
@@ -341,7 +358,7 @@ async fn list_messages(
 ) -> Result<Json<crate::engine::MessagePage>, ApiError> {
     let page = s
         .engine()?
-        .list(&ns, p.after.as_deref(), p.limit.unwrap_or(100))
+        .list(&caller(), &ns, p.after.as_deref(), p.limit.unwrap_or(100))
         .await?;
     Ok(Json(page))
 }
@@ -352,16 +369,16 @@ fn ids(messages: Vec<Message>) -> AddedIds {
     }
 }
 
-#[utoipa::path(post, path = "/v1/namespaces/{ns}/interactions", request_body = crate::types::Interaction,
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/interactions", request_body = crate::core::types::Interaction,
     params(("ns" = String, Path, description = "namespace")),
     responses((status = 201, description = "[user message id, agent message id]", body = AddedIds),
         (status = 422, body = ErrorResponse), (status = 429, body = ErrorResponse)))]
 async fn add_interaction(
     State(s): State<AppState>,
     ApiPath(ns): ApiPath<String>,
-    ApiJson(body): ApiJson<crate::types::Interaction>,
+    ApiJson(body): ApiJson<crate::core::types::Interaction>,
 ) -> Result<(StatusCode, Json<AddedIds>), ApiError> {
-    let stored = s.engine()?.add_interaction(&ns, body).await?;
+    let stored = s.engine()?.add_interaction(&caller(), &ns, body).await?;
     Ok((StatusCode::CREATED, Json(ids(stored))))
 }
 
@@ -391,7 +408,7 @@ async fn search(
         mode: body.mode.unwrap_or_default(),
         hybrid: None,
     };
-    Ok(Json(s.engine()?.search(&ns, request).await?))
+    Ok(Json(s.engine()?.search(&caller(), &ns, request).await?))
 }
 
 #[utoipa::path(get, path = "/v1/namespaces/{ns}/recent",
@@ -413,7 +430,7 @@ async fn recent(
         .into());
     }
     Ok(Json(MessageList {
-        messages: e.recent(&ns, limit).await?,
+        messages: e.recent(&caller(), &ns, limit).await?,
     }))
 }
 
@@ -425,7 +442,7 @@ async fn summarize(
     State(s): State<AppState>,
     ApiPath(ns): ApiPath<String>,
 ) -> Result<Json<AddedIds>, ApiError> {
-    let made = s.engine()?.summarize(&ns).await?;
+    let made = s.engine()?.summarize(&caller(), &ns).await?;
     Ok(Json(AddedIds {
         ids: made.into_iter().map(|s| s.id).collect(),
     }))
@@ -439,14 +456,14 @@ async fn summaries(
     ApiPath(ns): ApiPath<String>,
 ) -> Result<Json<SummaryList>, ApiError> {
     Ok(Json(SummaryList {
-        summaries: s.engine()?.summaries(&ns).await?,
+        summaries: s.engine()?.summaries(&caller(), &ns).await?,
     }))
 }
 
 #[utoipa::path(get, path = "/v1/namespaces", responses((status = 200, body = NamespaceList)))]
 async fn list_namespaces(State(s): State<AppState>) -> Result<Json<NamespaceList>, ApiError> {
     Ok(Json(NamespaceList {
-        namespaces: s.engine()?.namespaces(),
+        namespaces: s.engine()?.namespaces(&caller()),
     }))
 }
 
@@ -457,7 +474,7 @@ async fn delete_namespace(
     State(s): State<AppState>,
     ApiPath(ns): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.engine()?.delete_namespace(&ns).await?;
+    s.engine()?.delete_namespace(&caller(), &ns).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -468,7 +485,7 @@ async fn get_message(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Message>, ApiError> {
-    Ok(Json(s.engine()?.get(&id).await?))
+    Ok(Json(s.engine()?.get(&caller(), &id).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/messages/{id}",
@@ -478,7 +495,7 @@ async fn delete_message(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.engine()?.delete(&id).await?;
+    s.engine()?.delete(&caller(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -537,7 +554,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown_signal(grace))
         .await?;
     if let Some(e) = state.engine.get()
-        && let Err(err) = e.flush()
+        && let Err(err) = e.flush().await
     {
         tracing::error!(error = %err, "final flush failed");
     }

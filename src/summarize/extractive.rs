@@ -10,7 +10,7 @@
 //! truncation.
 
 use super::{BoxFuture, Summarizer, SummaryInput, SummaryText, time_span};
-use crate::error::Result;
+use crate::core::error::Result;
 use crate::simd::dot;
 
 /// The default summarizer (see the module docs).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{BoxFuture, Summarizer, SummaryInput, SummaryText, time_span};
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 
 /// Where and how to call the chat endpoint.
 #[derive(Clone, PartialEq)]

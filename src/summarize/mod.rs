@@ -15,9 +15,9 @@ pub use llm::{LlmConfig, OpenAiChat};
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::core::error::Result;
+use crate::core::types::Message;
 use crate::embed::EmbedQueue;
-use crate::error::Result;
-use crate::types::Message;
 
 /// A boxed, sendable future (the trait is object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use memoryd::{Engine, ErrorKind, NewMessage, Role, SearchMode, SearchRequest};
+use memoryd::{Access, Engine, ErrorKind, NewMessage, Role, SearchMode, SearchRequest};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -49,7 +49,11 @@ async fn task(engine: Engine, t: u64, log: Arc<Mutex<Vec<Op>>>, live: Arc<Mutex<
                     })
                     .collect();
                 let stored = engine
-                    .add_batch(NS, texts.iter().cloned().map(message).collect())
+                    .add_batch(
+                        &Access::full(),
+                        NS,
+                        texts.iter().cloned().map(message).collect(),
+                    )
                     .await
                     .expect("add");
                 let added: Vec<(String, String)> =
@@ -67,7 +71,7 @@ async fn task(engine: Engine, t: u64, log: Arc<Mutex<Vec<Op>>>, live: Arc<Mutex<
                     }
                     l[rng.random_range(0..l.len())].clone()
                 };
-                match engine.delete(&victim).await {
+                match engine.delete(&Access::full(), &victim).await {
                     Ok(()) => {
                         let mut log = log.lock();
                         live.lock().retain(|x| *x != victim);
@@ -81,12 +85,12 @@ async fn task(engine: Engine, t: u64, log: Arc<Mutex<Vec<Op>>>, live: Arc<Mutex<
             _ => {
                 let topic = TOPICS[rng.random_range(0..TOPICS.len())];
                 let r = engine
-                    .search(NS, SearchRequest::text(topic, 5))
+                    .search(&Access::full(), NS, SearchRequest::text(topic, 5))
                     .await
                     .expect("search");
                 for h in r.hits {
                     // Whatever a search returns is readable at that moment or deleted since.
-                    match engine.get(&h.id).await {
+                    match engine.get(&Access::full(), &h.id).await {
                         Ok(m) => assert_eq!(m.content, h.text()),
                         Err(e) => assert_eq!(e.kind(), ErrorKind::NotFound),
                     }
@@ -100,7 +104,10 @@ async fn listing(engine: &Engine) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut after = None;
     loop {
-        let page = engine.list(NS, after.as_deref(), 100).await.unwrap();
+        let page = engine
+            .list(&Access::full(), NS, after.as_deref(), 100)
+            .await
+            .unwrap();
         out.extend(page.messages.into_iter().map(|m| (m.id, m.content)));
         match page.next {
             Some(n) => after = Some(n),
@@ -117,7 +124,11 @@ async fn ranking(
     k: usize,
 ) -> BTreeMap<String, f32> {
     engine
-        .search(NS, SearchRequest::text(query, k).with_mode(mode))
+        .search(
+            &Access::full(),
+            NS,
+            SearchRequest::text(query, k).with_mode(mode),
+        )
         .await
         .unwrap()
         .hits
@@ -169,7 +180,7 @@ fn concurrent_adds_deletes_and_searches_equal_a_serial_replay() {
         }
         assert_same(&listing(&engine).await, &expected, "the concurrent engine");
         assert_eq!(engine.stats().messages, expected.len());
-        let report = engine.check().await.unwrap();
+        let report = engine.check(&Access::full()).await.unwrap();
         assert!(report.is_ok(), "{:?}", report.problems);
         assert_eq!(report.store.messages, expected.len());
 
@@ -180,14 +191,18 @@ fn concurrent_adds_deletes_and_searches_equal_a_serial_replay() {
             match op {
                 Op::Add(added) => {
                     let stored = replay
-                        .add_batch(NS, added.iter().map(|(_, t)| message(t.clone())).collect())
+                        .add_batch(
+                            &Access::full(),
+                            NS,
+                            added.iter().map(|(_, t)| message(t.clone())).collect(),
+                        )
                         .await
                         .unwrap();
                     for ((old, _), new) in added.iter().zip(stored) {
                         ids.insert(old.clone(), new.id);
                     }
                 }
-                Op::Delete(old) => replay.delete(&ids[old]).await.unwrap(),
+                Op::Delete(old) => replay.delete(&Access::full(), &ids[old]).await.unwrap(),
             }
         }
         let replayed: BTreeSet<String> = listing(&replay).await.into_values().collect();

@@ -28,7 +28,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 /// The default model's folder, resolved as users resolve it.
 fn model_dir() -> std::path::PathBuf {
     let cfg = model_config();
-    memoryd::model::ModelResolver::new(&cfg.models_dir)
+    memoryd::embed::model::ModelResolver::new(&cfg.models_dir)
         .resolve(&cfg.name, None)
         .unwrap()
         .dir

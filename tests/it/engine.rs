@@ -2,8 +2,8 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 use memoryd::{
-    EngineConfig, Error, Filter, HitKind, IndexConfig, Interaction, NewMessage, Role, SearchMode,
-    SearchRequest,
+    Access, EngineConfig, Error, Filter, HitKind, IndexConfig, Interaction, NewMessage, Role,
+    SearchMode, SearchRequest,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -77,11 +77,13 @@ fn search_finds_the_relevant_turn_and_reopen_gives_same_results() {
     ];
     let first = rt.block_on(async {
         let e = open(dir.path());
-        e.add_batch("conv-1", conversation("s1")).await.unwrap();
+        e.add_batch(&Access::full(), "conv-1", conversation("s1"))
+            .await
+            .unwrap();
         let mut all = Vec::new();
         for q in queries {
             all.push(
-                e.search("conv-1", SearchRequest::text(q, 3))
+                e.search(&Access::full(), "conv-1", SearchRequest::text(q, 3))
                     .await
                     .unwrap()
                     .hits,
@@ -113,13 +115,19 @@ fn search_finds_the_relevant_turn_and_reopen_gives_same_results() {
         let mut all = Vec::new();
         for q in queries {
             all.push(
-                e.search("conv-1", SearchRequest::text(q, 3))
+                e.search(&Access::full(), "conv-1", SearchRequest::text(q, 3))
                     .await
                     .unwrap()
                     .hits,
             );
         }
-        assert_eq!(e.recent("conv-1", 100).await.unwrap().len(), TURNS.len());
+        assert_eq!(
+            e.recent(&Access::full(), "conv-1", 100)
+                .await
+                .unwrap()
+                .len(),
+            TURNS.len()
+        );
         all
     });
     assert_eq!(first, second);
@@ -130,8 +138,11 @@ fn namespaces_never_leak() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let e = open(dir.path());
-        e.add_batch("alice", conversation("a")).await.unwrap();
+        e.add_batch(&Access::full(), "alice", conversation("a"))
+            .await
+            .unwrap();
         e.add(
+            &Access::full(),
             "bob",
             NewMessage::new(Role::User, "We adopted a dog named Luna."),
         )
@@ -139,7 +150,7 @@ fn namespaces_never_leak() {
         .unwrap();
         for q in ["dog named Luna", "pottery class", "adoption"] {
             for h in e
-                .search("bob", SearchRequest::text(q, 50))
+                .search(&Access::full(), "bob", SearchRequest::text(q, 50))
                 .await
                 .unwrap()
                 .hits
@@ -147,7 +158,7 @@ fn namespaces_never_leak() {
                 assert_eq!(h.as_message().unwrap().namespace, "bob");
             }
             for h in e
-                .search("alice", SearchRequest::text(q, 50))
+                .search(&Access::full(), "alice", SearchRequest::text(q, 50))
                 .await
                 .unwrap()
                 .hits
@@ -156,7 +167,7 @@ fn namespaces_never_leak() {
             }
         }
         assert_eq!(
-            e.search("bob", SearchRequest::text("dog", 50))
+            e.search(&Access::full(), "bob", SearchRequest::text("dog", 50))
                 .await
                 .unwrap()
                 .hits
@@ -164,14 +175,14 @@ fn namespaces_never_leak() {
             1
         );
         assert!(
-            e.search("carol", SearchRequest::text("dog", 5))
+            e.search(&Access::full(), "carol", SearchRequest::text("dog", 5))
                 .await
                 .unwrap()
                 .hits
                 .is_empty()
         );
         let names: Vec<_> = e
-            .namespaces()
+            .namespaces(&Access::full())
             .into_iter()
             .map(|n| (n.name, n.messages))
             .collect();
@@ -188,25 +199,38 @@ fn deleted_messages_never_return_even_after_reopen() {
     let rt = rt();
     let luna_id = rt.block_on(async {
         let e = open(dir.path());
-        let stored = e.add_batch("conv", conversation("s")).await.unwrap();
+        let stored = e
+            .add_batch(&Access::full(), "conv", conversation("s"))
+            .await
+            .unwrap();
         let luna = stored
             .iter()
             .find(|m| m.content.contains("Luna"))
             .unwrap()
             .id
             .clone();
-        e.delete(&luna).await.unwrap();
-        assert!(matches!(e.get(&luna).await, Err(Error::NotFound { .. })));
-        assert!(matches!(e.delete(&luna).await, Err(Error::NotFound { .. })));
+        e.delete(&Access::full(), &luna).await.unwrap();
+        assert!(matches!(
+            e.get(&Access::full(), &luna).await,
+            Err(Error::NotFound { .. })
+        ));
+        assert!(matches!(
+            e.delete(&Access::full(), &luna).await,
+            Err(Error::NotFound { .. })
+        ));
         let hits = e
-            .search("conv", SearchRequest::text("dog named Luna", 100))
+            .search(
+                &Access::full(),
+                "conv",
+                SearchRequest::text("dog named Luna", 100),
+            )
             .await
             .unwrap()
             .hits;
         assert_eq!(hits.len(), TURNS.len() - 1);
         assert!(hits.iter().all(|h| h.id != luna));
         assert!(
-            e.recent("conv", 100)
+            e.recent(&Access::full(), "conv", 100)
                 .await
                 .unwrap()
                 .iter()
@@ -217,26 +241,38 @@ fn deleted_messages_never_return_even_after_reopen() {
     rt.block_on(async {
         let e = open(dir.path());
         let hits = e
-            .search("conv", SearchRequest::text("dog named Luna", 100))
+            .search(
+                &Access::full(),
+                "conv",
+                SearchRequest::text("dog named Luna", 100),
+            )
             .await
             .unwrap()
             .hits;
         assert!(hits.iter().all(|h| h.id != luna_id));
         assert_eq!(hits.len(), TURNS.len() - 1);
-        assert_eq!(e.delete_namespace("conv").await.unwrap(), TURNS.len() - 1);
+        assert_eq!(
+            e.delete_namespace(&Access::full(), "conv").await.unwrap(),
+            TURNS.len() - 1
+        );
         assert!(
-            e.search("conv", SearchRequest::text("Luna", 10))
+            e.search(&Access::full(), "conv", SearchRequest::text("Luna", 10))
                 .await
                 .unwrap()
                 .hits
                 .is_empty()
         );
-        assert!(e.namespaces().is_empty());
+        assert!(e.namespaces(&Access::full()).is_empty());
     });
     rt.block_on(async {
         let e = open(dir.path());
-        assert!(e.namespaces().is_empty());
-        assert!(e.recent("conv", 10).await.unwrap().is_empty());
+        assert!(e.namespaces(&Access::full()).is_empty());
+        assert!(
+            e.recent(&Access::full(), "conv", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     });
 }
 
@@ -254,11 +290,12 @@ fn filters_restrict_results_without_losing_matches() {
                 .clone();
             m.agent_id = Some(if i < 8 { "agent-a" } else { "agent-b" }.into());
         }
-        e.add_batch("f", msgs).await.unwrap();
+        e.add_batch(&Access::full(), "f", msgs).await.unwrap();
         let search = |filter: Filter| {
             let e = e.clone();
             async move {
                 e.search(
+                    &Access::full(),
                     "f",
                     SearchRequest::text("adopted a dog", 100).with_filter(filter),
                 )
@@ -333,6 +370,7 @@ fn filters_restrict_results_without_losing_matches() {
         assert!(nobody.is_empty());
         let inverted = e
             .search(
+                &Access::full(),
                 "f",
                 SearchRequest::text("x", 5).with_filter(Filter {
                     from: Some(ts(3)),
@@ -357,22 +395,23 @@ fn recent_is_newest_first_and_bounded() {
         let e = memoryd::Engine::open_with_embedder(cfg.clone(), embedder()).unwrap();
         for i in 0..8 {
             e.add(
+                &Access::full(),
                 "r",
                 NewMessage::new(Role::User, format!("message number {i}")),
             )
             .await
             .unwrap();
         }
-        let recent = e.recent("r", 3).await.unwrap();
+        let recent = e.recent(&Access::full(), "r", 3).await.unwrap();
         let contents: Vec<_> = recent.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(
             contents,
             ["message number 7", "message number 6", "message number 5"]
         );
-        assert_eq!(e.recent("r", 100).await.unwrap().len(), 5);
+        assert_eq!(e.recent(&Access::full(), "r", 100).await.unwrap().len(), 5);
         // Everything stays searchable: the buffer only bounds short-term memory.
         assert_eq!(
-            e.search("r", SearchRequest::text("message", 100))
+            e.search(&Access::full(), "r", SearchRequest::text("message", 100))
                 .await
                 .unwrap()
                 .hits
@@ -382,7 +421,7 @@ fn recent_is_newest_first_and_bounded() {
     });
     rt.block_on(async {
         let e = memoryd::Engine::open_with_embedder(cfg, embedder()).unwrap();
-        let recent = e.recent("r", 100).await.unwrap();
+        let recent = e.recent(&Access::full(), "r", 100).await.unwrap();
         assert_eq!(recent.len(), 5);
         assert_eq!(recent[0].content, "message number 7");
         assert_eq!(recent[4].content, "message number 3");
@@ -396,6 +435,7 @@ fn interaction_stores_two_messages_sharing_an_exchange() {
         let e = open(dir.path());
         let stored = e
             .add_interaction(
+                &Access::full(),
                 "u1",
                 Interaction {
                     agent_id: Some("helper".into()),
@@ -414,10 +454,14 @@ fn interaction_stores_two_messages_sharing_an_exchange() {
         assert_eq!(stored[1].role, Role::Assistant);
         assert!(stored[0].exchange_id.is_some());
         assert_eq!(stored[0].exchange_id, stored[1].exchange_id);
-        let got = e.get(&stored[1].id).await.unwrap();
+        let got = e.get(&Access::full(), &stored[1].id).await.unwrap();
         assert_eq!(got, stored[1]);
         let hits = e
-            .search("u1", SearchRequest::text("when is the flight to Lisbon", 1))
+            .search(
+                &Access::full(),
+                "u1",
+                SearchRequest::text("when is the flight to Lisbon", 1),
+            )
             .await
             .unwrap();
         assert_eq!(hits.hits[0].id, stored[0].id);
@@ -468,16 +512,16 @@ fn bad_input_is_rejected_and_stores_nothing() {
             ),
         ];
         for (ns, msgs, code) in cases {
-            let err = e.add_batch(ns, msgs).await.unwrap_err();
+            let err = e.add_batch(&Access::full(), ns, msgs).await.unwrap_err();
             assert_eq!(err.code(), code, "{err}");
         }
         assert!(
-            e.namespaces().is_empty(),
+            e.namespaces(&Access::full()).is_empty(),
             "a rejected request stored something"
         );
         for k in [0, 1001] {
             assert_eq!(
-                e.search("ok", SearchRequest::text("x", k))
+                e.search(&Access::full(), "ok", SearchRequest::text("x", k))
                     .await
                     .unwrap_err()
                     .code(),
@@ -486,22 +530,37 @@ fn bad_input_is_rejected_and_stores_nothing() {
         }
         let wrong_dim = SearchRequest::vector(vec![1.0; 3], 1);
         assert_eq!(
-            e.search("ok", wrong_dim).await.unwrap_err().code(),
+            e.search(&Access::full(), "ok", wrong_dim)
+                .await
+                .unwrap_err()
+                .code(),
             "invalid_value"
         );
         let zero = SearchRequest::vector(vec![0.0; 384], 1);
         assert_eq!(
-            e.search("ok", zero).await.unwrap_err().code(),
+            e.search(&Access::full(), "ok", zero)
+                .await
+                .unwrap_err()
+                .code(),
             "invalid_value"
         );
         let nan = SearchRequest::vector(vec![f32::NAN; 384], 1);
         assert_eq!(
-            e.search("ok", nan).await.unwrap_err().code(),
+            e.search(&Access::full(), "ok", nan)
+                .await
+                .unwrap_err()
+                .code(),
             "invalid_value"
         );
-        assert_eq!(e.get("not-a-uuid").await.unwrap_err().code(), "not_found");
         assert_eq!(
-            e.get("0190b3a2-0000-7000-8000-000000000000")
+            e.get(&Access::full(), "not-a-uuid")
+                .await
+                .unwrap_err()
+                .code(),
+            "not_found"
+        );
+        assert_eq!(
+            e.get(&Access::full(), "0190b3a2-0000-7000-8000-000000000000")
                 .await
                 .unwrap_err()
                 .code(),
@@ -572,7 +631,7 @@ fn large_namespace_switches_to_graph() {
             .iter()
             .map(|t| NewMessage::new(Role::User, t.clone()))
             .collect();
-        let stored = e.add_batch("big", batch).await.unwrap();
+        let stored = e.add_batch(&Access::full(), "big", batch).await.unwrap();
         // The build runs on its own thread; wait for it (bounded).
         for _ in 0..200 {
             if e.stats().graph_namespaces == 1 {
@@ -584,16 +643,21 @@ fn large_namespace_switches_to_graph() {
         let mut top1 = 0;
         for (m, t) in stored.iter().zip(&texts).step_by(10) {
             let hits = e
-                .search("big", SearchRequest::text(format!("user: {t}"), 1))
+                .search(
+                    &Access::full(),
+                    "big",
+                    SearchRequest::text(format!("user: {t}"), 1),
+                )
                 .await
                 .unwrap()
                 .hits;
             top1 += usize::from(hits[0].id == m.id);
         }
         assert!(top1 >= 38, "self top-1 through the graph: {top1}/40");
-        e.delete(&stored[0].id).await.unwrap();
+        e.delete(&Access::full(), &stored[0].id).await.unwrap();
         let hits = e
             .search(
+                &Access::full(),
                 "big",
                 SearchRequest::text(format!("user: {}", texts[0]), 10),
             )
@@ -606,11 +670,15 @@ fn large_namespace_switches_to_graph() {
             ..Default::default()
         };
         assert!(
-            e.search("big", SearchRequest::text("cat", 10).with_filter(f))
-                .await
-                .unwrap()
-                .hits
-                .is_empty()
+            e.search(
+                &Access::full(),
+                "big",
+                SearchRequest::text("cat", 10).with_filter(f)
+            )
+            .await
+            .unwrap()
+            .hits
+            .is_empty()
         );
     });
     rt.block_on(async {
@@ -635,6 +703,7 @@ fn concurrent_adds_deletes_and_searches_stay_consistent() {
                 for i in 0..12 {
                     let m = e
                         .add(
+                            &Access::full(),
                             "shared",
                             NewMessage::new(
                                 Role::User,
@@ -645,6 +714,7 @@ fn concurrent_adds_deletes_and_searches_stay_consistent() {
                         .unwrap();
                     let hits = e
                         .search(
+                            &Access::full(),
                             "shared",
                             SearchRequest::text(format!("task {t} line {i}"), 5),
                         )
@@ -652,7 +722,7 @@ fn concurrent_adds_deletes_and_searches_stay_consistent() {
                         .unwrap();
                     assert!(!hits.hits.is_empty());
                     if i % 3 == 0 {
-                        e.delete(&m.id).await.unwrap();
+                        e.delete(&Access::full(), &m.id).await.unwrap();
                         deleted.push(m.id);
                     } else {
                         kept.push(m.id);
@@ -670,6 +740,7 @@ fn concurrent_adds_deletes_and_searches_stay_consistent() {
         }
         let hits: HashSet<String> = e
             .search(
+                &Access::full(),
                 "shared",
                 SearchRequest::text("task line topic", 1000).with_kinds(vec![HitKind::Message]),
             )
@@ -686,6 +757,7 @@ fn concurrent_adds_deletes_and_searches_stay_consistent() {
         let e = open(dir.path());
         let hits: HashSet<String> = e
             .search(
+                &Access::full(),
                 "shared",
                 SearchRequest::text("task line topic", 1000).with_kinds(vec![HitKind::Message]),
             )
@@ -744,10 +816,10 @@ proptest! {
         rt().block_on(async {
             let e = open(dir.path());
             let batch = texts.iter().map(|t| NewMessage::new(Role::User, t.clone()).with_name("Sam")).collect();
-            let stored = e.add_batch("p", batch).await.unwrap();
+            let stored = e.add_batch(&Access::full(), "p", batch).await.unwrap();
             for m in &stored {
                 let request = SearchRequest::text(m.embedding_text(), 1).with_mode(SearchMode::Dense);
-                let hits = e.search("p", request).await.unwrap().hits;
+                let hits = e.search(&Access::full(), "p", request).await.unwrap().hits;
                 prop_assert_eq!(&hits[0].id, &m.id);
                 prop_assert!(hits[0].score > 0.999);
             }
@@ -768,11 +840,18 @@ fn modes_rank_by_words_dates_and_neighbouring_turns() {
     let rt = rt();
     rt.block_on(async {
         let e = open(dir.path());
-        e.add_batch("conv", conversation("s")).await.unwrap();
+        e.add_batch(&Access::full(), "conv", conversation("s"))
+            .await
+            .unwrap();
         let search = |q: &str, k: usize, mode: SearchMode| {
             let e = e.clone();
             let request = SearchRequest::text(q, k).with_mode(mode);
-            async move { e.search("conv", request).await.unwrap().hits }
+            async move {
+                e.search(&Access::full(), "conv", request)
+                    .await
+                    .unwrap()
+                    .hits
+            }
         };
         // Lexical: only turns that share a word with the query (after stemming).
         let hits = search("Luna", 10, SearchMode::Lexical).await;
@@ -800,6 +879,7 @@ fn modes_rank_by_words_dates_and_neighbouring_turns() {
         let v = e.embed(vec!["dog".into()]).await.unwrap().data;
         let err = e
             .search(
+                &Access::full(),
                 "conv",
                 SearchRequest::vector(v, 3).with_mode(SearchMode::Lexical),
             )
@@ -838,16 +918,20 @@ fn hybrid_lifts_the_answer_after_the_matching_question() {
                     .with_session("s1")
             })
             .collect();
-        e.add_batch("c", msgs).await.unwrap();
+        e.add_batch(&Access::full(), "c", msgs).await.unwrap();
         let q = "What is the name of Gina's bakery?";
         let top = |mode: SearchMode| {
             let e = e.clone();
             async move {
                 contents(
-                    &e.search("c", SearchRequest::text(q, 2).with_mode(mode))
-                        .await
-                        .unwrap()
-                        .hits,
+                    &e.search(
+                        &Access::full(),
+                        "c",
+                        SearchRequest::text(q, 2).with_mode(mode),
+                    )
+                    .await
+                    .unwrap()
+                    .hits,
                 )
             }
         };
@@ -872,15 +956,23 @@ fn lexical_index_follows_deletes_summaries_and_restarts() {
         let request = SearchRequest::text(q, 10)
             .with_mode(SearchMode::Lexical)
             .with_kinds(kinds);
-        async move { e.search("conv", request).await.unwrap().hits }
+        async move {
+            e.search(&Access::full(), "conv", request)
+                .await
+                .unwrap()
+                .hits
+        }
     };
     let word = rt.block_on(async {
         let e = open(dir.path());
-        let stored = e.add_batch("conv", conversation("s")).await.unwrap();
+        let stored = e
+            .add_batch(&Access::full(), "conv", conversation("s"))
+            .await
+            .unwrap();
         let luna = stored.iter().find(|m| m.content.contains("Luna")).unwrap();
-        e.delete(&luna.id).await.unwrap();
+        e.delete(&Access::full(), &luna.id).await.unwrap();
         assert!(lexical(&e, "Luna", vec![]).await.is_empty());
-        let summaries = e.summarize("conv").await.unwrap();
+        let summaries = e.summarize(&Access::full(), "conv").await.unwrap();
         assert_eq!(summaries.len(), 1);
         // A word the summary quotes from the conversation.
         let word = [
@@ -910,7 +1002,7 @@ fn lexical_index_follows_deletes_summaries_and_restarts() {
             lexical(&e, "pottery", vec![HitKind::Message]).await.len(),
             1
         );
-        e.delete_namespace("conv").await.unwrap();
+        e.delete_namespace(&Access::full(), "conv").await.unwrap();
         assert!(lexical(&e, "pottery", vec![]).await.is_empty());
     });
 }

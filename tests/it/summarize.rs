@@ -7,7 +7,9 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::post;
 use memoryd::summarize::LlmConfig;
-use memoryd::{Engine, EngineConfig, HitKind, NewMessage, Role, SearchRequest, SummarizeConfig};
+use memoryd::{
+    Access, Engine, EngineConfig, HitKind, NewMessage, Role, SearchRequest, SummarizeConfig,
+};
 use serde_json::{Value, json};
 
 use crate::common::{config, embedder, rt};
@@ -64,19 +66,25 @@ fn count_trigger_writes_summaries_exactly_once_and_they_persist() {
     let c = cfg(dir.path(), |s| s.every = 50);
     let (ids, first) = rt.block_on(async {
         let e = Engine::open_with_embedder(c.clone(), embedder()).unwrap();
-        let stored = e.add_batch("conv", turns(120)).await.unwrap();
+        let stored = e
+            .add_batch(&Access::full(), "conv", turns(120))
+            .await
+            .unwrap();
         let ids: Vec<String> = stored.iter().map(|m| m.id.clone()).collect();
         wait_for(|| e.stats().summaries == 2).await;
-        assert_eq!(e.unsummarized("conv"), 20);
+        assert_eq!(e.unsummarized(&Access::full(), "conv"), 20);
         // Forcing summarizes the remaining 20 (below the count trigger).
-        let forced = e.summarize("conv").await.unwrap();
+        let forced = e.summarize(&Access::full(), "conv").await.unwrap();
         assert_eq!(forced.len(), 1);
         assert_eq!(forced[0].source_ids, ids[100..]);
         assert!(
-            e.summarize("conv").await.unwrap().is_empty(),
+            e.summarize(&Access::full(), "conv")
+                .await
+                .unwrap()
+                .is_empty(),
             "nothing left to summarize"
         );
-        let all = e.summaries("conv").await.unwrap();
+        let all = e.summaries(&Access::full(), "conv").await.unwrap();
         assert_eq!(all.len(), 3);
         assert!(all[0].created_at >= all[1].created_at, "newest first");
         (ids, all)
@@ -119,10 +127,11 @@ fn count_trigger_writes_summaries_exactly_once_and_they_persist() {
 
     rt.block_on(async {
         let e = Engine::open_with_embedder(c, embedder()).unwrap();
-        assert_eq!(e.summaries("conv").await.unwrap(), first);
-        assert_eq!(e.unsummarized("conv"), 0);
+        assert_eq!(e.summaries(&Access::full(), "conv").await.unwrap(), first);
+        assert_eq!(e.unsummarized(&Access::full(), "conv"), 0);
         let hits = e
             .search(
+                &Access::full(),
                 "conv",
                 SearchRequest::text("camping trip", 5).with_kinds(vec![HitKind::Summary]),
             )
@@ -136,6 +145,7 @@ fn count_trigger_writes_summaries_exactly_once_and_they_persist() {
         );
         let msgs = e
             .search(
+                &Access::full(),
                 "conv",
                 SearchRequest::text("camping trip", 200).with_kinds(vec![HitKind::Message]),
             )
@@ -148,13 +158,25 @@ fn count_trigger_writes_summaries_exactly_once_and_they_persist() {
             "summarized messages stay searchable by default"
         );
         let both = e
-            .search("conv", SearchRequest::text("camping trip", 200))
+            .search(
+                &Access::full(),
+                "conv",
+                SearchRequest::text("camping trip", 200),
+            )
             .await
             .unwrap()
             .hits;
         assert_eq!(both.len(), 123);
-        assert_eq!(e.delete_namespace("conv").await.unwrap(), 120);
-        assert!(e.summaries("conv").await.unwrap().is_empty());
+        assert_eq!(
+            e.delete_namespace(&Access::full(), "conv").await.unwrap(),
+            120
+        );
+        assert!(
+            e.summaries(&Access::full(), "conv")
+                .await
+                .unwrap()
+                .is_empty()
+        );
     });
 }
 
@@ -165,9 +187,16 @@ fn time_trigger_summarizes_a_small_window() {
         let e =
             Engine::open_with_embedder(cfg(dir.path(), |s| s.after = Duration::ZERO), embedder())
                 .unwrap();
-        e.add_batch("quiet", turns(3)).await.unwrap();
+        e.add_batch(&Access::full(), "quiet", turns(3))
+            .await
+            .unwrap();
         wait_for(|| e.stats().summaries == 1).await;
-        assert_eq!(e.summaries("quiet").await.unwrap()[0].source_ids.len(), 3);
+        assert_eq!(
+            e.summaries(&Access::full(), "quiet").await.unwrap()[0]
+                .source_ids
+                .len(),
+            3
+        );
     });
 }
 
@@ -180,16 +209,21 @@ fn eviction_removes_summarized_messages() {
             s.evict_summarized = true;
         });
         let e = Engine::open_with_embedder(c, embedder()).unwrap();
-        let stored = e.add_batch("ev", turns(10)).await.unwrap();
-        let made = e.summarize("ev").await.unwrap();
+        let stored = e.add_batch(&Access::full(), "ev", turns(10)).await.unwrap();
+        let made = e.summarize(&Access::full(), "ev").await.unwrap();
         assert_eq!(made.len(), 1);
         assert!(matches!(
-            e.get(&stored[0].id).await,
+            e.get(&Access::full(), &stored[0].id).await,
             Err(memoryd::Error::NotFound { .. })
         ));
-        assert!(e.recent("ev", 10).await.unwrap().is_empty());
+        assert!(
+            e.recent(&Access::full(), "ev", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let hits = e
-            .search("ev", SearchRequest::text("pottery", 20))
+            .search(&Access::full(), "ev", SearchRequest::text("pottery", 20))
             .await
             .unwrap()
             .hits;
@@ -242,8 +276,8 @@ fn chat_endpoint_summaries_and_fallback() {
                 "api key must be redacted"
             );
             let e = Engine::open_with_embedder(c, embedder()).unwrap();
-            e.add_batch("llm", turns(6)).await.unwrap();
-            let made = e.summarize("llm").await.unwrap();
+            e.add_batch(&Access::full(), "llm", turns(6)).await.unwrap();
+            let made = e.summarize(&Access::full(), "llm").await.unwrap();
             assert_eq!(made.len(), 1);
             if fail {
                 assert_eq!(made[0].summarizer, "extractive-mmr/1");
@@ -279,13 +313,13 @@ fn summaries_cover_each_message_once_under_concurrent_adds() {
                         m.content = format!("task {t} says: {}", m.content);
                     }
                     ids.extend(
-                        e.add_batch("busy", chunk)
+                        e.add_batch(&Access::full(), "busy", chunk)
                             .await
                             .unwrap()
                             .into_iter()
                             .map(|m| m.id),
                     );
-                    let _ = e.summarize("busy").await.unwrap();
+                    let _ = e.summarize(&Access::full(), "busy").await.unwrap();
                 }
                 ids
             }));
@@ -294,9 +328,9 @@ fn summaries_cover_each_message_once_under_concurrent_adds() {
         for t in tasks {
             all.extend(t.await.unwrap());
         }
-        e.summarize("busy").await.unwrap();
+        e.summarize(&Access::full(), "busy").await.unwrap();
         let mut seen = HashSet::new();
-        for s in e.summaries("busy").await.unwrap() {
+        for s in e.summaries(&Access::full(), "busy").await.unwrap() {
             for id in s.source_ids {
                 assert!(seen.insert(id), "a message was summarized twice");
             }

@@ -20,38 +20,9 @@ use std::collections::{BinaryHeap, HashMap};
 
 use hnsw_rs::prelude::{DistDot, Hnsw};
 
+use crate::core::params::IndexConfig;
+use crate::core::types::{Filter, HitKind, Message, Summary};
 use crate::simd::dot;
-use crate::types::{Filter, HitKind, Message, Summary};
-
-/// Index parameters. Defaults are documented on each field.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IndexConfig {
-    /// Namespaces with at least this many live vectors get an HNSW graph;
-    /// smaller ones are scanned exactly. Default 15,000 (where an exact 384-d
-    /// scan crosses ~1 ms).
-    pub exact_threshold: usize,
-    /// HNSW `M`: links per node and layer. Default 16.
-    pub m: usize,
-    /// HNSW `ef_construction`. Default 200.
-    pub ef_construction: usize,
-    /// HNSW `ef_search` (raised to the number of candidates fetched when larger).
-    /// Default 64.
-    pub ef_search: usize,
-    /// Rebuild when tombstones exceed this fraction of the rows. Default 0.2.
-    pub rebuild_dead_ratio: f32,
-}
-
-impl Default for IndexConfig {
-    fn default() -> Self {
-        IndexConfig {
-            exact_threshold: 15_000,
-            m: 16,
-            ef_construction: 200,
-            ef_search: 64,
-            rebuild_dead_ratio: 0.2,
-        }
-    }
-}
 
 /// hnsw_rs can dump and reload only graphs created with this many layers.
 const HNSW_MAX_LAYER: usize = 16;
@@ -596,7 +567,7 @@ pub struct Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{NewMessage, Role};
+    use crate::core::types::{NewMessage, Role};
     use rand::{Rng, SeedableRng};
 
     fn msg(i: usize) -> Message {

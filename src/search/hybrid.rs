@@ -9,9 +9,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::index::{NamespaceIndex, RowFilter, Scored};
-use crate::lexical::LexicalIndex;
-use crate::types::HybridParams;
+use crate::core::params::HybridParams;
+use crate::search::lexical::LexicalIndex;
+use crate::search::vector::{NamespaceIndex, RowFilter, Scored};
 
 /// One candidate's raw channel scores.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -5,10 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::error::{Error, Result};
-
-/// Longest namespace name, in bytes.
-pub const MAX_NAMESPACE_LEN: usize = 128;
+use crate::core::error::{Error, Result};
+use crate::core::params::HybridParams;
 
 /// Who produced a message, as in chat-completion APIs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -337,67 +335,6 @@ impl std::str::FromStr for SearchMode {
     }
 }
 
-/// Weights of hybrid ranking. Defaults were chosen by leave-one-conversation-out
-/// cross-validation on LoCoMo's 10 conversations (README, "Retrieval quality";
-/// `memoryd eval locomo --cv` reproduces the choice).
-///
-/// For a query, the candidates are the top [`HybridParams::candidates`] by cosine
-/// and the top as many by BM25 (both after filters). Over the candidates, cosine is
-/// min-max normalized to [0, 1] and BM25 divided by its maximum; a candidate's base
-/// score is `lexical_weight · bm25 + (1 − lexical_weight) · cosine`. Each candidate
-/// and each neighbouring turn of one (the previous and next message of the same
-/// session) then scores `base + neighbor_weight · max(base of its two neighbours)`:
-/// a question's words often match the turn that asks, while the answer is the turn
-/// after it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HybridParams {
-    /// Weight of the normalized BM25 score, 0..=1. Default 0.5.
-    pub lexical_weight: f32,
-    /// Share of the best neighbour's base score added to a turn, 0..=1. Default 0.6.
-    pub neighbor_weight: f32,
-    /// Candidates taken from each channel (at least `k`). Default 100.
-    pub candidates: usize,
-    /// BM25 parameters.
-    pub bm25: crate::lexical::Bm25Params,
-}
-
-impl HybridParams {
-    /// Checks the ranges documented on each field.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] naming the offending parameter.
-    pub fn validate(&self) -> Result<()> {
-        let unit = |v: f32| (0.0..=1.0).contains(&v);
-        if !unit(self.lexical_weight) {
-            return Err(Error::invalid("lexical_weight", "must be between 0 and 1"));
-        }
-        if !unit(self.neighbor_weight) {
-            return Err(Error::invalid("neighbor_weight", "must be between 0 and 1"));
-        }
-        if self.candidates == 0 {
-            return Err(Error::invalid("candidates", "must be at least 1"));
-        }
-        if !(self.bm25.k1.is_finite() && self.bm25.k1 >= 0.0 && unit(self.bm25.b)) {
-            return Err(Error::invalid(
-                "bm25",
-                "k1 must be >= 0 and b between 0 and 1",
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Default for HybridParams {
-    fn default() -> Self {
-        HybridParams {
-            lexical_weight: 0.5,
-            neighbor_weight: 0.6,
-            candidates: 100,
-            bm25: crate::lexical::Bm25Params::default(),
-        }
-    }
-}
-
 /// A top-k search inside one namespace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchRequest {
@@ -514,30 +451,34 @@ pub struct NamespaceInfo {
     /// Number of summaries.
     #[serde(default)]
     pub summaries: usize,
+    /// When it was created (absent for namespaces written before the registry).
+    /// Library API only: the HTTP listing keeps its `{name, messages, summaries}`
+    /// shape.
+    #[serde(skip)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// The namespace it inherits from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Free-form metadata given at creation.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    /// Newest change-log sequence number (0: no change yet). Library API only,
+    /// like `created_at`.
+    #[serde(skip)]
+    pub last_seq: u64,
 }
 
-/// Checks a namespace name against `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`.
-///
-/// # Errors
-/// [`Error::InvalidNamespace`] when it does not match.
-pub fn validate_namespace(ns: &str) -> Result<()> {
-    let bytes = ns.as_bytes();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= MAX_NAMESPACE_LEN
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidNamespace(ns.chars().take(200).collect()))
-    }
+/// Timestamps are stored with microsecond precision; truncating up front makes a
+/// record returned by a write equal to the one read back.
+pub(crate) fn to_micros(ts: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(ts.timestamp_micros()).unwrap_or(ts)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::access::validate_namespace;
 
     #[test]
     fn namespace_names() {

@@ -68,14 +68,38 @@ pub enum Error {
     /// A persisted record could not be decoded.
     #[error("corrupt record in {tree}: {message}")]
     Corrupt {
-        /// The sled tree holding the record.
+        /// Where the record lives (a table or tree name).
         tree: &'static str,
         /// What could not be decoded.
         message: String,
     },
-    /// The storage layer failed.
+    /// The storage backend failed (the backend's own message; no backend type
+    /// crosses the storage seam).
     #[error("storage error: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(String),
+    /// A write lost a race that the caller cannot resolve by retrying the same
+    /// request unchanged (e.g. a concurrent writer changed what it depended on).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A compare-and-set precondition (`If-Match`, expected version) did not hold.
+    #[error("precondition failed: {message}")]
+    PreconditionFailed {
+        /// What was expected and what was found.
+        message: String,
+        /// The current version, when the record exists.
+        current_version: Option<u64>,
+    },
+    /// The caller is known but its access does not cover this namespace or scope.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The caller did not prove who it is (no key, or an unknown, revoked or
+    /// expired one).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The embedding worker died (a panic in the forward pass); nothing more will
+    /// be embedded until the process restarts.
+    #[error("the embedding model failed: {0}")]
+    ModelFailed(String),
     /// A filesystem operation failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -97,6 +121,14 @@ pub enum ErrorKind {
     Overloaded,
     /// The server is not able to serve (HTTP 503).
     Unavailable,
+    /// A concurrent change won (HTTP 409).
+    Conflict,
+    /// A compare-and-set precondition failed (HTTP 412).
+    PreconditionFailed,
+    /// Authenticated, but not allowed (HTTP 403).
+    Forbidden,
+    /// Not authenticated (HTTP 401).
+    Unauthorized,
     /// A bug or an environment failure (HTTP 500).
     Internal,
 }
@@ -131,6 +163,11 @@ impl Error {
             Error::Embedding(_) => "embedding_failed",
             Error::Corrupt { .. } => "corrupt_record",
             Error::Storage(_) => "storage_error",
+            Error::Conflict(_) => "conflict",
+            Error::PreconditionFailed { .. } => "precondition_failed",
+            Error::Forbidden(_) => "forbidden",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::ModelFailed(_) => "model_failed",
             Error::Io(_) => "io_error",
             Error::ShuttingDown => "shutting_down",
         }
@@ -143,7 +180,13 @@ impl Error {
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Overloaded { .. } => ErrorKind::Overloaded,
-            Error::ShuttingDown | Error::ModelUnavailable(_) => ErrorKind::Unavailable,
+            Error::ShuttingDown | Error::ModelUnavailable(_) | Error::ModelFailed(_) => {
+                ErrorKind::Unavailable
+            }
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::PreconditionFailed { .. } => ErrorKind::PreconditionFailed,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
+            Error::Unauthorized(_) => ErrorKind::Unauthorized,
             Error::ModelMismatch { .. }
             | Error::Embedding(_)
             | Error::Corrupt { .. }
@@ -153,8 +196,10 @@ impl Error {
     }
 }
 
-impl From<candle_core::Error> for Error {
-    fn from(e: candle_core::Error) -> Self {
-        Error::Embedding(e.to_string())
+/// Shorthand for a storage failure with the backend's message.
+impl Error {
+    /// [`Error::Storage`] from any backend error.
+    pub fn storage(e: impl std::fmt::Display) -> Self {
+        Error::Storage(e.to_string())
     }
 }

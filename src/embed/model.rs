@@ -20,10 +20,10 @@ use std::process::Command;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 
 /// The manifest shipped with the crate (`models/manifest.toml`).
-pub const MANIFEST_TOML: &str = include_str!("../models/manifest.toml");
+pub const MANIFEST_TOML: &str = include_str!("../../models/manifest.toml");
 
 /// The default model's name.
 pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";

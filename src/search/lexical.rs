@@ -28,25 +28,8 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use rust_stemmers::{Algorithm, Stemmer};
 
-use crate::types::{Message, Summary};
-
-/// Okapi BM25 parameters (Robertson & Zaragoza, "The Probabilistic Relevance
-/// Framework: BM25 and Beyond", 2009).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Bm25Params {
-    /// Term-frequency saturation. Default 1.2.
-    pub k1: f32,
-    /// Length normalization, 0 (none) to 1 (full). Default 0.4: chat turns are short
-    /// and similar in length; chosen by leave-one-conversation-out cross-validation on
-    /// LoCoMo (README, "Retrieval quality").
-    pub b: f32,
-}
-
-impl Default for Bm25Params {
-    fn default() -> Self {
-        Bm25Params { k1: 1.2, b: 0.4 }
-    }
-}
+use crate::core::params::Bm25Params;
+use crate::core::types::{Message, Summary};
 
 /// Lower-cases, splits on every non-alphanumeric character, drops English stop
 /// words (NLTK's list) and stems (Snowball English).
@@ -403,7 +386,7 @@ impl LexicalIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Role;
+    use crate::core::types::Role;
     use chrono::TimeZone;
 
     fn msg(session: &str, text: &str) -> Message {

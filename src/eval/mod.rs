@@ -13,10 +13,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::core::access::Access;
+use crate::core::error::Result;
+use crate::core::params::HybridParams;
+use crate::core::types::{HitKind, SearchMode, SearchRequest};
 use crate::engine::Engine;
-use crate::error::Result;
 use crate::locomo::Sample;
-use crate::types::{HitKind, HybridParams, SearchMode, SearchRequest};
 
 /// The cut-offs reported.
 pub const KS: [usize; 4] = [1, 5, 10, 20];
@@ -146,7 +148,9 @@ pub async fn ingest_locomo(engine: &Engine, samples: &[Sample], prefix: &str) ->
         let msgs = s.messages();
         turns += msgs.len();
         for chunk in msgs.chunks(engine.config().limits.max_messages_per_request.min(512)) {
-            engine.add_batch(&ns, chunk.to_vec()).await?;
+            engine
+                .add_batch(&Access::full(), &ns, chunk.to_vec())
+                .await?;
         }
     }
     Ok(turns as f64 / started.elapsed().as_secs_f64())
@@ -176,7 +180,7 @@ pub async fn ask_locomo(
                 .with_kinds(vec![HitKind::Message])
                 .with_mode(mode);
             request.hybrid = params;
-            let res = engine.search(&ns, request).await?;
+            let res = engine.search(&Access::full(), &ns, request).await?;
             latencies.push(res.took_ms);
             let ranked: Vec<String> = res
                 .hits
@@ -267,7 +271,7 @@ pub fn default_grid() -> Vec<HybridParams> {
                 grid.push(HybridParams {
                     lexical_weight,
                     neighbor_weight,
-                    bm25: crate::lexical::Bm25Params { k1: 1.2, b },
+                    bm25: crate::core::params::Bm25Params { k1: 1.2, b },
                     ..HybridParams::default()
                 });
             }
@@ -523,7 +527,7 @@ pub struct SummaryReport {
 }
 
 /// The first `n` sentences, speaker-attributed, in order (the LEAD-n baseline).
-pub fn lead(messages: &[crate::types::Message], n: usize) -> String {
+pub fn lead(messages: &[crate::core::types::Message], n: usize) -> String {
     let mut out = Vec::new();
     for m in messages {
         let who = m.name.as_deref().unwrap_or(m.role.as_str());
@@ -537,16 +541,16 @@ pub fn lead(messages: &[crate::types::Message], n: usize) -> String {
     out.join(" ")
 }
 
-fn dialogue_messages(dialogue: &str) -> Vec<crate::types::Message> {
+fn dialogue_messages(dialogue: &str) -> Vec<crate::core::types::Message> {
     let t0 = chrono::DateTime::from_timestamp(0, 0).unwrap_or_default();
     dialogue
         .lines()
         .filter_map(|line| {
             let (who, text) = line.split_once(':')?;
-            Some(crate::types::Message {
+            Some(crate::core::types::Message {
                 id: String::new(),
                 namespace: "eval".into(),
-                role: crate::types::Role::User,
+                role: crate::core::types::Role::User,
                 name: Some(who.trim().to_string()),
                 content: text.trim().to_string(),
                 timestamp: t0,
@@ -560,7 +564,7 @@ fn dialogue_messages(dialogue: &str) -> Vec<crate::types::Message> {
 }
 
 /// The summary body without the time-span header (the references have none).
-fn body(text: &str, messages: &[crate::types::Message]) -> String {
+fn body(text: &str, messages: &[crate::core::types::Message]) -> String {
     let header = crate::summarize::time_span(messages);
     text.strip_prefix(&header)
         .unwrap_or(text)
@@ -628,11 +632,11 @@ pub async fn run_summaries(
         for sample in crate::locomo::load(path)? {
             let all = sample.messages();
             for (session, reference) in &sample.session_summaries {
-                let msgs: Vec<crate::types::Message> = all
+                let msgs: Vec<crate::core::types::Message> = all
                     .iter()
                     .zip(&sample.turns)
                     .filter(|(_, t)| t.session == *session)
-                    .map(|(m, _)| crate::types::Message {
+                    .map(|(m, _)| crate::core::types::Message {
                         id: String::new(),
                         namespace: "eval".into(),
                         role: m.role,

@@ -1,0 +1,324 @@
+//! The engine: the public API every front end calls, and nothing else is.
+//!
+//! - [`config`]: configuration and its defaults.
+//! - `write`: validation, embedding, and [`Inner::commit`], the one function every
+//!   mutation goes through (records + change log in one storage transaction, then
+//!   the in-memory side updated from it in one place, [`state`]).
+//! - `read`: search, listings, the change log, checks.
+//!
+//! The storage and search seams are [`crate::storage::RecordStore`] and
+//! [`crate::search::SearchIndex`]; `ARCHITECTURE.md` draws the path of a write
+//! and of a search through them.
+//!
+//! # Durability
+//! Every write returns only after the store made it durable: an acknowledged
+//! write survives `kill -9`. A batch is one transaction (all or nothing) and one
+//! flush (group commit). Indexes are rebuilt from the store on open, so they
+//! always agree with it.
+
+pub mod config;
+mod read;
+mod state;
+mod validate;
+mod write;
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::core::access::NamespaceName;
+use crate::core::error::{Error, Result};
+use crate::embed::model::ModelResolver;
+use crate::embed::{BertEmbedder, BertOptions, EmbedQueue, Embedder, ModelInfo, Priority};
+use crate::policy::{Job, JobRunner};
+use crate::search::IndexDoc;
+use crate::storage::{Record, RecordKind, RecordStore, SledStore};
+use crate::summarize::{BoxFuture, Extractive, OpenAiChat, Summarizer, WithFallback};
+pub use config::{EngineConfig, Limits, ModelConfig, SummarizeConfig};
+pub use read::{CheckReport, MessagePage, Stats};
+use state::NamespaceState;
+
+pub(crate) struct Inner {
+    config: EngineConfig,
+    summarizer: Box<dyn Summarizer>,
+    store: Arc<dyn RecordStore>,
+    /// Write lane (messages, explicit embedding requests).
+    embed: EmbedQueue,
+    /// Query lane (search queries).
+    query_embed: EmbedQueue,
+    /// Background lane (summarization).
+    background_embed: EmbedQueue,
+    info: ModelInfo,
+    namespaces: RwLock<BTreeMap<NamespaceName, Arc<NamespaceState>>>,
+    /// Query text → unit query vector `[dim]`.
+    query_cache: Option<Mutex<lru::LruCache<String, Arc<[f32]>>>>,
+}
+
+/// The memory engine. Cheap to clone (an `Arc`); every clone is the same engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// Loads the configured model (resolving and verifying its files).
+///
+/// # Errors
+/// [`Error::ModelUnavailable`] when the files cannot be found, fetched or loaded.
+pub fn load_embedder(model: &ModelConfig) -> Result<Arc<dyn Embedder>> {
+    let resolver = ModelResolver::new(&model.models_dir);
+    let resolved = resolver.resolve(&model.name, model.model_dir.as_deref())?;
+    let embedder = BertEmbedder::load(
+        &resolved.dir,
+        BertOptions {
+            backend: model.backend,
+            weights: model.weights,
+            batch_size: model.batch_size,
+            id: Some(resolved.id),
+            ..BertOptions::default()
+        },
+    )?;
+    tracing::info!(
+        model = %embedder.info().id,
+        forward_pass = embedder.forward_pass(),
+        "embedding model loaded"
+    );
+    Ok(Arc::new(embedder))
+}
+
+/// Records read per page while loading indexes on open.
+const LOAD_PAGE: usize = 4_096;
+
+impl Engine {
+    /// Resolves and loads the model, opens the store in `config.data_dir` and
+    /// rebuilds the indexes. Blocking (seconds): call it before starting the
+    /// runtime or in `spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`Error::ModelUnavailable`], [`Error::ModelMismatch`], [`Error::Storage`],
+    /// [`Error::Corrupt`].
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        let embedder = load_embedder(&config.model)?;
+        Engine::open_with_embedder(config, embedder)
+    }
+
+    /// Like [`Engine::open`] with an already loaded model (several engines may share one).
+    ///
+    /// # Errors
+    /// [`Error::ModelMismatch`], [`Error::Storage`], [`Error::Corrupt`];
+    /// [`Error::InvalidInput`] for hybrid weights out of range.
+    pub fn open_with_embedder(config: EngineConfig, embedder: Arc<dyn Embedder>) -> Result<Engine> {
+        let store = SledStore::open(&config.data_dir)?;
+        Engine::open_with_store(config, embedder, Arc::new(store))
+    }
+
+    /// Like [`Engine::open_with_embedder`] over any [`RecordStore`] (the storage
+    /// seam). Blocking, like [`Engine::open`]: the store is read on a thread of
+    /// its own, so this may be called from inside or outside a runtime.
+    ///
+    /// # Errors
+    /// As [`Engine::open_with_embedder`].
+    pub fn open_with_store(
+        config: EngineConfig,
+        embedder: Arc<dyn Embedder>,
+        store: Arc<dyn RecordStore>,
+    ) -> Result<Engine> {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(Error::Io)?;
+                rt.block_on(Engine::load(config, embedder, store))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(Error::Io(std::io::Error::other("engine open panicked"))))
+        })
+    }
+
+    async fn load(
+        config: EngineConfig,
+        embedder: Arc<dyn Embedder>,
+        store: Arc<dyn RecordStore>,
+    ) -> Result<Engine> {
+        let started = Instant::now();
+        config.hybrid.validate()?;
+        let info = embedder.info().clone();
+        store.check_or_init_meta(&info).await?;
+        let embed = EmbedQueue::start(
+            embedder,
+            config.embed_queue_capacity,
+            config.embed_max_batch_texts,
+            config.embed_slice_tokens,
+        );
+        let summarizer: Box<dyn Summarizer> = match &config.summarize.llm {
+            Some(llm) => Box::new(WithFallback {
+                primary: OpenAiChat::new(llm.clone())?,
+                fallback: Extractive::default(),
+            }),
+            None => Box::new(Extractive::default()),
+        };
+        let query_cache = NonZeroUsize::new(config.query_cache_capacity)
+            .map(|n| Mutex::new(lru::LruCache::new(n)));
+        let inner = Arc::new(Inner {
+            config,
+            summarizer,
+            store,
+            query_embed: embed.with_priority(Priority::Query),
+            background_embed: embed.with_priority(Priority::Background),
+            embed,
+            info,
+            namespaces: RwLock::new(BTreeMap::new()),
+            query_cache,
+        });
+        for record in inner.store.namespaces().await? {
+            let name = NamespaceName::parse(&record.name)?;
+            let ns = inner.new_namespace(&name, Some(record));
+            inner.namespaces.write().insert(name, Arc::new(ns));
+        }
+        let mut count = 0usize;
+        for kind in [RecordKind::Message, RecordKind::Summary] {
+            let mut after = None;
+            loop {
+                let page = inner.store.scan(kind, after, LOAD_PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.row);
+                for stored in &page {
+                    if stored.vector.len() != inner.info.dim {
+                        return Err(Error::Corrupt {
+                            tree: "vectors",
+                            message: format!(
+                                "row {} has {} values, the model {}",
+                                stored.row,
+                                stored.vector.len(),
+                                inner.info.dim
+                            ),
+                        });
+                    }
+                    let name = NamespaceName::parse(stored.record.namespace())?;
+                    let ns = inner.namespace_or_create(&name);
+                    match &stored.record {
+                        Record::Message(m) => {
+                            ns.index.insert(&[IndexDoc::Message {
+                                row: stored.row,
+                                message: m,
+                                vector: &stored.vector,
+                            }]);
+                            ns.remember(stored.row, m, inner.config.short_term_capacity);
+                            count += 1;
+                        }
+                        Record::Summary(s) => ns.index.insert(&[IndexDoc::Summary {
+                            row: stored.row,
+                            summary: s,
+                            vector: &stored.vector,
+                        }]),
+                    }
+                }
+            }
+        }
+        let engine = Engine { inner };
+        let states: Vec<Arc<NamespaceState>> =
+            engine.inner.namespaces.read().values().cloned().collect();
+        for ns in states {
+            if ns.index.needs_maintenance() {
+                ns.index.maintain();
+            }
+        }
+        if engine.inner.config.summarize.enabled {
+            JobRunner::start(
+                Arc::downgrade(&engine.inner),
+                engine.inner.config.summarize.tick,
+                vec![
+                    Box::new(SummarizeJob),
+                    Box::new(RetentionJob {
+                        last: Mutex::new(None),
+                    }),
+                ],
+            );
+        }
+        tracing::info!(
+            messages = count,
+            namespaces = engine.inner.namespaces.read().len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "engine opened"
+        );
+        Ok(engine)
+    }
+
+    /// The model's identity and shape.
+    pub fn model_info(&self) -> &ModelInfo {
+        &self.inner.info
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Whether the engine can serve: false once the embedding worker has died
+    /// (every write and text search then fails with `model_failed`).
+    pub fn is_healthy(&self) -> bool {
+        self.inner.embed.is_healthy()
+    }
+}
+
+/// Background summarization: every namespace whose triggers fired.
+struct SummarizeJob;
+
+impl Job<Inner> for SummarizeJob {
+    fn name(&self) -> &'static str {
+        "summarize"
+    }
+
+    fn run<'a>(&'a self, inner: &'a Arc<Inner>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let names: Vec<NamespaceName> = inner.namespaces.read().keys().cloned().collect();
+            for name in names {
+                if let Err(e) = inner.summarize_due(&name, false).await {
+                    tracing::warn!(namespace = %name, error = %e, "summarization failed; will retry");
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Change-log retention ([`EngineConfig::change_retention`]); runs at most once a
+/// minute.
+struct RetentionJob {
+    last: Mutex<Option<Instant>>,
+}
+
+impl Job<Inner> for RetentionJob {
+    fn name(&self) -> &'static str {
+        "change-log retention"
+    }
+
+    fn run<'a>(&'a self, inner: &'a Arc<Inner>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            {
+                let mut last = self.last.lock();
+                if last.is_some_and(|t| t.elapsed().as_secs() < 60) {
+                    return Ok(());
+                }
+                *last = Some(Instant::now());
+            }
+            let removed = inner
+                .store
+                .prune_changes(inner.config.change_retention, chrono::Utc::now())
+                .await?;
+            if removed > 0 {
+                tracing::debug!(removed, "change-log entries past retention dropped");
+            }
+            Ok(())
+        })
+    }
+}
+
+// Compile-time check that the engine can be shared across tasks.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine>();
+};

@@ -1,0 +1,211 @@
+//! The in-memory side of one namespace, and [`Inner::apply`]: the one place a
+//! committed change reaches it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+use super::Inner;
+use crate::core::access::NamespaceName;
+use crate::core::types::{HitKind, Message, NamespaceInfo};
+use crate::policy::ShortTerm;
+use crate::search::{InProcessIndex, IndexDoc, SearchIndex};
+use crate::storage::{Committed, Mutation, NamespaceRecord, RowId};
+
+/// One namespace as the engine serves it. Everything here is derived from the
+/// store and rebuilt on open.
+pub(crate) struct NamespaceState {
+    pub(crate) name: NamespaceName,
+    /// The search side (vector + lexical).
+    pub(crate) index: Box<dyn SearchIndex>,
+    /// Ring buffer and unsummarized queue.
+    pub(crate) short_term: Mutex<ShortTerm>,
+    /// Registry entry as last committed.
+    pub(crate) record: Mutex<Option<NamespaceRecord>>,
+    /// Every message with a row at or below this is summarized.
+    pub(crate) summarized_upto: AtomicU64,
+    /// One summarization at a time per namespace.
+    pub(crate) summarizing: tokio::sync::Mutex<()>,
+    /// Serializes commits, so the index replays the store's order.
+    pub(crate) writer: Arc<tokio::sync::Mutex<()>>,
+    /// Set, under `writer`, when the namespace is deleted.
+    pub(crate) deleted: AtomicBool,
+}
+
+impl NamespaceState {
+    /// Records a stored message in short-term memory.
+    pub(crate) fn remember(&self, row: RowId, m: &Message, capacity: usize) {
+        let upto = self.summarized_upto.load(Ordering::Acquire);
+        // 0 is "nothing summarized" (rows of stores written before rows started
+        // at 1 may be 0).
+        let unsummarized = upto == 0 || row > upto;
+        self.short_term
+            .lock()
+            .push(row, inserted_ms(&m.id), capacity, unsummarized);
+    }
+
+    /// Name, counts and registry fields.
+    pub(crate) fn info(&self) -> NamespaceInfo {
+        let counts = self.index.counts();
+        let record = self.record.lock();
+        NamespaceInfo {
+            name: self.name.to_string(),
+            messages: counts.messages,
+            summaries: counts.summaries,
+            created_at: record.as_ref().map(|r| r.created_at),
+            parent: record.as_ref().and_then(|r| r.parent.clone()),
+            metadata: record
+                .as_ref()
+                .map(|r| r.metadata.clone())
+                .unwrap_or_default(),
+            last_seq: record.as_ref().map_or(0, |r| r.last_seq),
+        }
+    }
+
+    /// Rows of one kind, oldest first.
+    pub(crate) fn rows(&self, kind: HitKind) -> Vec<RowId> {
+        self.index.rows(kind)
+    }
+}
+
+impl Inner {
+    pub(crate) fn new_namespace(
+        &self,
+        name: &NamespaceName,
+        record: Option<NamespaceRecord>,
+    ) -> NamespaceState {
+        NamespaceState {
+            name: name.clone(),
+            index: Box::new(InProcessIndex::new(
+                name.as_str(),
+                self.info.dim,
+                self.config.index.clone(),
+            )),
+            short_term: Mutex::new(ShortTerm::default()),
+            summarized_upto: AtomicU64::new(record.as_ref().map_or(0, |r| r.summarized_upto)),
+            record: Mutex::new(record),
+            summarizing: tokio::sync::Mutex::new(()),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            deleted: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn namespace(&self, name: &NamespaceName) -> Option<Arc<NamespaceState>> {
+        self.namespaces.read().get(name).cloned()
+    }
+
+    pub(crate) fn namespace_or_create(&self, name: &NamespaceName) -> Arc<NamespaceState> {
+        if let Some(ns) = self.namespace(name) {
+            return ns;
+        }
+        self.namespaces
+            .write()
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(self.new_namespace(name, None)))
+            .clone()
+    }
+
+    /// Applies a committed mutation to the in-memory side: index, short-term
+    /// memory, summary watermark, registry. The only code that changes them after
+    /// open; called under the namespace's writer lock, in commit order.
+    pub(crate) fn apply(&self, ns: &NamespaceState, mutation: &Mutation, committed: &Committed) {
+        if let Some(last) = committed.changes.last() {
+            let mut record = ns.record.lock();
+            match record.as_mut() {
+                Some(r) => r.last_seq = last.seq,
+                None => {
+                    *record = Some(NamespaceRecord {
+                        name: ns.name.to_string(),
+                        created_at: last.at,
+                        parent: None,
+                        metadata: serde_json::Map::new(),
+                        last_seq: last.seq,
+                        summarized_upto: 0,
+                    })
+                }
+            }
+        }
+        match mutation {
+            Mutation::CreateNamespace { parent, metadata } => {
+                if let Some(r) = ns.record.lock().as_mut()
+                    && committed
+                        .changes
+                        .first()
+                        .is_some_and(|c| c.kind == crate::storage::ChangeKind::NamespaceCreated)
+                {
+                    r.parent = parent.as_ref().map(|p| p.to_string());
+                    r.metadata = metadata.clone();
+                }
+            }
+            Mutation::AddMessages(items) => {
+                let docs: Vec<IndexDoc<'_>> = items
+                    .iter()
+                    .zip(&committed.rows)
+                    .map(|((message, vector), &row)| IndexDoc::Message {
+                        row,
+                        message,
+                        vector,
+                    })
+                    .collect();
+                ns.index.insert(&docs);
+                // One lock for the batch: a summary window never splits it.
+                let upto = ns.summarized_upto.load(Ordering::Acquire);
+                let mut st = ns.short_term.lock();
+                for ((m, _), &row) in items.iter().zip(&committed.rows) {
+                    st.push(
+                        row,
+                        inserted_ms(&m.id),
+                        self.config.short_term_capacity,
+                        upto == 0 || row > upto,
+                    );
+                }
+                metrics::counter!("memoryd_messages_added_total").increment(items.len() as u64);
+            }
+            Mutation::DeleteMessages(items) => {
+                let rows: Vec<RowId> = items.iter().map(|(r, _)| *r).collect();
+                ns.index.remove(&rows);
+                ns.short_term.lock().remove(&rows);
+                metrics::counter!("memoryd_messages_deleted_total").increment(rows.len() as u64);
+            }
+            Mutation::AddSummary {
+                summary,
+                vector,
+                upto,
+                evict,
+            } => {
+                if let Some(&row) = committed.rows.first() {
+                    ns.index.insert(&[IndexDoc::Summary {
+                        row,
+                        summary,
+                        vector,
+                    }]);
+                }
+                let evicted: Vec<RowId> = evict.iter().map(|(r, _)| *r).collect();
+                ns.index.remove(&evicted);
+                ns.summarized_upto.store(*upto, Ordering::Release);
+                let mut st = ns.short_term.lock();
+                st.remove(&evicted);
+                st.summarized(*upto);
+                metrics::counter!("memoryd_summaries_total").increment(1);
+            }
+            Mutation::DeleteNamespace { .. } => {
+                ns.deleted.store(true, Ordering::Release);
+                self.namespaces.write().remove(&ns.name);
+            }
+        }
+    }
+}
+
+/// Insertion time of a message from its UUID v7 id (ms since the epoch).
+pub(crate) fn inserted_ms(id: &str) -> i64 {
+    Uuid::parse_str(id)
+        .ok()
+        .and_then(|u| u.get_timestamp())
+        .map(|t| {
+            let (secs, nanos) = t.to_unix();
+            secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+        })
+        .unwrap_or(0)
+}

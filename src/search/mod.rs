@@ -1,0 +1,284 @@
+//! The search seam: [`SearchIndex`] is what the engine asks to index, unindex and
+//! rank one namespace's records. [`InProcessIndex`] implements it in memory: an
+//! exact SIMD scan or an HNSW graph ([`vector`]) beside per-namespace BM25
+//! ([`lexical`]), fused by [`hybrid`]. A backend that searches itself (pgvector
+//! and SQL full text) implements the same trait; fusion and neighbour expansion
+//! stay above it.
+//!
+//! Rows are the store's record keys ([`crate::storage::RowId`]): an index never
+//! holds record text it would have to keep in step with the store, only what it
+//! ranks by.
+
+pub mod hybrid;
+pub mod lexical;
+pub mod vector;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use parking_lot::RwLock;
+
+use crate::core::params::{HybridParams, IndexConfig};
+use crate::core::types::{Filter, HitKind, Message, SearchMode, Summary};
+use lexical::LexicalIndex;
+use vector::{NamespaceIndex, RowFilter, Scored};
+
+/// A record to index: a message or a summary with its store row and unit vector
+/// `[dim]`.
+#[derive(Debug, Clone, Copy)]
+pub enum IndexDoc<'a> {
+    /// A message.
+    Message {
+        /// Its row.
+        row: u64,
+        /// The message.
+        message: &'a Message,
+        /// Its unit embedding.
+        vector: &'a [f32],
+    },
+    /// A summary.
+    Summary {
+        /// Its row.
+        row: u64,
+        /// The summary.
+        summary: &'a Summary,
+        /// Its unit embedding.
+        vector: &'a [f32],
+    },
+}
+
+/// A search's query as the ranking sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RankQuery<'a> {
+    /// The query text (absent for a vector query).
+    pub text: Option<&'a str>,
+    /// Unit vector `[dim]`; `None` only in lexical mode.
+    pub vector: Option<&'a [f32]>,
+    /// Which channels rank.
+    pub mode: SearchMode,
+    /// Fusion weights and BM25 parameters.
+    pub params: HybridParams,
+}
+
+/// One round of candidates from [`SearchIndex::rank`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
+    /// Rows, best first.
+    pub candidates: Vec<Scored>,
+    /// Live records in the namespace (the most any fetch can return).
+    pub live: usize,
+    /// True when asking for more cannot find more.
+    pub exhausted: bool,
+}
+
+/// Record counts of one namespace's index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexCounts {
+    /// Indexed messages.
+    pub messages: usize,
+    /// Indexed summaries.
+    pub summaries: usize,
+    /// Documents in the lexical channel (messages + summaries when in step).
+    pub lexical_documents: usize,
+    /// Whether an approximate (graph) index serves the namespace.
+    pub graph: bool,
+}
+
+/// The search side of one namespace. Implementations are internally
+/// synchronized; the engine calls `insert`/`remove` for one namespace from one
+/// writer at a time, in commit order, and `rank` from any thread.
+pub trait SearchIndex: Send + Sync {
+    /// Indexes records (rows increasing).
+    fn insert(&self, docs: &[IndexDoc<'_>]);
+    /// Removes rows; unknown rows are ignored.
+    fn remove(&self, rows: &[u64]);
+    /// The best `fetch` candidates for `q` among the records that pass `filter`
+    /// and `kinds` (empty: all kinds), or `None` when no record can pass.
+    /// CPU-bound: call it off the async runtime.
+    fn rank(
+        &self,
+        q: &RankQuery<'_>,
+        k: usize,
+        fetch: usize,
+        filter: &Filter,
+        kinds: &[HitKind],
+    ) -> Option<Ranked>;
+    /// Rows of one kind in insertion order.
+    fn rows(&self, kind: HitKind) -> Vec<u64>;
+    /// Record counts.
+    fn counts(&self) -> IndexCounts;
+    /// Whether [`SearchIndex::maintain`] has work to do (e.g. a graph to build).
+    fn needs_maintenance(&self) -> bool;
+    /// Does that work (seconds at 100k); call it on a background thread. Searches
+    /// keep being served meanwhile.
+    fn maintain(&self);
+}
+
+/// The in-process implementation: [`NamespaceIndex`] (exact scan below
+/// [`IndexConfig::exact_threshold`], HNSW above) and [`LexicalIndex`].
+/// Lock order: `vector` before `lexical`.
+pub struct InProcessIndex {
+    name: String,
+    vector: RwLock<NamespaceIndex>,
+    lexical: RwLock<LexicalIndex>,
+    rebuilding: AtomicBool,
+}
+
+impl InProcessIndex {
+    /// An empty index for namespace `name` (the name only labels log lines).
+    pub fn new(name: &str, dim: usize, config: IndexConfig) -> InProcessIndex {
+        InProcessIndex {
+            name: name.to_owned(),
+            vector: RwLock::new(NamespaceIndex::new(dim, config)),
+            lexical: RwLock::new(LexicalIndex::new()),
+            rebuilding: AtomicBool::new(false),
+        }
+    }
+}
+
+impl SearchIndex for InProcessIndex {
+    fn insert(&self, docs: &[IndexDoc<'_>]) {
+        let mut idx = self.vector.write();
+        let mut lex = self.lexical.write();
+        for doc in docs {
+            match *doc {
+                IndexDoc::Message {
+                    row,
+                    message,
+                    vector,
+                } => {
+                    idx.push(row, message, vector);
+                    lex.push_message(row, message);
+                }
+                IndexDoc::Summary {
+                    row,
+                    summary,
+                    vector,
+                } => {
+                    idx.push_summary(row, summary, vector);
+                    lex.push_summary(row, summary);
+                }
+            }
+        }
+    }
+
+    fn remove(&self, rows: &[u64]) {
+        let mut idx = self.vector.write();
+        let mut lex = self.lexical.write();
+        for &row in rows {
+            idx.remove(row);
+            lex.remove(row);
+        }
+    }
+
+    fn rank(
+        &self,
+        q: &RankQuery<'_>,
+        k: usize,
+        fetch: usize,
+        filter: &Filter,
+        kinds: &[HitKind],
+    ) -> Option<Ranked> {
+        let idx = self.vector.read();
+        let rf = idx.compile_for(filter, kinds)?;
+        let live = idx.len();
+        let (candidates, exhausted) = self.rank_with(&idx, &rf, q, k, fetch);
+        Some(Ranked {
+            candidates,
+            live,
+            exhausted: exhausted || fetch >= live,
+        })
+    }
+
+    fn rows(&self, kind: HitKind) -> Vec<u64> {
+        self.vector.read().seqs_of(kind)
+    }
+
+    fn counts(&self) -> IndexCounts {
+        let idx = self.vector.read();
+        IndexCounts {
+            messages: idx.count(HitKind::Message),
+            summaries: idx.count(HitKind::Summary),
+            lexical_documents: self.lexical.read().len(),
+            graph: idx.has_graph(),
+        }
+    }
+
+    fn needs_maintenance(&self) -> bool {
+        !self.rebuilding.load(Ordering::Acquire) && self.vector.read().needs_rebuild()
+    }
+
+    /// Rebuilds the vector index from a snapshot without blocking searches, then
+    /// swaps it in. One rebuild at a time; a second call while one runs returns.
+    fn maintain(&self) {
+        if !self.vector.read().needs_rebuild() || self.rebuilding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let started = Instant::now();
+        loop {
+            let snapshot = self.vector.read().snapshot();
+            let mut rebuilt = NamespaceIndex::rebuilt_from(&snapshot);
+            // Catching up happens under the write lock, which blocks searches: if a
+            // bulk ingest appended many rows during the build, build again from a
+            // fresh snapshot instead of inserting them one by one under the lock.
+            let appended = self
+                .vector
+                .read()
+                .rows_total()
+                .saturating_sub(snapshot.upto);
+            if appended > (snapshot.upto / 10).max(1_000) {
+                continue;
+            }
+            let mut idx = self.vector.write();
+            idx.catch_up(&mut rebuilt, snapshot.upto);
+            *idx = rebuilt;
+            break;
+        }
+        self.rebuilding.store(false, Ordering::Release);
+        tracing::info!(
+            namespace = %self.name,
+            took_ms = started.elapsed().as_millis() as u64,
+            "index rebuilt"
+        );
+    }
+}
+
+impl InProcessIndex {
+    /// The best `fetch` candidates (more in hybrid mode) for `q`, best first, and
+    /// whether asking for more cannot find more.
+    fn rank_with(
+        &self,
+        idx: &NamespaceIndex,
+        rf: &RowFilter,
+        q: &RankQuery<'_>,
+        k: usize,
+        fetch: usize,
+    ) -> (Vec<Scored>, bool) {
+        match (q.mode, q.text, q.vector) {
+            (SearchMode::Hybrid, Some(text), Some(vector)) => {
+                let lex = self.lexical.read();
+                hybrid::rank(idx, &lex, rf, text, vector, fetch, &q.params)
+            }
+            (SearchMode::Lexical, Some(text), _) => {
+                let lex = self.lexical.read();
+                let lq = lex.query(text, q.params.bm25);
+                let found: Vec<Scored> = lex
+                    .top(&lq, fetch, |seq| idx.matches(seq, rf))
+                    .into_iter()
+                    .map(|(seq, score)| Scored { score, seq })
+                    .collect();
+                let exhausted = found.len() < fetch;
+                (found, exhausted)
+            }
+            (_, _, Some(vector)) => {
+                // Dense, or hybrid with a vector query (no text to match).
+                let exact = fetch > k * 64;
+                let found = idx.search(vector, fetch, rf, exact);
+                let exhausted = found.len() < fetch || exact;
+                (found, exhausted)
+            }
+            // Lexical mode without text is rejected before ranking.
+            (_, _, None) => (Vec::new(), true),
+        }
+    }
+}

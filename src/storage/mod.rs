@@ -1,0 +1,385 @@
+//! The storage seam: [`RecordStore`] is every durable thing the engine keeps
+//! (messages, summaries, their vectors, the namespace registry, the change log, a
+//! compare-and-set key space), behind an async trait so that an embedded store
+//! (sled, [`SledStore`]) and a shared database can both sit behind it. No backend
+//! type crosses it: errors arrive as backend-neutral [`Error`] kinds.
+//!
+//! # The commit point
+//! Every mutation is one [`Commit`]: its records **and** one change-log entry per
+//! record affected, written in one transaction, made durable before
+//! [`RecordStore::commit`] returns (an acknowledged write survives `kill -9`). The
+//! change log is per namespace, with a gap-free, commit-ordered `u64` sequence
+//! (1, 2, 3, …); [`RecordStore::changes`] reads it. The engine serializes commits
+//! of one namespace, so a backend may rely on that for ordering but must still
+//! allocate the sequence inside the transaction.
+
+pub mod codec;
+mod sled_store;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::core::access::NamespaceName;
+use crate::core::error::{Error, Result};
+use crate::core::types::{Message, Summary};
+use crate::embed::ModelInfo;
+
+pub use sled_store::SledStore;
+
+/// A record's key in the store: unique across the store, assigned by the store at
+/// commit, increasing in commit order within a namespace. Indexes refer to
+/// records by it.
+pub type RowId = u64;
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A message.
+    Message(Message),
+    /// A summary.
+    Summary(Summary),
+}
+
+impl Record {
+    /// The record's namespace.
+    pub fn namespace(&self) -> &str {
+        match self {
+            Record::Message(m) => &m.namespace,
+            Record::Summary(s) => &s.namespace,
+        }
+    }
+
+    /// The record's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Record::Message(m) => &m.id,
+            Record::Summary(s) => &s.id,
+        }
+    }
+}
+
+/// Which records a scan reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// Messages.
+    Message,
+    /// Summaries.
+    Summary,
+}
+
+/// A record with its row and unit vector `[dim]`, as [`RecordStore::scan`] reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// Its row.
+    pub row: RowId,
+    /// The record.
+    pub record: Record,
+    /// Its embedding.
+    pub vector: Vec<f32>,
+}
+
+/// A namespace's registry entry. Namespaces exist on their own (an empty one is
+/// listed); the first write to an unknown name creates one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NamespaceRecord {
+    /// Its name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// The namespace it inherits from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Free-form JSON metadata.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The newest change-log seq of the namespace (0: none yet).
+    pub last_seq: u64,
+    /// Every message with a row at or below this is summarized (0: none).
+    #[serde(skip)]
+    pub summarized_upto: RowId,
+}
+
+/// What a change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum ChangeKind {
+    /// The namespace was created (explicitly or by its first write).
+    #[serde(rename = "namespace.created")]
+    NamespaceCreated,
+    /// The namespace and everything in it was deleted.
+    #[serde(rename = "namespace.deleted")]
+    NamespaceDeleted,
+    /// A message was stored.
+    #[serde(rename = "message.added")]
+    MessageAdded,
+    /// A message was deleted (by a caller, or evicted after being summarized).
+    #[serde(rename = "message.deleted")]
+    MessageDeleted,
+    /// A summary was written.
+    #[serde(rename = "summary.created")]
+    SummaryCreated,
+}
+
+impl ChangeKind {
+    /// The event type name (`message.added`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::NamespaceCreated => "namespace.created",
+            ChangeKind::NamespaceDeleted => "namespace.deleted",
+            ChangeKind::MessageAdded => "message.added",
+            ChangeKind::MessageDeleted => "message.deleted",
+            ChangeKind::SummaryCreated => "summary.created",
+        }
+    }
+}
+
+/// One change-log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Change {
+    /// Gap-free, commit-ordered sequence within the namespace, from 1.
+    pub seq: u64,
+    /// The namespace.
+    pub namespace: String,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// Ids of the records concerned (a message's or summary's id; a summary's
+    /// entry also lists its source messages after its own id). Empty for
+    /// namespace changes.
+    pub ids: Vec<String>,
+    /// When it was committed.
+    pub at: DateTime<Utc>,
+    /// Who made it: the caller's agent id or key id; `None` for the library's own
+    /// callers and background jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+/// One atomic mutation of a namespace.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    /// Create the namespace if it does not exist (a no-op, with no change-log
+    /// entry, when it does).
+    CreateNamespace {
+        /// Its parent, if any.
+        parent: Option<NamespaceName>,
+        /// Metadata.
+        metadata: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Store messages with their unit vectors `[dim]`.
+    AddMessages(Vec<(Message, Vec<f32>)>),
+    /// Delete messages. Fails with [`Error::NotFound`] (nothing written) when one
+    /// is gone.
+    DeleteMessages(Vec<(RowId, Uuid)>),
+    /// Store a summary, move the summarization watermark to `upto`, and delete the
+    /// `evict`ed source messages, at once.
+    AddSummary {
+        /// The summary.
+        summary: Summary,
+        /// Its unit vector.
+        vector: Vec<f32>,
+        /// New watermark; must be above the current one, else
+        /// [`Error::Conflict`] and nothing is written.
+        upto: RowId,
+        /// Source messages to delete with it (retention).
+        evict: Vec<(RowId, Uuid)>,
+    },
+    /// Delete the namespace: its records (the message and summary rows as the
+    /// caller's index knows them; a backend that can find them itself may ignore
+    /// the lists) and its registry entry. Its change log stays (to retention) and
+    /// its sequence continues if the name is used again. [`Committed::rows`]
+    /// lists the message rows that were deleted.
+    DeleteNamespace {
+        /// Message rows.
+        messages: Vec<RowId>,
+        /// Summary rows.
+        summaries: Vec<RowId>,
+    },
+}
+
+/// A mutation with its namespace and author.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The namespace written.
+    pub namespace: NamespaceName,
+    /// What to write.
+    pub mutation: Mutation,
+    /// Recorded as every change-log entry's actor.
+    pub actor: Option<String>,
+}
+
+/// What a commit wrote.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Committed {
+    /// Rows assigned to the records added, in input order (messages; or the one
+    /// summary); for a namespace deletion, the message rows deleted.
+    pub rows: Vec<RowId>,
+    /// The change-log entries written, in seq order.
+    pub changes: Vec<Change>,
+}
+
+/// What [`RecordStore::check`] found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StoreCheck {
+    /// Message records.
+    pub messages: usize,
+    /// Summary records.
+    pub summaries: usize,
+    /// Vectors (one per message and summary when consistent).
+    pub vectors: usize,
+    /// Id entries (one per message and summary when consistent).
+    pub ids: usize,
+    /// Messages and summaries per namespace, as the records say.
+    pub namespaces: std::collections::BTreeMap<String, NamespaceCounts>,
+    /// Inconsistencies, at most [`StoreCheck::MAX_PROBLEMS`]; empty when the store is sound.
+    pub problems: Vec<String>,
+}
+
+/// Record counts of one namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NamespaceCounts {
+    /// Message records.
+    pub messages: usize,
+    /// Summary records.
+    pub summaries: usize,
+}
+
+impl StoreCheck {
+    /// Most problems listed in one report.
+    pub const MAX_PROBLEMS: usize = 100;
+}
+
+/// How long the change log keeps entries. An entry goes when it is older than
+/// `max_age` **or** more than `max_entries` newer entries of its namespace
+/// exist, whichever comes first; the newest entry of a namespace always stays
+/// (it carries the sequence forward).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Oldest entry kept. Default 7 days: long enough for a consumer to be down
+    /// over a weekend and replay what it missed.
+    pub max_age: std::time::Duration,
+    /// Most entries kept per namespace. Default 1,000,000 (~100 bytes each).
+    pub max_entries: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age: std::time::Duration::from_secs(7 * 24 * 3600),
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+/// Every durable thing the engine keeps. Implementations are `Send + Sync` and
+/// cheap to share (`Arc<dyn RecordStore>`); every method may be called
+/// concurrently, except that the engine never runs two commits of one namespace at
+/// once.
+#[async_trait]
+pub trait RecordStore: Send + Sync + 'static {
+    /// Records the model's identity on first open; afterwards checks it.
+    ///
+    /// # Errors
+    /// [`Error::ModelMismatch`] when the store was written with another model.
+    async fn check_or_init_meta(&self, info: &ModelInfo) -> Result<()>;
+
+    /// Writes a mutation and its change-log entries in one transaction, durably.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] (a message to delete is gone), [`Error::Conflict`] (a
+    /// summary window already summarized), [`Error::Storage`]. On error nothing
+    /// was written.
+    async fn commit(&self, commit: &Commit) -> Result<Committed>;
+
+    /// The records at `rows`, in the order given; rows that no longer exist are
+    /// skipped (deleted since an index was read).
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn records(&self, rows: &[RowId]) -> Result<Vec<(RowId, Record)>>;
+
+    /// The row of the message or summary with this id.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn row_of(&self, id: &Uuid) -> Result<Option<RowId>>;
+
+    /// Records of one kind with their vectors, in row order, after `after`, at
+    /// most `limit` (a page of a full scan: loading indexes on open, exports).
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn scan(
+        &self,
+        kind: RecordKind,
+        after: Option<RowId>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>>;
+
+    /// Every live namespace, by name.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn namespaces(&self) -> Result<Vec<NamespaceRecord>>;
+
+    /// Change-log entries of `namespace` with seq above `after`, oldest first, at
+    /// most `limit`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn changes(&self, namespace: &str, after: u64, limit: usize) -> Result<Vec<Change>>;
+
+    /// Drops change-log entries of every namespace beyond `retention`; returns how
+    /// many went.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    async fn prune_changes(&self, retention: Retention, now: DateTime<Utc>) -> Result<usize>;
+
+    /// Compare-and-set on `key` in a key space of its own: writes `new` (`None`
+    /// deletes) only if the current value equals `expected` (`None`: absent).
+    /// Returns `Ok(Ok(()))` when written, `Ok(Err(current))` when the
+    /// precondition failed.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<std::result::Result<(), Option<Vec<u8>>>>;
+
+    /// The value at `key` in the compare-and-set key space.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    async fn get_key(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Cross-checks the store's own consistency (an offline `fsck`); reads every
+    /// record.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store cannot be read; inconsistencies are
+    /// reported, not returned as errors.
+    async fn check(&self, dim: usize) -> Result<StoreCheck>;
+
+    /// Makes everything durable (every acknowledged commit already is).
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    async fn flush(&self) -> Result<()>;
+
+    /// Bytes the store occupies on disk (0 when unknown).
+    fn size_on_disk(&self) -> u64;
+}
+
+/// Runs blocking store work off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(format!("worker task failed: {e}"))))?
+}

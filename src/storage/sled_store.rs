@@ -1,0 +1,928 @@
+//! The embedded backend: one sled database in `<data_dir>/sled`.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `meta` | `"engine"` | [`EngineMeta`]: model id, weights sha256, dimension |
+//! | `messages` | row (u64 big-endian) | a message record |
+//! | `summaries` | row (u64 big-endian) | a summary record |
+//! | `vectors` | row (u64 big-endian) | `dim` × f32 little-endian (raw, not postcard) |
+//! | `ids` | record UUID (16 bytes) | row (u64 big-endian) |
+//! | `namespaces` | namespace name (UTF-8) | a namespace record (registry entry, watermark, last change seq) |
+//! | `changes` | namespace name, `0x00`, seq (u64 big-endian) | a change-log entry |
+//! | `kv` | any UTF-8 key | bytes (the compare-and-set key space) |
+//!
+//! Rows come from sled's monotonic `generate_id`, so iterating `messages` yields
+//! insertion order. A commit is one sled transaction over every tree it touches,
+//! then `flush` (fsync) before it returns: an acknowledged write survives
+//! `kill -9` and power loss (to the extent the disk honours fsync). sled runs on
+//! the blocking pool, never on the async runtime.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use uuid::Uuid;
+
+use super::codec::{
+    EngineMeta, StoredNamespace, corrupt, decode_change, decode_message, decode_meta,
+    decode_namespace, decode_summary, decode_vector, encode, encode_change, encode_message,
+    encode_namespace, encode_summary, encode_vector, micros, parse_id,
+};
+use super::{
+    Change, ChangeKind, Commit, Committed, Mutation, NamespaceRecord, Record, RecordKind,
+    RecordStore, Retention, RowId, StoreCheck, StoredRecord, blocking,
+};
+use crate::core::error::{Error, Result};
+use crate::embed::ModelInfo;
+
+/// The sled-backed [`RecordStore`]. Cheap to clone (sled handles are shared).
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    meta: sled::Tree,
+    messages: sled::Tree,
+    vectors: sled::Tree,
+    ids: sled::Tree,
+    namespaces: sled::Tree,
+    summaries: sled::Tree,
+    changes: sled::Tree,
+    kv: sled::Tree,
+}
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
+
+fn tx_error(e: TransactionError<Error>) -> Error {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => Error::storage(e),
+    }
+}
+
+fn abort<T>(e: Error) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn change_key(ns: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(ns.len() + 9);
+    k.extend_from_slice(ns.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn row_key(k: &[u8], tree: &'static str) -> Result<RowId> {
+    let b: [u8; 8] = k
+        .try_into()
+        .map_err(|_| corrupt(tree, "key is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(b))
+}
+
+/// A message encoded for the transaction: row, record, vector, id bytes, id text.
+type EncodedMessage = ([u8; 8], Vec<u8>, Vec<u8>, [u8; 16], String);
+
+/// A mutation encoded outside the transaction (the closure may run more than once).
+enum Encoded {
+    Create {
+        parent: Option<String>,
+        metadata: serde_json::Map<String, serde_json::Value>,
+    },
+    Add(Vec<EncodedMessage>),
+    Delete(Vec<([u8; 8], [u8; 16], String)>),
+    Summary {
+        row: [u8; 8],
+        record: Vec<u8>,
+        vector: Vec<u8>,
+        id: [u8; 16],
+        ids: Vec<String>,
+        upto: RowId,
+        evict: Vec<([u8; 8], [u8; 16], String)>,
+    },
+    DropNamespace {
+        messages: Vec<[u8; 8]>,
+        summaries: Vec<[u8; 8]>,
+    },
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `<dir>/sled`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled cannot open the directory (e.g. another
+    /// process holds it).
+    pub fn open(dir: &std::path::Path) -> Result<SledStore> {
+        std::fs::create_dir_all(dir)?;
+        let config = sled::Config::new()
+            .path(dir.join("sled"))
+            .mode(sled::Mode::HighThroughput);
+        // sled releases its file lock from a background thread after the last handle
+        // drops, so reopening a directory in the same process can briefly find it
+        // locked. Wait up to 2 s for that; a directory held by another live process
+        // still fails (after the wait).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(Error::storage)?,
+            }
+        };
+        let tree = |name: &str| db.open_tree(name).map_err(Error::storage);
+        Ok(SledStore {
+            meta: tree("meta")?,
+            messages: tree("messages")?,
+            vectors: tree("vectors")?,
+            ids: tree("ids")?,
+            namespaces: tree("namespaces")?,
+            summaries: tree("summaries")?,
+            changes: tree("changes")?,
+            kv: tree("kv")?,
+            db,
+        })
+    }
+
+    fn flush_sync(&self) -> Result<()> {
+        self.db.flush().map_err(Error::storage)?;
+        Ok(())
+    }
+
+    fn encode_commit(&self, commit: &Commit) -> Result<Encoded> {
+        let gen_row = || -> Result<[u8; 8]> {
+            // From 1: a watermark of 0 then always means "nothing summarized".
+            Ok((self.db.generate_id().map_err(Error::storage)? + 1).to_be_bytes())
+        };
+        Ok(match &commit.mutation {
+            Mutation::CreateNamespace { parent, metadata } => Encoded::Create {
+                parent: parent.as_ref().map(|p| p.as_str().to_owned()),
+                metadata: metadata.clone(),
+            },
+            Mutation::AddMessages(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (m, v) in items {
+                    out.push((
+                        gen_row()?,
+                        encode_message(m)?,
+                        encode_vector(v),
+                        *parse_id(&m.id)?.as_bytes(),
+                        m.id.clone(),
+                    ));
+                }
+                Encoded::Add(out)
+            }
+            Mutation::DeleteMessages(items) => Encoded::Delete(
+                items
+                    .iter()
+                    .map(|(row, id)| (row.to_be_bytes(), *id.as_bytes(), id.to_string()))
+                    .collect(),
+            ),
+            Mutation::AddSummary {
+                summary,
+                vector,
+                upto,
+                evict,
+            } => {
+                let mut ids = vec![summary.id.clone()];
+                ids.extend(summary.source_ids.iter().cloned());
+                Encoded::Summary {
+                    row: gen_row()?,
+                    record: encode_summary(summary)?,
+                    vector: encode_vector(vector),
+                    id: *parse_id(&summary.id)?.as_bytes(),
+                    ids,
+                    upto: *upto,
+                    evict: evict
+                        .iter()
+                        .map(|(row, id)| (row.to_be_bytes(), *id.as_bytes(), id.to_string()))
+                        .collect(),
+                }
+            }
+            Mutation::DeleteNamespace {
+                messages,
+                summaries,
+            } => Encoded::DropNamespace {
+                messages: messages.iter().map(|r| r.to_be_bytes()).collect(),
+                summaries: summaries.iter().map(|r| r.to_be_bytes()).collect(),
+            },
+        })
+    }
+
+    fn commit_sync(&self, name: &str, actor: Option<String>, enc: Encoded) -> Result<Committed> {
+        let now = crate::core::types::to_micros(Utc::now());
+        let committed = (
+            &self.messages,
+            &self.vectors,
+            &self.ids,
+            &self.namespaces,
+            &self.summaries,
+            &self.changes,
+        )
+            .transaction(
+                |(messages, vectors, ids, namespaces, summaries, changes)| -> TxResult<Committed> {
+                    let stored = match namespaces.get(name.as_bytes())? {
+                        Some(b) => Some(
+                            decode_namespace(name, &b)
+                                .map_err(ConflictableTransactionError::Abort)?,
+                        ),
+                        None => None,
+                    };
+                    let live = stored.as_ref().is_some_and(|s| !s.deleted);
+                    let mut entries: Vec<(ChangeKind, Vec<String>)> = Vec::new();
+                    let mut ns = match stored {
+                        Some(s) if !s.deleted => s,
+                        previous => {
+                            if matches!(
+                                enc,
+                                Encoded::Delete(_)
+                                    | Encoded::DropNamespace { .. }
+                                    | Encoded::Summary { .. }
+                            ) {
+                                return abort(Error::NotFound {
+                                    what: "namespace",
+                                    id: name.to_owned(),
+                                });
+                            }
+                            let (parent, metadata) = match &enc {
+                                Encoded::Create { parent, metadata } => {
+                                    (parent.clone(), metadata.clone())
+                                }
+                                _ => (None, serde_json::Map::new()),
+                            };
+                            entries.push((ChangeKind::NamespaceCreated, Vec::new()));
+                            StoredNamespace {
+                                record: NamespaceRecord {
+                                    name: name.to_owned(),
+                                    created_at: now,
+                                    parent,
+                                    metadata,
+                                    last_seq: previous.map_or(0, |p| p.record.last_seq),
+                                    summarized_upto: 0,
+                                },
+                                deleted: false,
+                            }
+                        }
+                    };
+                    let mut rows = Vec::new();
+                    match &enc {
+                        Encoded::Create { .. } => {
+                            if live {
+                                return Ok(Committed::default());
+                            }
+                        }
+                        Encoded::Add(items) => {
+                            for (row, msg, vec, id, id_text) in items {
+                                messages.insert(&row[..], msg.as_slice())?;
+                                vectors.insert(&row[..], vec.as_slice())?;
+                                ids.insert(&id[..], &row[..])?;
+                                rows.push(u64::from_be_bytes(*row));
+                                entries.push((ChangeKind::MessageAdded, vec![id_text.clone()]));
+                            }
+                        }
+                        Encoded::Delete(items) => {
+                            for (row, id, id_text) in items {
+                                if ids.get(&id[..])?.as_deref() != Some(&row[..]) {
+                                    return abort(Error::NotFound {
+                                        what: "message",
+                                        id: id_text.clone(),
+                                    });
+                                }
+                                remove_record(messages, vectors, ids, row, id)?;
+                                entries.push((ChangeKind::MessageDeleted, vec![id_text.clone()]));
+                            }
+                        }
+                        Encoded::Summary {
+                            row,
+                            record,
+                            vector,
+                            id,
+                            ids: change_ids,
+                            upto,
+                            evict,
+                        } => {
+                            if ns.record.summarized_upto >= *upto {
+                                return abort(Error::Conflict(
+                                    "this window was already summarized".into(),
+                                ));
+                            }
+                            ns.record.summarized_upto = *upto;
+                            summaries.insert(&row[..], record.as_slice())?;
+                            vectors.insert(&row[..], vector.as_slice())?;
+                            ids.insert(&id[..], &row[..])?;
+                            rows.push(u64::from_be_bytes(*row));
+                            entries.push((ChangeKind::SummaryCreated, change_ids.clone()));
+                            for (r, uid, id_text) in evict {
+                                remove_record(messages, vectors, ids, r, uid)?;
+                                entries.push((ChangeKind::MessageDeleted, vec![id_text.clone()]));
+                            }
+                        }
+                        Encoded::DropNamespace {
+                            messages: m,
+                            summaries: s,
+                        } => {
+                            for r in m {
+                                if let Some(b) = messages.get(&r[..])? {
+                                    let id = decode_message(&b)
+                                        .and_then(|m| parse_id(&m.id))
+                                        .map_err(ConflictableTransactionError::Abort)?;
+                                    remove_record(messages, vectors, ids, r, id.as_bytes())?;
+                                    rows.push(u64::from_be_bytes(*r));
+                                }
+                            }
+                            for r in s {
+                                if let Some(b) = summaries.get(&r[..])? {
+                                    let id = decode_summary(&b)
+                                        .and_then(|s| parse_id(&s.id))
+                                        .map_err(ConflictableTransactionError::Abort)?;
+                                    remove_record(summaries, vectors, ids, r, id.as_bytes())?;
+                                }
+                            }
+                            ns.deleted = true;
+                            ns.record.summarized_upto = 0;
+                            entries.push((ChangeKind::NamespaceDeleted, Vec::new()));
+                        }
+                    }
+                    let mut written = Vec::with_capacity(entries.len());
+                    for (kind, ids) in entries {
+                        ns.record.last_seq += 1;
+                        let change = Change {
+                            seq: ns.record.last_seq,
+                            namespace: name.to_owned(),
+                            kind,
+                            ids,
+                            at: now,
+                            actor: actor.clone(),
+                        };
+                        changes.insert(change_key(name, change.seq), encode_change(&change))?;
+                        written.push(change);
+                    }
+                    namespaces.insert(name.as_bytes(), encode_namespace(&ns))?;
+                    Ok(Committed {
+                        rows,
+                        changes: written,
+                    })
+                },
+            )
+            .map_err(tx_error)?;
+        self.flush_sync()?;
+        Ok(committed)
+    }
+
+    fn scan_sync(
+        &self,
+        kind: RecordKind,
+        after: Option<RowId>,
+        limit: usize,
+        dim: Option<usize>,
+    ) -> Result<Vec<StoredRecord>> {
+        let (tree, name) = match kind {
+            RecordKind::Message => (&self.messages, "messages"),
+            RecordKind::Summary => (&self.summaries, "summaries"),
+        };
+        let iter = match after {
+            Some(a) => match a.checked_add(1) {
+                Some(start) => tree.range(start.to_be_bytes()..),
+                None => return Ok(Vec::new()),
+            },
+            None => tree.iter(),
+        };
+        let mut out = Vec::new();
+        for kv in iter.take(limit) {
+            let (k, v) = kv.map_err(Error::storage)?;
+            let row = row_key(&k, name)?;
+            let record = match kind {
+                RecordKind::Message => Record::Message(decode_message(&v)?),
+                RecordKind::Summary => Record::Summary(decode_summary(&v)?),
+            };
+            let bytes = self
+                .vectors
+                .get(&k)
+                .map_err(Error::storage)?
+                .ok_or_else(|| corrupt("vectors", format!("no vector for {name} row {row}")))?;
+            let vector = match dim {
+                Some(d) => decode_vector(&bytes, d)?,
+                None => decode_vector(&bytes, bytes.len().saturating_sub(1) / 4)?,
+            };
+            out.push(StoredRecord {
+                row,
+                record,
+                vector,
+            });
+        }
+        Ok(out)
+    }
+
+    fn records_sync(&self, rows: &[RowId]) -> Result<Vec<(RowId, Record)>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for &row in rows {
+            let key = row.to_be_bytes();
+            if let Some(b) = self.messages.get(key).map_err(Error::storage)? {
+                out.push((row, Record::Message(decode_message(&b)?)));
+            } else if let Some(b) = self.summaries.get(key).map_err(Error::storage)? {
+                out.push((row, Record::Summary(decode_summary(&b)?)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn prune_sync(&self, retention: Retention, now: DateTime<Utc>) -> Result<usize> {
+        let cutoff =
+            now - chrono::Duration::from_std(retention.max_age).unwrap_or(chrono::Duration::MAX);
+        let mut removed = 0;
+        for kv in self.namespaces.iter() {
+            let (k, v) = kv.map_err(Error::storage)?;
+            let name = String::from_utf8_lossy(&k).into_owned();
+            let ns = decode_namespace(&name, &v)?;
+            let last = ns.record.last_seq;
+            let keep_from = last
+                .saturating_sub(retention.max_entries.saturating_sub(1))
+                .max(1);
+            for entry in self
+                .changes
+                .range(change_key(&name, 1)..change_key(&name, last))
+            {
+                let (key, value) = entry.map_err(Error::storage)?;
+                let seq = row_key(&key[key.len() - 8..], "changes")?;
+                let change = decode_change(&name, seq, &value)?;
+                if seq >= keep_from && change.at >= cutoff {
+                    break;
+                }
+                self.changes.remove(&key).map_err(Error::storage)?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.flush_sync()?;
+        }
+        Ok(removed)
+    }
+
+    fn check_sync(&self, dim: usize) -> Result<StoreCheck> {
+        let mut report = StoreCheck::default();
+        let mut owners: std::collections::HashMap<[u8; 8], [u8; 16]> =
+            std::collections::HashMap::new();
+        let problem = |report: &mut StoreCheck, p: String| {
+            if report.problems.len() < StoreCheck::MAX_PROBLEMS {
+                report.problems.push(p);
+            }
+        };
+        for (tree, name) in [(&self.messages, "messages"), (&self.summaries, "summaries")] {
+            for kv in tree.iter() {
+                let (k, v) = kv.map_err(Error::storage)?;
+                let Ok(key) = <[u8; 8]>::try_from(k.as_ref()) else {
+                    problem(&mut report, format!("{name}: key of {} bytes", k.len()));
+                    continue;
+                };
+                let seq = u64::from_be_bytes(key);
+                let decoded = if name == "messages" {
+                    report.messages += 1;
+                    decode_message(&v).map(|m| (m.id, m.namespace))
+                } else {
+                    report.summaries += 1;
+                    decode_summary(&v).map(|s| (s.id, s.namespace))
+                };
+                let id = match decoded.and_then(|(id, ns)| Ok((parse_id(&id)?, ns))) {
+                    Ok((id, ns)) => {
+                        let counts = report.namespaces.entry(ns).or_default();
+                        if name == "messages" {
+                            counts.messages += 1;
+                        } else {
+                            counts.summaries += 1;
+                        }
+                        *id.as_bytes()
+                    }
+                    Err(e) => {
+                        problem(&mut report, format!("{name} seq {seq}: {e}"));
+                        continue;
+                    }
+                };
+                if owners.insert(key, id).is_some() {
+                    problem(
+                        &mut report,
+                        format!("seq {seq} is both a message and a summary"),
+                    );
+                }
+                match self.vectors.get(key).map_err(Error::storage)? {
+                    None => problem(&mut report, format!("{name} seq {seq}: no vector")),
+                    Some(b) => {
+                        if let Err(e) = decode_vector(&b, dim) {
+                            problem(&mut report, format!("{name} seq {seq}: {e}"));
+                        }
+                    }
+                }
+                match self.ids.get(id).map_err(Error::storage)? {
+                    Some(s) if s.as_ref() == key => {}
+                    Some(_) => problem(
+                        &mut report,
+                        format!("{name} seq {seq}: its id entry points at another seq"),
+                    ),
+                    None => problem(&mut report, format!("{name} seq {seq}: no id entry")),
+                }
+            }
+        }
+        for kv in self.vectors.iter() {
+            let (k, _) = kv.map_err(Error::storage)?;
+            report.vectors += 1;
+            if <[u8; 8]>::try_from(k.as_ref()).map_or(true, |key| !owners.contains_key(&key)) {
+                problem(&mut report, format!("vector {k:?} has no record"));
+            }
+        }
+        for kv in self.ids.iter() {
+            let (k, v) = kv.map_err(Error::storage)?;
+            report.ids += 1;
+            let owner = <[u8; 8]>::try_from(v.as_ref())
+                .ok()
+                .and_then(|key| owners.get(&key));
+            if owner.is_none_or(|id| id[..] != k[..]) {
+                problem(
+                    &mut report,
+                    format!("id entry {k:?} points at no record with that id"),
+                );
+            }
+        }
+        for kv in self.namespaces.iter() {
+            let (k, v) = kv.map_err(Error::storage)?;
+            let name = String::from_utf8_lossy(&k).into_owned();
+            match decode_namespace(&name, &v) {
+                Err(e) => problem(&mut report, format!("namespace {name}: {e}")),
+                Ok(ns) if ns.deleted && report.namespaces.contains_key(&name) => problem(
+                    &mut report,
+                    format!("namespace {name}: deleted but records remain"),
+                ),
+                Ok(_) => {}
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn remove_record(
+    records: &TransactionalTree,
+    vectors: &TransactionalTree,
+    ids: &TransactionalTree,
+    row: &[u8; 8],
+    id: &[u8; 16],
+) -> TxResult<()> {
+    records.remove(&row[..])?;
+    vectors.remove(&row[..])?;
+    ids.remove(&id[..])?;
+    Ok(())
+}
+
+#[async_trait]
+impl RecordStore for SledStore {
+    async fn check_or_init_meta(&self, info: &ModelInfo) -> Result<()> {
+        let store = self.clone();
+        let info = info.clone();
+        blocking(move || {
+            if let Some(bytes) = store.meta.get("engine").map_err(Error::storage)? {
+                let meta = decode_meta(&bytes)?;
+                if meta.weights_sha256 != info.weights_sha256 || meta.dim as usize != info.dim {
+                    return Err(Error::ModelMismatch {
+                        stored: meta.model_id,
+                        stored_dim: meta.dim as usize,
+                        current: info.id.clone(),
+                        current_dim: info.dim,
+                    });
+                }
+                return Ok(());
+            }
+            let meta = EngineMeta {
+                model_id: info.id.clone(),
+                weights_sha256: info.weights_sha256.clone(),
+                dim: info.dim as u32,
+                normalized: true,
+                created_micros: micros(Utc::now()),
+            };
+            store
+                .meta
+                .insert("engine", encode(&meta))
+                .map_err(Error::storage)?;
+            store.flush_sync()
+        })
+        .await
+    }
+
+    async fn commit(&self, commit: &Commit) -> Result<Committed> {
+        let enc = self.encode_commit(commit)?;
+        let store = self.clone();
+        let name = commit.namespace.as_str().to_owned();
+        let actor = commit.actor.clone();
+        blocking(move || store.commit_sync(&name, actor, enc)).await
+    }
+
+    async fn records(&self, rows: &[RowId]) -> Result<Vec<(RowId, Record)>> {
+        let store = self.clone();
+        let rows = rows.to_vec();
+        blocking(move || store.records_sync(&rows)).await
+    }
+
+    async fn row_of(&self, id: &Uuid) -> Result<Option<RowId>> {
+        match self.ids.get(id.as_bytes()).map_err(Error::storage)? {
+            None => Ok(None),
+            Some(v) => row_key(&v, "ids").map(Some),
+        }
+    }
+
+    async fn scan(
+        &self,
+        kind: RecordKind,
+        after: Option<RowId>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>> {
+        let store = self.clone();
+        blocking(move || store.scan_sync(kind, after, limit, None)).await
+    }
+
+    async fn namespaces(&self) -> Result<Vec<NamespaceRecord>> {
+        let store = self.clone();
+        blocking(move || {
+            let mut out = Vec::new();
+            for kv in store.namespaces.iter() {
+                let (k, v) = kv.map_err(Error::storage)?;
+                let ns = decode_namespace(&String::from_utf8_lossy(&k), &v)?;
+                if !ns.deleted {
+                    out.push(ns.record);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn changes(&self, namespace: &str, after: u64, limit: usize) -> Result<Vec<Change>> {
+        let store = self.clone();
+        let name = namespace.to_owned();
+        blocking(move || {
+            let Some(start) = after.checked_add(1) else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for kv in store
+                .changes
+                .range(change_key(&name, start)..=change_key(&name, u64::MAX))
+                .take(limit)
+            {
+                let (k, v) = kv.map_err(Error::storage)?;
+                let seq = row_key(&k[k.len() - 8..], "changes")?;
+                out.push(decode_change(&name, seq, &v)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn prune_changes(&self, retention: Retention, now: DateTime<Utc>) -> Result<usize> {
+        let store = self.clone();
+        blocking(move || store.prune_sync(retention, now)).await
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<std::result::Result<(), Option<Vec<u8>>>> {
+        let store = self.clone();
+        let key = key.to_owned();
+        blocking(move || {
+            let swapped = store
+                .kv
+                .compare_and_swap(key.as_bytes(), expected, new)
+                .map_err(Error::storage)?;
+            match swapped {
+                Ok(()) => {
+                    store.flush_sync()?;
+                    Ok(Ok(()))
+                }
+                Err(e) => Ok(Err(e.current.map(|v| v.to_vec()))),
+            }
+        })
+        .await
+    }
+
+    async fn get_key(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .kv
+            .get(key.as_bytes())
+            .map_err(Error::storage)?
+            .map(|v| v.to_vec()))
+    }
+
+    async fn check(&self, dim: usize) -> Result<StoreCheck> {
+        let store = self.clone();
+        blocking(move || store.check_sync(dim)).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let store = self.clone();
+        blocking(move || store.flush_sync()).await
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::access::NamespaceName;
+    use crate::core::types::Message;
+
+    fn message(ns: &str) -> Message {
+        let mut m = crate::storage::codec::tests::sample();
+        m.namespace = ns.into();
+        m
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn add(ns: &str, messages: &[&Message]) -> Commit {
+        Commit {
+            namespace: NamespaceName::parse(ns).unwrap(),
+            mutation: Mutation::AddMessages(
+                messages
+                    .iter()
+                    .map(|m| ((*m).clone(), vec![1.0, 0.0, 0.0]))
+                    .collect(),
+            ),
+            actor: Some("tester".into()),
+        }
+    }
+
+    #[test]
+    fn check_finds_each_kind_of_inconsistency() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (a, b) = (message("ns"), message("ns"));
+        let committed = rt().block_on(store.commit(&add("ns", &[&a, &b]))).unwrap();
+        let (r1, _r2) = (committed.rows[0], committed.rows[1]);
+        let sound = store.check_sync(3).unwrap();
+        assert!(sound.problems.is_empty(), "{:?}", sound.problems);
+        assert_eq!((sound.messages, sound.vectors, sound.ids), (2, 2, 2));
+        assert_eq!(sound.namespaces["ns"].messages, 2);
+        // Wrong dimension, a lost vector, an id entry gone, a corrupt record.
+        assert_eq!(store.check_sync(4).unwrap().problems.len(), 2);
+        store.vectors.remove(r1.to_be_bytes()).unwrap();
+        store
+            .ids
+            .remove(parse_id(&b.id).unwrap().as_bytes())
+            .unwrap();
+        let bad_row = committed.rows[1] + 1;
+        store
+            .messages
+            .insert(
+                bad_row.to_be_bytes(),
+                &[super::super::codec::FORMAT_VERSION, 0xff][..],
+            )
+            .unwrap();
+        let broken = store.check_sync(3).unwrap();
+        let joined = broken.problems.join("\n");
+        assert!(
+            joined.contains(&format!("messages seq {r1}: no vector")),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(&format!("messages seq {}: no id entry", committed.rows[1])),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(&format!("messages seq {bad_row}")),
+            "{joined}"
+        );
+        assert_eq!(broken.problems.len(), 3, "{joined}");
+    }
+
+    /// The change log: one entry per record, gap-free from 1, in commit order,
+    /// written with the records; the sequence survives the namespace's deletion.
+    #[test]
+    fn commits_write_a_gap_free_change_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let rt = rt();
+        let (a, b, c) = (message("n"), message("n"), message("n"));
+        let first = rt.block_on(store.commit(&add("n", &[&a, &b]))).unwrap();
+        let kinds: Vec<_> = first.changes.iter().map(|c| (c.seq, c.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (1, ChangeKind::NamespaceCreated),
+                (2, ChangeKind::MessageAdded),
+                (3, ChangeKind::MessageAdded)
+            ]
+        );
+        assert_eq!(first.changes[1].ids, std::slice::from_ref(&a.id));
+        assert_eq!(first.changes[1].actor.as_deref(), Some("tester"));
+        let del = Commit {
+            namespace: NamespaceName::parse("n").unwrap(),
+            mutation: Mutation::DeleteMessages(vec![(first.rows[0], parse_id(&a.id).unwrap())]),
+            actor: None,
+        };
+        rt.block_on(store.commit(&del)).unwrap();
+        // Deleting it again fails and writes nothing.
+        assert_eq!(
+            rt.block_on(store.commit(&del)).unwrap_err().code(),
+            "not_found"
+        );
+        rt.block_on(store.commit(&add("n", &[&c]))).unwrap();
+        let log = rt.block_on(store.changes("n", 0, 100)).unwrap();
+        let seqs: Vec<u64> = log.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        assert_eq!(log[3].kind, ChangeKind::MessageDeleted);
+        assert_eq!(rt.block_on(store.changes("n", 3, 1)).unwrap()[0].seq, 4);
+        // Another namespace has its own sequence.
+        let other = rt
+            .block_on(store.commit(&add("o", &[&message("o")])))
+            .unwrap();
+        assert_eq!(other.changes.last().unwrap().seq, 2);
+        // Deleting the namespace hides it; its sequence continues when reused.
+        let drop = Commit {
+            namespace: NamespaceName::parse("n").unwrap(),
+            mutation: Mutation::DeleteNamespace {
+                messages: vec![first.rows[1]],
+                summaries: Vec::new(),
+            },
+            actor: None,
+        };
+        assert_eq!(rt.block_on(store.commit(&drop)).unwrap().changes[0].seq, 6);
+        let names: Vec<String> = rt
+            .block_on(store.namespaces())
+            .unwrap()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        assert_eq!(names, ["o"]);
+        let again = rt
+            .block_on(store.commit(&add("n", &[&message("n")])))
+            .unwrap();
+        let seqs: Vec<u64> = again.changes.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, [7, 8]);
+        // Reopened, the log reads the same.
+        drop_store(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(rt.block_on(store.changes("n", 0, 100)).unwrap().len(), 8);
+    }
+
+    fn drop_store(store: SledStore) {
+        store.flush_sync().unwrap();
+        drop(store);
+    }
+
+    #[test]
+    fn retention_prunes_by_count_and_age_but_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let rt = rt();
+        let msgs: Vec<Message> = (0..5).map(|_| message("n")).collect();
+        let refs: Vec<&Message> = msgs.iter().collect();
+        rt.block_on(store.commit(&add("n", &refs))).unwrap(); // seqs 1..=6
+        let keep_3 = Retention {
+            max_age: std::time::Duration::from_secs(3600),
+            max_entries: 3,
+        };
+        assert_eq!(
+            rt.block_on(store.prune_changes(keep_3, Utc::now()))
+                .unwrap(),
+            3
+        );
+        let seqs: Vec<u64> = rt
+            .block_on(store.changes("n", 0, 100))
+            .unwrap()
+            .iter()
+            .map(|c| c.seq)
+            .collect();
+        assert_eq!(seqs, [4, 5, 6]);
+        let later = Utc::now() + chrono::Duration::hours(2);
+        assert_eq!(rt.block_on(store.prune_changes(keep_3, later)).unwrap(), 2);
+        let left = rt.block_on(store.changes("n", 0, 100)).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].seq, 6);
+    }
+
+    #[test]
+    fn compare_and_set_writes_only_when_expected_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let rt = rt();
+        let cas = |e: Option<&[u8]>, n: Option<&[u8]>| {
+            rt.block_on(store.compare_and_set("k", e.map(<[u8]>::to_vec), n.map(<[u8]>::to_vec)))
+                .unwrap()
+        };
+        assert_eq!(cas(None, Some(b"1")), Ok(()));
+        assert_eq!(cas(None, Some(b"2")), Err(Some(b"1".to_vec())));
+        assert_eq!(cas(Some(b"1"), Some(b"2")), Ok(()));
+        assert_eq!(
+            rt.block_on(store.get_key("k")).unwrap(),
+            Some(b"2".to_vec())
+        );
+        assert_eq!(cas(Some(b"2"), None), Ok(()));
+        assert_eq!(rt.block_on(store.get_key("k")).unwrap(), None);
+    }
+}
