@@ -150,7 +150,10 @@ fn cli_embed_prints_one_vector_per_line() {
         .collect();
     assert_eq!(lines.len(), 2);
     let reference: Value = serde_json::from_slice(
-        &std::fs::read(crate::common::shared_path("fixtures/minilm-reference.json")).unwrap(),
+        &std::fs::read(crate::common::repo_path(
+            "tests/fixtures/minilm-reference.json",
+        ))
+        .unwrap(),
     )
     .unwrap();
     let hello: Vec<f32> =

@@ -11,6 +11,7 @@ use memoryd::{Engine, IndexConfig, SearchMode};
 use crate::common::{config, embedder, shared_path};
 
 #[test]
+#[ignore = "needs LoCoMo in ../shared/data; .ci/run runs it with --ignored"]
 fn locomo_dense_reproduces_reference_recall_and_hybrid_meets_its_target() {
     let path = shared_path("data/locomo/locomo10.json");
     let samples = memoryd::locomo::load(&path).expect("LoCoMo loads");

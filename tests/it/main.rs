@@ -1,6 +1,8 @@
 //! Integration tests (one binary, a module per area), run with the real model.
 //! The model is resolved like users resolve it (`models/`, HF cache, pip) and
-//! loaded once per test binary.
+//! loaded once per test binary. Tests that need `../shared/data` are ignored
+//! with a reason; `.ci/run` runs them (`cargo test --release --features eval --
+//! --ignored`).
 
 mod bad_input;
 mod common;
@@ -9,6 +11,7 @@ mod crash;
 mod e2e;
 mod embedding;
 mod engine;
+#[cfg(feature = "eval")]
 mod eval;
 mod http;
 mod server;
