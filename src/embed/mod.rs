@@ -4,10 +4,12 @@
 mod bert;
 pub mod fast;
 pub mod gemm;
+mod hash;
 pub mod model;
 mod queue;
 
 pub use bert::{Backend, BertEmbedder, BertOptions, Pooling};
+pub use hash::HashEmbedder;
 pub use queue::{EmbedQueue, Priority};
 
 use crate::core::error::Result;

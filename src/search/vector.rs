@@ -24,6 +24,17 @@ use crate::core::params::IndexConfig;
 use crate::core::types::{Filter, HitKind, Message, Summary};
 use crate::simd::dot;
 
+/// Which way a search went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SearchPath {
+    /// An exact scan (no graph, asked for exact, or a selective filter).
+    Exact,
+    /// The graph, over-fetching for the filter.
+    Graph,
+    /// The graph's neighbourhood held too few matches; fell back to an exact scan.
+    GraphFallback,
+}
+
 /// hnsw_rs can dump and reload only graphs created with this many layers.
 const HNSW_MAX_LAYER: usize = 16;
 
@@ -466,11 +477,23 @@ impl NamespaceIndex {
     /// The best `k` live rows matching `filter` for the unit vector `query`,
     /// best first. `exact` forces the exact scan.
     pub fn search(&self, query: &[f32], k: usize, filter: &RowFilter, exact: bool) -> Vec<Scored> {
+        self.search_traced(query, k, filter, exact).0
+    }
+
+    /// [`NamespaceIndex::search`], also saying which way it went (tests check
+    /// that the graph paths really run).
+    pub(crate) fn search_traced(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &RowFilter,
+        exact: bool,
+    ) -> (Vec<Scored>, SearchPath) {
         if k == 0 || self.live == 0 {
-            return Vec::new();
+            return (Vec::new(), SearchPath::Exact);
         }
         let Some(graph) = self.graph.as_ref().filter(|_| !exact) else {
-            return self.exact(query, k, filter);
+            return (self.exact(query, k, filter), SearchPath::Exact);
         };
         let matching = if filter.is_empty() {
             self.live
@@ -478,11 +501,11 @@ impl NamespaceIndex {
             self.rows.iter().filter(|r| filter.matches(r)).count()
         };
         if matching == 0 {
-            return Vec::new();
+            return (Vec::new(), SearchPath::Exact);
         }
         // A selective filter: scanning the few matching rows beats walking the graph.
         if matching <= self.config.exact_threshold.min(self.live / 10).max(k) {
-            return self.exact(query, k, filter);
+            return (self.exact(query, k, filter), SearchPath::Exact);
         }
         // Unfiltered: k plus the tombstones that may occupy the top. Filtered:
         // twice the k that the matching fraction predicts.
@@ -508,7 +531,7 @@ impl NamespaceIndex {
         let found = top.into_sorted();
         if found.len() < k.min(matching) {
             // The graph's neighbourhood held too few matches: never lose recall to a filter.
-            return self.exact(query, k, filter);
+            return (self.exact(query, k, filter), SearchPath::GraphFallback);
         }
         // Recompute exact scores (DistDot clamps at 0 and loses the sign).
         let mut rescored: Vec<Scored> = found
@@ -522,7 +545,7 @@ impl NamespaceIndex {
             })
             .collect();
         rescored.sort_by(|a, b| b.cmp(a));
-        rescored
+        (rescored, SearchPath::Graph)
     }
 
     /// Whether `seq` is a live row that `filter` admits.
@@ -653,7 +676,10 @@ mod tests {
     }
 
     #[test]
-    fn filters_match_exact_reference() {
+    /// A selective filter (5% of the rows) is served by an exact scan of the
+    /// matching rows even when a graph exists; a filter nothing can match compiles
+    /// to `None`. (The graph paths are `filtered_graph_search_over_fetches_and_falls_back`.)
+    fn selective_filters_scan_the_matching_rows_exactly() {
         let (idx, vs) = build(2000, 500);
         let snap = idx.snapshot();
         let g = NamespaceIndex::rebuilt_from(&snap);
@@ -663,7 +689,8 @@ mod tests {
             ..Default::default()
         };
         let rf = g.compile(&f).unwrap();
-        let via_graph = g.search(&vs[0], 10, &rf, false);
+        let (via_graph, path) = g.search_traced(&vs[0], 10, &rf, false);
+        assert_eq!(path, SearchPath::Exact);
         let exact = g.search(&vs[0], 10, &rf, true);
         assert_eq!(via_graph, exact);
         assert!(!via_graph.is_empty());
@@ -674,6 +701,71 @@ mod tests {
             })
             .is_none()
         );
+    }
+
+    /// A filter matching half the rows is not selective, so the graph serves it
+    /// by over-fetching; a filter whose matches all lie outside the query's
+    /// neighbourhood makes the graph come back short and the exact scan take over.
+    /// Both agree with the exact reference.
+    #[test]
+    fn filtered_graph_search_over_fetches_and_falls_back() {
+        let (idx, vs) = build(2000, 500);
+        let g = NamespaceIndex::rebuilt_from(&idx.snapshot());
+        assert!(g.has_graph());
+        let half = g
+            .compile(&Filter {
+                role: Some(Role::Assistant),
+                ..Default::default()
+            })
+            .unwrap();
+        let mut agree = 0;
+        for q in vs.iter().skip(1).step_by(2).take(20) {
+            let (via_graph, path) = g.search_traced(q, 10, &half, false);
+            assert_eq!(path, SearchPath::Graph);
+            let exact = g.search(q, 10, &half, true);
+            assert_eq!(via_graph[0], exact[0], "an assistant row finds itself");
+            agree += via_graph.iter().filter(|s| exact.contains(s)).count();
+        }
+        assert!(agree >= 180, "filtered graph recall@10 {agree}/200");
+
+        // 200 assistant rows packed around `q`, 800 user rows elsewhere.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let q = unit(&mut rng, 32);
+        let mut idx = NamespaceIndex::new(
+            32,
+            IndexConfig {
+                exact_threshold: 100,
+                ..IndexConfig::default()
+            },
+        );
+        for i in 0..1000usize {
+            let v = if i < 200 {
+                let mut v: Vec<f32> = q
+                    .iter()
+                    .map(|x| x + rng.random_range(-0.05..0.05))
+                    .collect();
+                crate::embed::l2_normalize(&mut v);
+                v
+            } else {
+                unit(&mut rng, 32)
+            };
+            let mut m = msg(i);
+            m.role = if i < 200 { Role::Assistant } else { Role::User };
+            idx.push(i as u64 + 1, &m, &v);
+        }
+        let g = NamespaceIndex::rebuilt_from(&idx.snapshot());
+        assert!(g.has_graph());
+        let users = g
+            .compile(&Filter {
+                role: Some(Role::User),
+                ..Default::default()
+            })
+            .unwrap();
+        let (found, path) = g.search_traced(&q, 10, &users, false);
+        assert_eq!(path, SearchPath::GraphFallback);
+        assert_eq!(found, g.search(&q, 10, &users, true));
+        assert_eq!(found.len(), 10);
+        assert!(found.iter().all(|s| s.seq > 200), "only user rows");
     }
 
     #[test]

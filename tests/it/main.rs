@@ -7,6 +7,7 @@
 mod bad_input;
 mod common;
 mod concurrency;
+mod conformance;
 mod crash;
 mod e2e;
 mod embedding;

@@ -1,0 +1,189 @@
+//! Engine behaviour every storage backend must show, run against each backend
+//! (today: sled). The model is the hash embedder: these tests are about the
+//! engine's bookkeeping (change log, access, registry), not about ranking.
+
+use std::sync::Arc;
+
+use memoryd::embed::HashEmbedder;
+use memoryd::{
+    Access, ChangeKind, Engine, EngineConfig, NamespacePattern, NewMessage, Role, Scope,
+    SearchRequest, SledStore,
+};
+
+type Open = fn(&std::path::Path) -> Engine;
+
+fn sled(dir: &std::path::Path) -> Engine {
+    let mut config = EngineConfig::with_data_dir(dir);
+    config.summarize.enabled = false;
+    let store = SledStore::open(dir).unwrap();
+    Engine::open_with_store(config, Arc::new(HashEmbedder::new(16)), Arc::new(store)).unwrap()
+}
+
+const BACKENDS: &[(&str, Open)] = &[("sled", sled)];
+
+fn each_backend(test: impl Fn(&str, Open, &std::path::Path)) {
+    for (name, open) in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        test(name, *open, dir.path());
+    }
+}
+
+fn said(text: &str) -> NewMessage {
+    NewMessage::new(Role::User, text)
+}
+
+#[test]
+fn every_write_is_one_change_log_entry_in_order_with_its_actor() {
+    each_backend(|backend, open, dir| {
+        let rt = crate::common::rt();
+        rt.block_on(async {
+            let e = open(dir);
+            let agent = Access::full().with_agent("researcher");
+            let stored = e
+                .add_batch(&agent, "team", vec![said("a"), said("b")])
+                .await
+                .unwrap();
+            e.delete(&Access::full(), &stored[0].id).await.unwrap();
+            e.summarize(&Access::full(), "team").await.unwrap();
+            let log = e.changes(&Access::full(), "team", 0, 100).await.unwrap();
+            let kinds: Vec<(u64, ChangeKind)> = log.iter().map(|c| (c.seq, c.kind)).collect();
+            assert_eq!(
+                kinds,
+                [
+                    (1, ChangeKind::NamespaceCreated),
+                    (2, ChangeKind::MessageAdded),
+                    (3, ChangeKind::MessageAdded),
+                    (4, ChangeKind::MessageDeleted),
+                    (5, ChangeKind::SummaryCreated),
+                ],
+                "{backend}"
+            );
+            assert_eq!(log[1].ids, [stored[0].id.clone()], "{backend}");
+            assert_eq!(log[1].actor.as_deref(), Some("researcher"), "{backend}");
+            assert_eq!(log[3].actor, None, "{backend}");
+            // The summary's entry names it and its one source.
+            assert_eq!(log[4].ids.len(), 2, "{backend}");
+            assert_eq!(log[4].ids[1], stored[1].id, "{backend}");
+            // Paged reads continue where the last one stopped.
+            let page = e.changes(&Access::full(), "team", 3, 1).await.unwrap();
+            assert_eq!(page[0].seq, 4, "{backend}");
+            drop(e);
+        });
+        // The log is durable and the sequence continues after a restart.
+        rt.block_on(async {
+            let e = open(dir);
+            e.add(&Access::full(), "team", said("c")).await.unwrap();
+            let log = e.changes(&Access::full(), "team", 0, 100).await.unwrap();
+            let seqs: Vec<u64> = log.iter().map(|c| c.seq).collect();
+            assert_eq!(seqs, [1, 2, 3, 4, 5, 6], "{backend}");
+        });
+    });
+}
+
+#[test]
+fn access_limits_namespaces_and_scopes_and_hides_other_records() {
+    each_backend(|backend, open, dir| {
+        crate::common::rt().block_on(async {
+            let e = open(dir);
+            let full = Access::full();
+            let theirs = e.add(&full, "team-b", said("secret plan")).await.unwrap();
+            e.add(&full, "team-a", said("our plan")).await.unwrap();
+            let reader = Access::new(
+                vec![NamespacePattern::parse("team-a*").unwrap()],
+                &[Scope::Read],
+            );
+            // Reads in scope work; writes, deletes and other namespaces do not.
+            let hits = e
+                .search(&reader, "team-a", SearchRequest::text("plan", 5))
+                .await
+                .unwrap();
+            assert_eq!(hits.hits.len(), 1, "{backend}");
+            let denied = e.add(&reader, "team-a", said("x")).await.unwrap_err();
+            assert_eq!(denied.code(), "forbidden", "{backend}");
+            let denied = e
+                .search(&reader, "team-b", SearchRequest::text("plan", 5))
+                .await
+                .unwrap_err();
+            assert_eq!(denied.code(), "forbidden", "{backend}");
+            // A record in a namespace the caller cannot see does not exist for it.
+            assert_eq!(
+                e.get(&reader, &theirs.id).await.unwrap_err().code(),
+                "not_found"
+            );
+            assert_eq!(
+                e.delete(&reader, &theirs.id).await.unwrap_err().code(),
+                "not_found"
+            );
+            assert!(e.get(&full, &theirs.id).await.is_ok(), "{backend}");
+            let names: Vec<String> = e.namespaces(&reader).into_iter().map(|n| n.name).collect();
+            assert_eq!(names, ["team-a"], "{backend}");
+            assert_eq!(e.check(&reader).await.unwrap_err().code(), "forbidden");
+            assert_eq!(
+                e.delete_namespace(&reader, "team-a")
+                    .await
+                    .unwrap_err()
+                    .code(),
+                "forbidden"
+            );
+            assert_eq!(
+                e.namespaces(&full).len(),
+                2,
+                "nothing was deleted ({backend})"
+            );
+        });
+    });
+}
+
+#[test]
+fn namespaces_exist_empty_with_parent_and_metadata_and_survive_restart() {
+    each_backend(|backend, open, dir| {
+        let rt = crate::common::rt();
+        let full = Access::full();
+        rt.block_on(async {
+            let e = open(dir);
+            let meta = serde_json::json!({"team": "support"})
+                .as_object()
+                .unwrap()
+                .clone();
+            let made = e
+                .create_namespace(&full, "support-l2", Some("support-l1"), meta.clone())
+                .await
+                .unwrap();
+            assert_eq!(
+                (made.messages, made.parent.as_deref()),
+                (0, Some("support-l1"))
+            );
+            // Creating it again changes nothing.
+            let again = e
+                .create_namespace(&full, "support-l2", None, Default::default())
+                .await
+                .unwrap();
+            assert_eq!(again.parent.as_deref(), Some("support-l1"), "{backend}");
+            assert_eq!(again.last_seq, 1, "{backend}");
+            assert_eq!(e.namespaces(&full).len(), 1, "{backend}");
+        });
+        rt.block_on(async {
+            let e = open(dir);
+            let listed = e.namespaces(&full);
+            assert_eq!(listed.len(), 1, "{backend}");
+            assert_eq!(listed[0].metadata["team"], "support", "{backend}");
+            assert!(listed[0].created_at.is_some(), "{backend}");
+            assert_eq!(e.delete_namespace(&full, "support-l2").await.unwrap(), 0);
+            assert!(e.namespaces(&full).is_empty(), "{backend}");
+            // Its log stays, and a namespace of the same name continues the sequence.
+            e.add(&full, "support-l2", said("back")).await.unwrap();
+            let log = e.changes(&full, "support-l2", 0, 10).await.unwrap();
+            let kinds: Vec<ChangeKind> = log.iter().map(|c| c.kind).collect();
+            assert_eq!(
+                kinds,
+                [
+                    ChangeKind::NamespaceCreated,
+                    ChangeKind::NamespaceDeleted,
+                    ChangeKind::NamespaceCreated,
+                    ChangeKind::MessageAdded
+                ],
+                "{backend}"
+            );
+        });
+    });
+}
