@@ -226,18 +226,17 @@ impl Engine {
                 ns.index.maintain();
             }
         }
+        let mut jobs: Vec<Box<dyn Job<Inner>>> = vec![Box::new(RetentionJob {
+            last: Mutex::new(None),
+        })];
         if engine.inner.config.summarize.enabled {
-            JobRunner::start(
-                Arc::downgrade(&engine.inner),
-                engine.inner.config.summarize.tick,
-                vec![
-                    Box::new(SummarizeJob),
-                    Box::new(RetentionJob {
-                        last: Mutex::new(None),
-                    }),
-                ],
-            );
+            jobs.push(Box::new(SummarizeJob));
         }
+        JobRunner::start(
+            Arc::downgrade(&engine.inner),
+            engine.inner.config.summarize.tick,
+            jobs,
+        );
         tracing::info!(
             messages = count,
             namespaces = engine.inner.namespaces.read().len(),

@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod common;
+mod compat;
 mod concurrency;
 mod conformance;
 mod crash;
