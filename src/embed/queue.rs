@@ -14,6 +14,9 @@
 //! `max_batch_texts`). So that a steady stream of queries cannot starve the other
 //! lanes, a lane whose oldest request has waited longer than its aging bound
 //! (writes 200 ms, background 1 s) is served one slice next.
+//!
+//! A request whose caller has gone (its future dropped, e.g. a client that
+//! disconnected) is dropped when the worker reaches it, not embedded.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -274,11 +277,19 @@ fn pick(lanes: &[VecDeque<Job>; 3], now: Instant) -> Option<usize> {
 }
 
 /// Takes the next slice from `lane`: whole jobs and at most one partial one (left
-/// at the front). Returns the jobs with the range of their texts to embed.
-fn take_slice(lane: &mut VecDeque<Job>, query: bool, s: &Slicing) -> Vec<(Job, usize)> {
+/// at the front). Returns the jobs with the range of their texts to embed, and
+/// how many jobs it dropped because their caller had gone.
+fn take_slice(lane: &mut VecDeque<Job>, query: bool, s: &Slicing) -> (Vec<(Job, usize)>, usize) {
     let mut taken = Vec::new();
+    let mut dropped = 0;
     let (mut texts, mut cost) = (0usize, 0usize);
     while let Some(job) = lane.front() {
+        if job.reply.is_closed() {
+            // Nobody waits for the answer: skip the work.
+            lane.pop_front();
+            dropped += 1;
+            continue;
+        }
         let mut end = job.done;
         while end < job.texts.len() && texts < s.max_batch_texts {
             let c = s.cost(&job.texts[end]);
@@ -299,7 +310,7 @@ fn take_slice(lane: &mut VecDeque<Job>, query: bool, s: &Slicing) -> Vec<(Job, u
             break;
         }
     }
-    taken
+    (taken, dropped)
 }
 
 fn worker(embedder: Arc<dyn Embedder>, shared: Arc<Shared>, slicing: Slicing) {
@@ -309,7 +320,20 @@ fn worker(embedder: Arc<dyn Embedder>, shared: Arc<Shared>, slicing: Slicing) {
             loop {
                 if let Some(lane) = pick(&lanes.lanes, Instant::now()) {
                     let query = lane == Priority::Query.lane();
-                    break (lane, take_slice(&mut lanes.lanes[lane], query, &slicing));
+                    let (taken, dropped) = take_slice(&mut lanes.lanes[lane], query, &slicing);
+                    if dropped > 0 {
+                        metrics::counter!(
+                            "memoryd_embed_cancelled_total",
+                            "lane" => Priority::ALL[lane].as_str()
+                        )
+                        .increment(dropped as u64);
+                        let d = shared.depth.fetch_sub(dropped, Ordering::Relaxed) - dropped;
+                        metrics::gauge!("memoryd_embed_queue_depth").set(d as f64);
+                        if taken.is_empty() {
+                            continue;
+                        }
+                    }
+                    break (lane, taken);
                 }
                 if lanes.closed {
                     return;
@@ -459,7 +483,8 @@ mod tests {
         let rest: Vec<String> = calls[3..].concat();
         assert_eq!(rest, big[4..]);
         assert!(calls[3..].iter().all(|c| c.len() == 4));
-        assert_eq!(q.depth(), 0);
+        // The worker answers a slice's jobs before it lowers the depth.
+        wait_for_depth_zero(&q);
     }
 
     fn lanes_empty(q: &EmbedQueue) -> bool {
@@ -494,6 +519,37 @@ mod tests {
             calls[query_passes..],
             [vec![long], vec!["short".to_string()]]
         );
+    }
+
+    fn wait_for_depth_zero(q: &EmbedQueue) {
+        let start = Instant::now();
+        while q.depth() != 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "depth stays {}",
+                q.depth()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_job_whose_caller_has_gone_is_never_embedded() {
+        let rec = recorder();
+        let q = EmbedQueue::start(rec.clone(), 16, 64, 48);
+        let first = q.submit(vec!["first".into()]).unwrap();
+        // The worker holds "first" (blocked in the embedder) while the others wait.
+        while !lanes_empty(&q) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(q.submit(vec!["abandoned".into()]).unwrap());
+        let last = q.submit(vec!["last".into()]).unwrap();
+        rec.hold.store(false, Ordering::Release);
+        assert!(first.blocking_recv().unwrap().is_ok());
+        assert_eq!(last.blocking_recv().unwrap().unwrap().len(), 1);
+        let calls = rec.calls.lock().clone();
+        assert_eq!(calls, [vec!["first".to_string()], vec!["last".to_string()]]);
+        wait_for_depth_zero(&q);
     }
 
     #[test]
