@@ -65,6 +65,10 @@ pub enum Error {
     /// The model failed while running (tokenization or forward pass).
     #[error("embedding failed: {0}")]
     Embedding(String),
+    /// The model crashed (panicked) and the embedding worker stopped: this and
+    /// every later embedding request fail until the server is restarted.
+    #[error("the embedding model crashed and is stopped until a restart: {0}")]
+    ModelFailed(String),
     /// A persisted record could not be decoded.
     #[error("corrupt record in {tree}: {message}")]
     Corrupt {
@@ -129,6 +133,7 @@ impl Error {
             Error::ModelMismatch { .. } => "model_mismatch",
             Error::ModelUnavailable(_) => "model_unavailable",
             Error::Embedding(_) => "embedding_failed",
+            Error::ModelFailed(_) => "model_failed",
             Error::Corrupt { .. } => "corrupt_record",
             Error::Storage(_) => "storage_error",
             Error::Io(_) => "io_error",
@@ -143,7 +148,9 @@ impl Error {
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Overloaded { .. } => ErrorKind::Overloaded,
-            Error::ShuttingDown | Error::ModelUnavailable(_) => ErrorKind::Unavailable,
+            Error::ShuttingDown | Error::ModelUnavailable(_) | Error::ModelFailed(_) => {
+                ErrorKind::Unavailable
+            }
             Error::ModelMismatch { .. }
             | Error::Embedding(_)
             | Error::Corrupt { .. }
