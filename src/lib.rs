@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod core;
 pub mod embed;

@@ -17,10 +17,13 @@ fn select() -> DotFn {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: `dot_avx512` only needs AVX-512F, detected just above; the
+            // closure is handed out only on this CPU (a process-wide `OnceLock`).
             return |a, b| unsafe { x86::dot_avx512(a, b) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
+            // SAFETY: `dot_avx2` only needs AVX2 and FMA, detected just above.
             return |a, b| unsafe { x86::dot_avx2(a, b) };
         }
     }
@@ -58,7 +61,7 @@ mod x86 {
         let mut acc1 = _mm512_setzero_ps();
         let mut i = 0;
         while i + 32 <= n {
-            // Safety: i + 32 <= n bounds both loads.
+            // SAFETY: i + 32 <= n ≤ both lengths, so all four 16-float loads are in bounds.
             unsafe {
                 acc0 = _mm512_fmadd_ps(
                     _mm512_loadu_ps(a.as_ptr().add(i)),
@@ -74,6 +77,7 @@ mod x86 {
             i += 32;
         }
         while i + 16 <= n {
+            // SAFETY: i + 16 <= n ≤ both lengths, so both loads are in bounds.
             unsafe {
                 acc0 = _mm512_fmadd_ps(
                     _mm512_loadu_ps(a.as_ptr().add(i)),
@@ -100,7 +104,7 @@ mod x86 {
         let mut acc1 = _mm256_setzero_ps();
         let mut i = 0;
         while i + 16 <= n {
-            // Safety: i + 16 <= n bounds both loads.
+            // SAFETY: i + 16 <= n ≤ both lengths, so all four 8-float loads are in bounds.
             unsafe {
                 acc0 = _mm256_fmadd_ps(
                     _mm256_loadu_ps(a.as_ptr().add(i)),

@@ -65,6 +65,10 @@ pub enum Error {
     /// The model failed while running (tokenization or forward pass).
     #[error("embedding failed: {0}")]
     Embedding(String),
+    /// The model crashed (panicked) and the embedding worker stopped: this and
+    /// every later embedding request fail until the server is restarted.
+    #[error("the embedding model crashed and is stopped until a restart: {0}")]
+    ModelFailed(String),
     /// A persisted record could not be decoded.
     #[error("corrupt record in {tree}: {message}")]
     Corrupt {
@@ -96,10 +100,6 @@ pub enum Error {
     /// expired one).
     #[error("unauthorized: {0}")]
     Unauthorized(String),
-    /// The embedding worker died (a panic in the forward pass); nothing more will
-    /// be embedded until the process restarts.
-    #[error("the embedding model failed: {0}")]
-    ModelFailed(String),
     /// A filesystem operation failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -161,13 +161,13 @@ impl Error {
             Error::ModelMismatch { .. } => "model_mismatch",
             Error::ModelUnavailable(_) => "model_unavailable",
             Error::Embedding(_) => "embedding_failed",
+            Error::ModelFailed(_) => "model_failed",
             Error::Corrupt { .. } => "corrupt_record",
             Error::Storage(_) => "storage_error",
             Error::Conflict(_) => "conflict",
             Error::PreconditionFailed { .. } => "precondition_failed",
             Error::Forbidden(_) => "forbidden",
             Error::Unauthorized(_) => "unauthorized",
-            Error::ModelFailed(_) => "model_failed",
             Error::Io(_) => "io_error",
             Error::ShuttingDown => "shutting_down",
         }

@@ -271,7 +271,10 @@ impl BertEmbedder {
     ) -> Result<(VarBuilder<'static>, std::path::PathBuf)> {
         let safetensors = dir.join("model.safetensors");
         let (vb, weights) = if safetensors.is_file() {
-            // Safety: the file is not modified while mapped (it is verified and read-only to us).
+            // SAFETY: the mapping must not change while `vb` and the tensors read
+            // from it live. memoryd never writes model files (manifest models are
+            // verified read-only copies); only another process truncating or
+            // rewriting the file meanwhile could break that, as with any mapped model.
             let vb = unsafe {
                 VarBuilder::from_mmaped_safetensors(&[&safetensors], DType::F32, device)?
             };

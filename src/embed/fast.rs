@@ -23,7 +23,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use super::gemm::{PackedLinear, SendPtr, WeightFormat};
+use super::gemm::{DisjointOut, PackedLinear, Tile, WeightFormat, Workers};
 use crate::core::error::{Error, Result};
 
 /// Calls a function body compiled for the widest vector unit present: AVX-512F,
@@ -31,18 +31,20 @@ use crate::core::error::{Error, Result};
 /// code; the compiler vectorizes it per target (run-time dispatch, as `crate::simd`).
 macro_rules! widest {
     (fn($($arg:ident: $ty:ty),*) -> $ret:ty $body:block, ($($val:expr),*)) => {{
+        // Under Miri, which does not implement the wide vector intrinsics, the
+        // baseline body.
         #[cfg(target_arch = "x86_64")]
-        {
+        if !cfg!(miri) {
             #[target_feature(enable = "avx512f")]
             fn avx512($($arg: $ty),*) -> $ret $body
             #[target_feature(enable = "avx2,fma")]
             fn avx2($($arg: $ty),*) -> $ret $body
             if std::arch::is_x86_feature_detected!("avx512f") {
-                // Safety: the feature was detected.
+                // SAFETY: `avx512` only needs AVX-512F, detected just above.
                 return unsafe { avx512($($val),*) };
             }
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // Safety: the features were detected.
+                // SAFETY: `avx2` only needs AVX2 and FMA, detected just above.
                 return unsafe { avx2($($val),*) };
             }
         }
@@ -149,7 +151,10 @@ impl FastBert {
         if !file.is_file() {
             return Err(unsupported("no model.safetensors".into()));
         }
-        // Safety: the file is verified and not modified while mapped.
+        // SAFETY: the mapping must not change while `vb` lives (the weights are
+        // copied out before `load` returns). memoryd never writes model files;
+        // only another process truncating or rewriting the file meanwhile could
+        // break that, as with any mapped model.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&file], DType::F32, &Device::Cpu)? };
         let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") {
@@ -321,50 +326,76 @@ impl FastBert {
         Ok(x)
     }
 
-    /// Scaled dot-product attention per text and head: `ctx[Σ len, hidden]` from
-    /// `qkv[Σ len, 3·hidden]` (rows `[q | k | v]`). (text, head) pairs run in
-    /// parallel once there is enough work, so one long text uses every core.
+    /// Scaled dot-product attention per text and head (see [`attention`]).
     #[inline(always)]
     fn attention(&self, batch: &[&[u32]], qkv: &[f32], ctx: &mut [f32]) {
-        let h = self.hidden;
-        let d = h / self.heads;
-        let mut tasks = Vec::with_capacity(batch.len() * self.heads);
-        let mut start = 0;
-        for ids in batch {
-            for head in 0..self.heads {
-                tasks.push((start, ids.len(), head));
-            }
-            start += ids.len();
-        }
-        let work: usize = batch.iter().map(|t| t.len() * t.len()).sum::<usize>() * h;
-        let out = SendPtr(ctx.as_mut_ptr());
-        let total = ctx.len();
-        let run = |&(start, len, head): &(usize, usize, usize)| {
-            // Safety: task (text, head) writes only rows [start, start + len) and
-            // columns [head·d, (head + 1)·d) of ctx: disjoint from every other task.
-            let ctx = unsafe { std::slice::from_raw_parts_mut(out.get(), total) };
-            attend_head(
-                &qkv[start * 3 * h..(start + len) * 3 * h],
-                len,
-                h,
-                d,
-                head,
-                &mut ctx[start * h..(start + len) * h],
-            );
-        };
-        if work > 1 << 16 && rayon::current_num_threads() > 1 {
-            tasks.par_iter().for_each(run);
-        } else {
-            tasks.iter().for_each(run);
-        }
+        attention(
+            batch,
+            self.heads,
+            self.hidden,
+            qkv,
+            ctx,
+            ATTENTION_PARALLEL_MIN_WORK,
+            Workers::Pool,
+        )
     }
 }
 
-/// One head of one text: `qkv[len, 3·hidden]` → columns `[head·d, (head+1)·d)` of
-/// `out[len, hidden]`. Dispatched to the widest vector unit present.
-fn attend_head(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut [f32]) {
+/// Attention work (`Σ len² · hidden`) below which one thread runs every head.
+const ATTENTION_PARALLEL_MIN_WORK: usize = 1 << 16;
+
+/// Scaled dot-product attention per text and head: `ctx[Σ len, hidden]` from
+/// `qkv[Σ len, 3·hidden]` (rows `[q | k | v]`). (text, head) pairs run in
+/// parallel on `workers` once there is `min_work`, so one long text uses every
+/// core; each pair writes its own tile of `ctx` (a text's rows × a head's
+/// columns).
+#[inline(always)]
+fn attention(
+    batch: &[&[u32]],
+    heads: usize,
+    h: usize,
+    qkv: &[f32],
+    ctx: &mut [f32],
+    min_work: usize,
+    workers: Workers,
+) {
+    let d = h / heads;
+    let total: usize = batch.iter().map(|t| t.len()).sum();
+    assert!(d * heads == h && qkv.len() == total * 3 * h && ctx.len() == total * h);
+    let mut tasks = Vec::with_capacity(batch.len() * heads);
+    let mut start = 0;
+    for ids in batch {
+        for head in 0..heads {
+            tasks.push((start, ids.len(), head));
+        }
+        start += ids.len();
+    }
+    let work: usize = batch.iter().map(|t| t.len() * t.len()).sum::<usize>() * h;
+    let ctx = DisjointOut::new(ctx);
+    let run = |&(start, len, head): &(usize, usize, usize)| {
+        // SAFETY: task (text, head) is the only user of rows [start, start + len)
+        // × columns [head·d, (head + 1)·d) of ctx: texts have disjoint row ranges,
+        // heads disjoint column ranges, and each pair is one task. `tile` checks
+        // the bounds.
+        let mut out = unsafe { ctx.tile(start * h + head * d, len, d, h) };
+        attend_head(
+            &qkv[start * 3 * h..(start + len) * 3 * h],
+            len,
+            h,
+            d,
+            head,
+            &mut out,
+        );
+    };
+    workers.run(tasks.len(), work <= min_work, |i| run(&tasks[i]));
+}
+
+/// One head of one text: `qkv[len, 3·hidden]` → `out[len, d]`, the head's
+/// columns `[head·d, (head+1)·d)` of the text's rows of `ctx`. Dispatched to the
+/// widest vector unit present.
+fn attend_head(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut Tile<'_>) {
     widest!(
-        fn(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut [f32]) -> () {
+        fn(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut Tile<'_>) -> () {
             attend_head_impl(qkv, len, h, d, head, out)
         },
         (qkv, len, h, d, head, out)
@@ -372,7 +403,8 @@ fn attend_head(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &m
 }
 
 #[inline(always)]
-fn attend_head_impl(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut [f32]) {
+fn attend_head_impl(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, out: &mut Tile<'_>) {
+    debug_assert!(out.rows() == len && out.cols() == d);
     let scale = 1.0 / (d as f32).sqrt();
     let (qo, ko, vo) = (head * d, h + head * d, 2 * h + head * d);
     let mut kt = vec![0f32; d * len]; // Kᵀ of this head, [d, len]
@@ -402,7 +434,7 @@ fn attend_head_impl(qkv: &[f32], len: usize, h: usize, d: usize, head: usize, ou
                 *a += p * vv;
             }
         }
-        for (o, a) in out[i * h + qo..i * h + qo + d].iter_mut().zip(&acc) {
+        for (o, a) in out.row(i).iter_mut().zip(&acc) {
             *o = a * inv;
         }
     }
@@ -521,6 +553,67 @@ mod tests {
         assert!(worst_erf < 5e-7, "erf absolute error {worst_erf}");
         assert_eq!(exp(-200.0), exp(-87.0));
         assert!(exp(-87.0) > 0.0 && exp(-87.0) < 1e-37);
+    }
+
+    /// Every (text, head) task on two threads (scoped std threads, and natively
+    /// also a two-thread rayon pool), on shapes small enough for
+    /// Miri (see `gemm`'s module docs): heads of one text write interleaved
+    /// columns of the same rows of `ctx`. Natively it checks the result against
+    /// a plain softmax(q·kᵀ/√d)·v; under Miri, also that no task forms a
+    /// reference over cells another task writes.
+    #[test]
+    fn parallel_heads_write_disjoint_tiles_and_match_the_reference() {
+        let (heads, h) = (2, 8);
+        let d = h / heads;
+        let lens = [3usize, 1, 4];
+        let ids: Vec<Vec<u32>> = lens.iter().map(|&l| vec![0; l]).collect();
+        let batch: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let total: usize = lens.iter().sum();
+        let qkv: Vec<f32> = (0..total * 3 * h)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let mut want = vec![0f32; total * h];
+        let mut start = 0;
+        for &len in &lens {
+            for head in 0..heads {
+                let at = |row: usize, part: usize, t: usize| {
+                    qkv[(start + row) * 3 * h + part * h + head * d + t] as f64
+                };
+                for i in 0..len {
+                    let s: Vec<f64> = (0..len)
+                        .map(|j| (0..d).map(|t| at(i, 0, t) * at(j, 1, t)).sum::<f64>())
+                        .map(|v| v / (d as f64).sqrt())
+                        .collect();
+                    let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|v| (v - max).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for t in 0..d {
+                        let v: f64 = (0..len).map(|j| e[j] * at(j, 2, t)).sum();
+                        want[(start + i) * h + head * d + t] = (v / sum) as f32;
+                    }
+                }
+            }
+            start += len;
+        }
+        let check = |workers| {
+            let mut got = vec![f32::NAN; total * h];
+            attention(&batch, heads, h, &qkv, &mut got, 0, workers);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() < 1e-5, "{workers:?} [{i}]: {g} vs {w}");
+            }
+        };
+        check(Workers::Scoped(2));
+        // Rayon's pool runs under Miri only with Tree Borrows (see `Workers`).
+        if !cfg!(miri) {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                assert_eq!(rayon::current_num_threads(), 2);
+                check(Workers::Pool)
+            });
+        }
     }
 
     /// erf by its Taylor series / continued fraction in f64 (reference only).

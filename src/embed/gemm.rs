@@ -13,7 +13,30 @@
 //! elsewhere a portable loop that the compiler vectorizes. The panel width is
 //! fixed at 32 floats for all three, so one packing serves every kernel. Panels
 //! are distributed over rayon's pool when the product is large enough to pay for it.
+//!
+//! ## Parallel tasks, and checking them with Miri
+//!
+//! A task computes one tile of `Y` (a chunk of rows × one panel's columns) and
+//! reaches it only through `DisjointOut::tile`: no task ever holds a reference
+//! to cells another task writes (a `&mut` over all of `Y` in each task would be
+//! undefined behaviour even though the writes are disjoint). `fast`'s attention
+//! heads write `ctx` the same way. Miri checks both on the portable kernels,
+//! which run-time dispatch picks under `cfg(miri)`, with the tasks on two scoped
+//! std threads (`Workers::Scoped`: rayon's pool registers its threads with
+//! crossbeam-epoch, which Miri's default aliasing model, Stacked Borrows,
+//! rejects):
+//!
+//! ```text
+//! rustup component add --toolchain nightly miri rust-src
+//! cargo +nightly miri test --lib -- disjoint_tiles tiles_reject
+//! ```
+//!
+//! The first run builds the dependencies for Miri (~10 min on 2 cores); the three
+//! tests then take ~10 s. `MIRIFLAGS=-Zmiri-many-seeds=0..16` tries 16 thread
+//! schedules. The same tests flag the former code (a whole-buffer `&mut` per
+//! task): "not granting access to tag … strongly protected".
 
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
@@ -95,7 +118,7 @@ impl std::str::FromStr for WeightFormat {
 fn fast_f16() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f") || has_avx2_f16()
+        !cfg!(miri) && (std::arch::is_x86_feature_detected!("avx512f") || has_avx2_f16())
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -131,16 +154,10 @@ pub struct PackedLinear {
     bias: Vec<f32>,
 }
 
-type KernelFn<T> = unsafe fn(
-    rows: usize,
-    x: &[f32],
-    k: usize,
-    panel: &[T],
-    bias: &[f32],
-    y: &mut [f32],
-    ldy: usize,
-    cols: usize,
-);
+/// A micro-kernel: `y = x · panel + bias` over the `y.rows() × y.cols()` tile
+/// (`y.rows()` ≤ the kernel's row limit, `y.cols()` ≤ [`NR`]). Its only safety
+/// requirement is the CPU feature it was compiled for; it checks the shapes.
+type KernelFn<T> = unsafe fn(x: &[f32], k: usize, panel: &[T], bias: &[f32], y: &mut Tile<'_>);
 
 /// A micro-kernel and the most rows it takes per call.
 #[derive(Clone, Copy)]
@@ -252,78 +269,265 @@ impl PackedLinear {
             return;
         }
         let len = n.div_ceil(NR) * k * NR;
+        let split = Split::DEFAULT;
         match &self.storage {
-            Panels::F32(v) => self.drive(&v[self.offset..self.offset + len], kernel_f32(), x, m, y),
-            Panels::F16(v) => self.drive(&v[self.offset..self.offset + len], kernel_f16(), x, m, y),
+            Panels::F32(v) => {
+                let panels = &v[self.offset..self.offset + len];
+                self.drive(panels, kernel_f32(), x, m, y, split)
+            }
+            Panels::F16(v) => {
+                let panels = &v[self.offset..self.offset + len];
+                self.drive(panels, kernel_f16(), x, m, y, split)
+            }
         }
     }
 
-    fn drive<T: Sync>(&self, panels: &[T], kernel: Kernel<T>, x: &[f32], m: usize, y: &mut [f32]) {
+    fn drive<T: Sync>(
+        &self,
+        panels: &[T],
+        kernel: Kernel<T>,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        split: Split,
+    ) {
         let (k, n) = (self.inputs, self.outputs);
+        assert_eq!(x.len(), m * k, "x shape");
+        assert_eq!(y.len(), m * n, "y shape");
         let n_panels = n.div_ceil(NR);
+        assert!(panels.len() >= n_panels * k * NR && self.bias.len() >= n_panels * NR);
         // Rows are taken in chunks whose slice of X stays in L2 (~256 KiB) while
         // every panel passes over it; a task is one (row chunk, panel) pair.
         let mr = kernel.mr;
-        let mc = ((256 * 1024 / (4 * k)) / mr * mr).max(mr);
+        let mc = split
+            .chunk_rows
+            .unwrap_or(((256 * 1024 / (4 * k.max(1))) / mr * mr).max(mr))
+            .max(1);
         let n_chunks = m.div_ceil(mc);
-        let y_ptr = SendPtr(y.as_mut_ptr());
-        let total = y.len();
+        let y = DisjointOut::new(y);
         let run = |task: usize| {
             let (c, p) = (task / n_panels, task % n_panels);
             let panel = &panels[p * k * NR..(p + 1) * k * NR];
             let bias = &self.bias[p * NR..(p + 1) * NR];
+            let (first, rows) = (c * mc, mc.min(m - c * mc));
             let cols = NR.min(n - p * NR);
-            // Safety: task (c, p) writes only rows [c·mc, (c+1)·mc) and columns
-            // [p·NR, p·NR + cols) of y, disjoint from every other task's.
-            let y = unsafe { std::slice::from_raw_parts_mut(y_ptr.get(), total) };
-            let mut r = c * mc;
-            let end = m.min(r + mc);
-            while r < end {
-                let rows = mr.min(end - r);
-                // Safety: the kernel was chosen for this CPU; slices are in bounds
-                // (rows ≤ MR, cols ≤ NR, y offset by whole rows).
+            // SAFETY: task (c, p) is the only user of rows [c·mc, c·mc + rows) ×
+            // columns [p·NR, p·NR + cols) of y: tasks differ in their row chunk or
+            // their panel, and each task index runs once. `tile` checks the bounds.
+            let mut tile = unsafe { y.tile(first * n + p * NR, rows, cols, n) };
+            let mut r = 0;
+            while r < rows {
+                let step = mr.min(rows - r);
+                // SAFETY: `kernel` runs on this CPU: `kernel_f32`/`kernel_f16`
+                // pick one only after detecting its features, and the tests pass
+                // only kernels the CPU has. The kernel checks its shapes itself.
                 unsafe {
                     (kernel.run)(
-                        rows,
-                        &x[r * k..(r + rows) * k],
+                        &x[(first + r) * k..(first + r + step) * k],
                         k,
                         panel,
                         bias,
-                        &mut y[r * n + p * NR..],
-                        n,
-                        cols,
+                        &mut tile.sub(r, step),
                     )
                 };
-                r += rows;
+                r += step;
             }
         };
-        let tasks = n_chunks * n_panels;
-        if m * k * n < PARALLEL_MIN_MACS || rayon::current_num_threads() == 1 {
-            (0..tasks).for_each(run);
-        } else {
-            (0..tasks).into_par_iter().for_each(run);
+        split
+            .workers
+            .run(n_chunks * n_panels, m * k * n < split.min_macs, run);
+    }
+}
+
+/// How [`PackedLinear::drive`] cuts a product into tasks and where they run.
+/// Tests shrink the numbers to run the parallel path on shapes small enough for
+/// Miri.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    /// Products with fewer multiply-adds run on the calling thread.
+    min_macs: usize,
+    /// Rows per task (`None`: as many as keep their slice of `X` in L2).
+    chunk_rows: Option<usize>,
+    workers: Workers,
+}
+
+impl Split {
+    const DEFAULT: Split = Split {
+        min_macs: PARALLEL_MIN_MACS,
+        chunk_rows: None,
+        workers: Workers::Pool,
+    };
+}
+
+/// Where the tasks of a parallel kernel run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Workers {
+    /// Rayon's current pool, when it has more than one thread.
+    Pool,
+    /// This many scoped std threads, task `i` on thread `i mod n`. For tests
+    /// under Miri: rayon's pool registers its threads with crossbeam-epoch,
+    /// which Miri's default aliasing model (Stacked Borrows) rejects, so a
+    /// check of our own tasks has to run them without rayon.
+    #[cfg(test)]
+    Scoped(usize),
+}
+
+impl Workers {
+    /// Runs `task(i)` for every `i < n`: in parallel unless `serial`, each index
+    /// once.
+    #[inline]
+    pub(crate) fn run(self, n: usize, serial: bool, task: impl Fn(usize) + Sync) {
+        match self {
+            Workers::Pool if !serial && rayon::current_num_threads() > 1 => {
+                (0..n).into_par_iter().for_each(&task)
+            }
+            #[cfg(test)]
+            Workers::Scoped(threads) if !serial => std::thread::scope(|scope| {
+                let task = &task;
+                for t in 0..threads.max(1) {
+                    scope.spawn(move || (t..n).step_by(threads.max(1)).for_each(task));
+                }
+            }),
+            _ => (0..n).for_each(task),
         }
     }
 }
 
-/// A raw pointer to an output buffer, handed to rayon tasks that each write a
-/// disjoint part of it (GEMM tiles here, attention heads in `fast`).
-#[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub(crate) *mut f32);
-// Safety: every user writes only its own disjoint region of the buffer.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    pub(crate) fn get(self) -> *mut f32 {
-        self.0
+/// An `f32` buffer that parallel tasks write in disjoint parts, some of them
+/// strided: a GEMM task owns a column range of a range of rows, an attention
+/// task (`fast`) a head's columns of a text's rows, so the parts cannot be cut
+/// out with `chunks_mut`/`split_at_mut`.
+///
+/// It holds the buffer's exclusive borrow for `'a`, so nothing but its tiles
+/// touches the buffer meanwhile, and it never forms a reference to more than one
+/// [`Tile`]'s cells: each task reaches its part only through the `unsafe`
+/// [`DisjointOut::tile`], whose caller promises that tiles in use at the same
+/// time do not overlap.
+pub(crate) struct DisjointOut<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _buf: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: `DisjointOut` stands for an exclusive borrow of a `[f32]` (itself
+// `Send`), and moving it to another thread moves that borrow.
+unsafe impl Send for DisjointOut<'_> {}
+// SAFETY: a shared `&DisjointOut` gives access to the buffer only through the
+// `unsafe` `tile`, whose contract makes concurrently used tiles disjoint; no
+// cell is then reachable from two threads at once.
+unsafe impl Sync for DisjointOut<'_> {}
+
+impl<'a> DisjointOut<'a> {
+    /// Takes `buf` for as long as the tasks writing it run.
+    pub(crate) fn new(buf: &'a mut [f32]) -> Self {
+        DisjointOut {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            _buf: PhantomData,
+        }
+    }
+
+    /// The `rows × cols` cells starting at element `start`, rows `stride`
+    /// elements apart (`buf[start + r·stride + j]` for `r < rows`, `j < cols`).
+    ///
+    /// # Panics
+    /// When the cells do not all lie in the buffer, or when rows of the tile
+    /// would overlap (`cols > stride` with more than one row).
+    ///
+    /// # Safety
+    /// While the returned tile (or anything borrowed from it) is in use, no other
+    /// tile of this buffer that shares a cell with it may be in use, on any
+    /// thread.
+    pub(crate) unsafe fn tile(
+        &self,
+        start: usize,
+        rows: usize,
+        cols: usize,
+        stride: usize,
+    ) -> Tile<'_> {
+        if rows > 0 {
+            assert!(rows == 1 || cols <= stride, "tile rows overlap");
+            let end = (rows - 1)
+                .checked_mul(stride)
+                .and_then(|v| v.checked_add(start))
+                .and_then(|v| v.checked_add(cols));
+            assert!(end.is_some_and(|e| e <= self.len), "tile out of bounds");
+        }
+        Tile {
+            // In bounds (or one past the end) whenever the tile has a row (checked
+            // above); never offset or read when it has none.
+            ptr: self.ptr.wrapping_add(start),
+            rows,
+            cols,
+            stride,
+            _cells: PhantomData,
+        }
+    }
+}
+
+/// `rows × cols` cells of a row-major `f32` buffer, rows `stride` elements apart,
+/// that nothing else accesses while the tile lives (the invariant
+/// [`DisjointOut::tile`]'s contract establishes). Hands out one row at a time.
+pub(crate) struct Tile<'a> {
+    ptr: *mut f32,
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    _cells: PhantomData<&'a mut f32>,
+}
+
+impl Tile<'_> {
+    /// Rows in the tile.
+    #[inline]
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Cells per row.
+    #[inline]
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Row `r`'s `cols` cells.
+    ///
+    /// # Panics
+    /// When `r >= self.rows()`.
+    #[inline]
+    pub(crate) fn row(&mut self, r: usize) -> &mut [f32] {
+        assert!(r < self.rows, "tile row out of range");
+        // SAFETY: the cells `ptr + r·stride .. + cols` lie in the buffer and
+        // belong to this tile alone (type invariant); the slice borrows `self`
+        // mutably, so no other row of this tile is handed out while it lives.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r * self.stride), self.cols) }
+    }
+
+    /// Rows `[first, first + rows)` as a tile of their own, borrowing this one.
+    ///
+    /// # Panics
+    /// When the rows are not all in this tile.
+    #[inline]
+    pub(crate) fn sub(&mut self, first: usize, rows: usize) -> Tile<'_> {
+        assert!(
+            first.checked_add(rows).is_some_and(|e| e <= self.rows),
+            "tile rows out of range"
+        );
+        Tile {
+            ptr: self.ptr.wrapping_add(first * self.stride),
+            rows,
+            cols: self.cols,
+            stride: self.stride,
+            _cells: PhantomData,
+        }
     }
 }
 
 fn kernel_f32() -> Kernel<f32> {
     static K: OnceLock<Kernel<f32>> = OnceLock::new();
     *K.get_or_init(|| {
+        // Miri does not implement these intrinsics: under it, the portable kernel.
         #[cfg(target_arch = "x86_64")]
-        {
+        if !cfg!(miri) {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 return Kernel {
                     run: x86::kernel_avx512,
@@ -349,8 +553,9 @@ fn kernel_f32() -> Kernel<f32> {
 fn kernel_f16() -> Kernel<u16> {
     static K: OnceLock<Kernel<u16>> = OnceLock::new();
     *K.get_or_init(|| {
+        // Miri does not implement these intrinsics: under it, the portable kernel.
         #[cfg(target_arch = "x86_64")]
-        {
+        if !cfg!(miri) {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 return Kernel {
                     run: x86::kernel_avx512_f16,
@@ -371,23 +576,19 @@ fn kernel_f16() -> Kernel<u16> {
     })
 }
 
-/// Portable micro-kernel body: `rows` (≤ MR) rows of `x` times one panel whose
-/// elements `widen` turns into f32; writes `cols` columns of each row of `y`
-/// (row stride `ldy`). Slice bounds are checked.
-#[allow(clippy::too_many_arguments)]
+/// Portable micro-kernel body: the tile's rows (≤ MR) of `x` times one panel
+/// whose elements `widen` turns into f32. Slice bounds are checked.
 #[inline(always)]
 fn portable<T: Copy>(
-    rows: usize,
     x: &[f32],
     k: usize,
     panel: &[T],
     bias: &[f32],
-    y: &mut [f32],
-    ldy: usize,
-    cols: usize,
+    y: &mut Tile<'_>,
     widen: impl Fn(T) -> f32,
 ) {
-    for r in 0..rows {
+    let cols = y.cols();
+    for r in 0..y.rows() {
         let mut acc = [0f32; NR];
         acc.copy_from_slice(&bias[..NR]);
         let xr = &x[r * k..(r + 1) * k];
@@ -397,60 +598,41 @@ fn portable<T: Copy>(
                 acc[j] += a * widen(w[j]);
             }
         }
-        y[r * ldy..r * ldy + cols].copy_from_slice(&acc[..cols]);
+        y.row(r).copy_from_slice(&acc[..cols]);
     }
 }
 
 /// Portable micro-kernel over f32 panels.
 ///
 /// # Safety
-/// None beyond the slice bounds, which are checked; `unsafe` only to share the
-/// [`Kernel`] signature.
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel_portable(
-    rows: usize,
-    x: &[f32],
-    k: usize,
-    panel: &[f32],
-    bias: &[f32],
-    y: &mut [f32],
-    ldy: usize,
-    cols: usize,
-) {
-    portable(rows, x, k, panel, bias, y, ldy, cols, |w| w)
+/// None: the slice bounds are checked; `unsafe` only to share the [`Kernel`]
+/// signature.
+unsafe fn kernel_portable(x: &[f32], k: usize, panel: &[f32], bias: &[f32], y: &mut Tile<'_>) {
+    portable(x, k, panel, bias, y, |w| w)
 }
 
 /// Portable micro-kernel over f16 panels (widened per element, no copy).
 ///
 /// # Safety
 /// As [`kernel_portable`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel_portable_f16(
-    rows: usize,
-    x: &[f32],
-    k: usize,
-    panel: &[u16],
-    bias: &[f32],
-    y: &mut [f32],
-    ldy: usize,
-    cols: usize,
-) {
-    portable(rows, x, k, panel, bias, y, ldy, cols, |h| {
-        half::f16::from_bits(h).to_f32()
-    })
+unsafe fn kernel_portable_f16(x: &[f32], k: usize, panel: &[u16], bias: &[f32], y: &mut Tile<'_>) {
+    portable(x, k, panel, bias, y, |h| half::f16::from_bits(h).to_f32())
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{MR, MR_AVX512, NR, PREFETCH};
+    use super::{MR, MR_AVX512, NR, PREFETCH, Tile};
     use std::arch::x86_64::*;
 
     /// The AVX-512F 12 × 32 micro-kernel body, for panels of any element type:
-    /// `$load(ptr)` turns 16 panel elements at `ptr` into 16 f32 lanes.
+    /// `$load(ptr)` turns 16 panel elements at `ptr` into 16 f32 lanes. Checks
+    /// the shapes its raw loads rely on; expands to code that must run inside an
+    /// `unsafe` block of a function compiled with AVX-512F.
     macro_rules! avx512_kernel {
-        ($rows:ident, $x:ident, $k:ident, $panel:ident, $bias:ident, $y:ident, $ldy:ident, $cols:ident, $load:expr) => {{
-            debug_assert!($rows <= MR_AVX512 && $cols <= NR);
-            debug_assert!($x.len() >= $rows * $k && $panel.len() >= $k * NR);
+        ($x:ident, $k:ident, $panel:ident, $bias:ident, $y:ident, $load:expr) => {{
+            let (rows, cols) = ($y.rows(), $y.cols());
+            assert!(rows <= MR_AVX512 && cols <= NR && $bias.len() >= NR);
+            assert!($x.len() >= rows * $k && $panel.len() >= $k * NR);
             let b0 = _mm512_loadu_ps($bias.as_ptr());
             let b1 = _mm512_loadu_ps($bias.as_ptr().add(16));
             let mut acc = [[b0, b1]; MR_AVX512];
@@ -476,7 +658,7 @@ mod x86 {
                     }
                 };
             }
-            match $rows {
+            match rows {
                 12 => step!(12),
                 11 => step!(11),
                 10 => step!(10),
@@ -490,16 +672,17 @@ mod x86 {
                 2 => step!(2),
                 _ => step!(1),
             }
-            for (r, a) in acc.iter().enumerate().take($rows) {
-                let out = $y.as_mut_ptr().add(r * $ldy);
-                if $cols == NR {
-                    _mm512_storeu_ps(out, a[0]);
-                    _mm512_storeu_ps(out.add(16), a[1]);
+            for (r, a) in acc.iter().enumerate().take(rows) {
+                // `cols` cells, written only through this slice.
+                let out = $y.row(r);
+                if cols == NR {
+                    _mm512_storeu_ps(out.as_mut_ptr(), a[0]);
+                    _mm512_storeu_ps(out.as_mut_ptr().add(16), a[1]);
                 } else {
                     let mut tmp = [0f32; NR];
                     _mm512_storeu_ps(tmp.as_mut_ptr(), a[0]);
                     _mm512_storeu_ps(tmp.as_mut_ptr().add(16), a[1]);
-                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), out, $cols);
+                    out.copy_from_slice(&tmp[..cols]);
                 }
             }
         }};
@@ -508,26 +691,21 @@ mod x86 {
     /// AVX-512F micro-kernel, up to 12 × 32, f32 panels.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F; `rows ≤ MR_AVX512`, `cols ≤ NR`, `x` holds
-    /// `rows × k` floats, `panel` `k × NR`, `bias` `NR`, and `y` at least
-    /// `(rows − 1) × ldy + cols`.
+    /// The CPU must support AVX-512F. The shapes are checked (panics unless
+    /// `y.rows() ≤ MR_AVX512`, `y.cols() ≤ NR`, `x` holds `rows × k` floats,
+    /// `panel` `k × NR` and `bias` `NR`).
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
     pub unsafe fn kernel_avx512(
-        rows: usize,
         x: &[f32],
         k: usize,
         panel: &[f32],
         bias: &[f32],
-        y: &mut [f32],
-        ldy: usize,
-        cols: usize,
+        y: &mut Tile<'_>,
     ) {
-        unsafe {
-            avx512_kernel!(rows, x, k, panel, bias, y, ldy, cols, |p: *const f32| {
-                _mm512_loadu_ps(p)
-            })
-        }
+        // SAFETY: the caller guarantees AVX-512F (this fn's contract); the
+        // macro asserts that `x`, `panel` and `bias` hold every element its raw
+        // loads read, and it stores only through `y.row(r)`.
+        unsafe { avx512_kernel!(x, k, panel, bias, y, |p: *const f32| { _mm512_loadu_ps(p) }) }
     }
 
     /// AVX-512F micro-kernel over f16 panels (`vcvtph2ps` widens 16 weights per load).
@@ -535,30 +713,32 @@ mod x86 {
     /// # Safety
     /// As [`kernel_avx512`], with `panel` holding f16 bit patterns.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
     pub unsafe fn kernel_avx512_f16(
-        rows: usize,
         x: &[f32],
         k: usize,
         panel: &[u16],
         bias: &[f32],
-        y: &mut [f32],
-        ldy: usize,
-        cols: usize,
+        y: &mut Tile<'_>,
     ) {
+        // SAFETY: the caller guarantees AVX-512F (this fn's contract); the
+        // macro asserts that `x`, `panel` and `bias` hold every element its raw
+        // loads read, and it stores only through `y.row(r)`.
         unsafe {
-            avx512_kernel!(rows, x, k, panel, bias, y, ldy, cols, |p: *const u16| {
+            avx512_kernel!(x, k, panel, bias, y, |p: *const u16| {
                 _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
             })
         }
     }
 
     /// The AVX2 micro-kernel body: the 32-wide panel as two 6 × 16 halves;
-    /// `$load` reads 8 weights as f32 from an element pointer.
+    /// `$load` reads 8 weights as f32 from an element pointer. Checks the shapes
+    /// its raw loads rely on; expands to code that must run inside an `unsafe`
+    /// block of a function compiled with AVX2 and FMA.
     macro_rules! avx2_kernel {
-        ($rows:ident, $x:ident, $k:ident, $panel:ident, $bias:ident, $y:ident, $ldy:ident, $cols:ident, $load:expr) => {{
-            debug_assert!($rows <= MR && $cols <= NR);
-            debug_assert!($x.len() >= $rows * $k && $panel.len() >= $k * NR);
+        ($x:ident, $k:ident, $panel:ident, $bias:ident, $y:ident, $load:expr) => {{
+            let (rows, cols) = ($y.rows(), $y.cols());
+            assert!(rows <= MR && cols <= NR && $bias.len() >= NR);
+            assert!($x.len() >= rows * $k && $panel.len() >= $k * NR);
             for half in 0..2 {
                 let off = half * 16;
                 let b0 = _mm256_loadu_ps($bias.as_ptr().add(off));
@@ -581,7 +761,7 @@ mod x86 {
                         }
                     };
                 }
-                match $rows {
+                match rows {
                     6 => step!(6),
                     5 => step!(5),
                     4 => step!(4),
@@ -589,16 +769,14 @@ mod x86 {
                     2 => step!(2),
                     _ => step!(1),
                 }
-                for (r, a) in acc.iter().enumerate().take($rows) {
+                for (r, a) in acc.iter().enumerate().take(rows) {
                     let mut tmp = [0f32; 16];
                     _mm256_storeu_ps(tmp.as_mut_ptr(), a[0]);
                     _mm256_storeu_ps(tmp.as_mut_ptr().add(8), a[1]);
-                    let n = $cols.saturating_sub(off).min(16);
-                    std::ptr::copy_nonoverlapping(
-                        tmp.as_ptr(),
-                        $y.as_mut_ptr().add(r * $ldy + off),
-                        n,
-                    );
+                    let n = cols.saturating_sub(off).min(16);
+                    if n > 0 {
+                        $y.row(r)[off..off + n].copy_from_slice(&tmp[..n]);
+                    }
                 }
             }
         }};
@@ -607,46 +785,34 @@ mod x86 {
     /// AVX2+FMA micro-kernel, f32 panels.
     ///
     /// # Safety
-    /// As [`kernel_avx512`], with AVX2 and FMA instead of AVX-512F and
-    /// `rows ≤ MR`.
+    /// The CPU must support AVX2 and FMA. Shapes checked as in
+    /// [`kernel_avx512`], with `y.rows() ≤ MR`.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn kernel_avx2(
-        rows: usize,
-        x: &[f32],
-        k: usize,
-        panel: &[f32],
-        bias: &[f32],
-        y: &mut [f32],
-        ldy: usize,
-        cols: usize,
-    ) {
-        unsafe {
-            avx2_kernel!(rows, x, k, panel, bias, y, ldy, cols, |p: *const f32| {
-                _mm256_loadu_ps(p)
-            })
-        }
+    pub unsafe fn kernel_avx2(x: &[f32], k: usize, panel: &[f32], bias: &[f32], y: &mut Tile<'_>) {
+        // SAFETY: the caller guarantees AVX2 and FMA (this fn's contract); the
+        // macro asserts that `x`, `panel` and `bias` hold every element its raw
+        // loads read, and it stores only through `y.row(r)`.
+        unsafe { avx2_kernel!(x, k, panel, bias, y, |p: *const f32| { _mm256_loadu_ps(p) }) }
     }
 
     /// AVX2+FMA micro-kernel over f16 panels (F16C's `vcvtph2ps` widens 8
     /// weights per load).
     ///
     /// # Safety
-    /// As [`kernel_avx2`], plus F16C, with `panel` holding f16 bit patterns.
+    /// As [`kernel_avx2`], plus F16C; `panel` holds f16 bit patterns.
     #[target_feature(enable = "avx2,fma,f16c")]
-    #[allow(clippy::too_many_arguments)]
     pub unsafe fn kernel_avx2_f16(
-        rows: usize,
         x: &[f32],
         k: usize,
         panel: &[u16],
         bias: &[f32],
-        y: &mut [f32],
-        ldy: usize,
-        cols: usize,
+        y: &mut Tile<'_>,
     ) {
+        // SAFETY: the caller guarantees AVX2, FMA and F16C (this fn's contract); the
+        // macro asserts that `x`, `panel` and `bias` hold every element its raw
+        // loads read, and it stores only through `y.row(r)`.
         unsafe {
-            avx2_kernel!(rows, x, k, panel, bias, y, ldy, cols, |p: *const u16| {
+            avx2_kernel!(x, k, panel, bias, y, |p: *const u16| {
                 _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
             })
         }
@@ -706,7 +872,7 @@ mod tests {
             // Every f32 kernel this CPU can run, on the same packing.
             for (name, kernel) in f32_kernels() {
                 let mut out = vec![f32::NAN; m * n];
-                lin.drive(f32_panels(&lin), kernel, &x, m, &mut out);
+                lin.drive(f32_panels(&lin), kernel, &x, m, &mut out, Split::DEFAULT);
                 for (g, r) in out.iter().zip(&want) {
                     assert!(
                         (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
@@ -731,7 +897,7 @@ mod tests {
             let mut outs = vec![("dispatch", got16)];
             for (name, kernel) in f16_kernels() {
                 let mut out = vec![f32::NAN; m * n];
-                lin16.drive(panels16, kernel, &x, m, &mut out);
+                lin16.drive(panels16, kernel, &x, m, &mut out, Split::DEFAULT);
                 outs.push((name, out));
             }
             for (name, out) in &outs {
@@ -754,7 +920,7 @@ mod tests {
             },
         )];
         #[cfg(target_arch = "x86_64")]
-        {
+        if !cfg!(miri) {
             use std::arch::is_x86_feature_detected as has;
             if has!("avx512f") {
                 all.push((
@@ -787,7 +953,7 @@ mod tests {
             },
         )];
         #[cfg(target_arch = "x86_64")]
-        {
+        if !cfg!(miri) {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 all.push((
                     "avx512",
@@ -808,6 +974,99 @@ mod tests {
             }
         }
         all
+    }
+
+    /// The parallel driver on a shape small enough for Miri (see the module
+    /// docs): three row chunks (one of them two kernel calls, one a single row)
+    /// times three panels (one partial), all nine tasks on two threads (scoped
+    /// std threads, and natively also a two-thread rayon pool).
+    /// Natively it checks the result; under Miri, also that no task forms a
+    /// reference over cells another task writes.
+    #[test]
+    fn parallel_tasks_write_disjoint_tiles_and_match_the_reference() {
+        let (m, n, k) = (15, 70, 5);
+        let (x, w, b) = (values(m * k, 5), values(n * k, 6), values(n, 7));
+        let check = |workers| {
+            let split = Split {
+                min_macs: 0,
+                chunk_rows: Some(7),
+                workers,
+            };
+            let want = reference(&x, &w, &b, m, n, k);
+            let lin = PackedLinear::new(&w, &b, n, k);
+            for (name, kernel) in f32_kernels() {
+                let mut out = vec![f32::NAN; m * n];
+                lin.drive(f32_panels(&lin), kernel, &x, m, &mut out, split);
+                for (i, (g, r)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
+                        "{name} [{i}]: {g} vs {r}"
+                    );
+                }
+            }
+            let w16: Vec<f32> = w.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
+            let want16 = reference(&x, &w16, &b, m, n, k);
+            let lin16 = PackedLinear::with_format(&w, &b, n, k, WeightFormat::F16);
+            let Panels::F16(v) = &lin16.storage else {
+                panic!("f16 packing expected")
+            };
+            let panels16 = &v[lin16.offset..lin16.offset + n.div_ceil(NR) * k * NR];
+            for (name, kernel) in f16_kernels() {
+                let mut out = vec![f32::NAN; m * n];
+                lin16.drive(panels16, kernel, &x, m, &mut out, split);
+                for (i, (g, r)) in out.iter().zip(&want16).enumerate() {
+                    assert!(
+                        (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
+                        "f16 {name} [{i}]: {g} vs {r}"
+                    );
+                }
+            }
+        };
+        check(Workers::Scoped(2));
+        // Rayon's pool runs under Miri only with Tree Borrows (see `Workers`).
+        if !cfg!(miri) {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                assert_eq!(rayon::current_num_threads(), 2);
+                check(Workers::Pool)
+            });
+        }
+    }
+
+    #[test]
+    fn tiles_reject_cells_outside_the_buffer_or_overlapping_rows() {
+        let mut buf = vec![0f32; 20];
+        let out = DisjointOut::new(&mut buf);
+        let tile = |start, rows, cols, stride| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // SAFETY: one tile at a time, on this thread.
+                let mut t = unsafe { out.tile(start, rows, cols, stride) };
+                if t.rows() > 0 {
+                    let last = t.rows() - 1;
+                    t.row(last).fill(1.0);
+                }
+            }))
+            .is_ok()
+        };
+        assert!(tile(2, 4, 3, 5)); // last cell 2 + 3·5 + 2 = 19
+        assert!(!tile(3, 4, 3, 5)); // last cell 20
+        assert!(!tile(0, 2, 6, 5)); // rows overlap
+        assert!(tile(0, 1, 20, 5)); // one row may be wider than the stride
+        assert!(!tile(usize::MAX, 2, 1, 1)); // overflow
+        assert!(tile(20, 0, 3, 5)); // no rows: nothing to check
+        // SAFETY: one tile at a time, on this thread.
+        let mut t = unsafe { out.tile(0, 4, 2, 5) };
+        let mut s = t.sub(1, 2);
+        s.row(1)[1] = 7.0; // row 2 of the tile, cell 2·5 + 1
+        assert!(
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.sub(3, 2).rows())).is_err()
+        );
+        // The tiles' borrow of `buf` has ended.
+        assert_eq!(buf[11], 7.0);
+        assert_eq!(buf[19], 1.0);
     }
 
     #[test]

@@ -14,10 +14,18 @@
 //! `max_batch_texts`). So that a steady stream of queries cannot starve the other
 //! lanes, a lane whose oldest request has waited longer than its aging bound
 //! (writes 200 ms, background 1 s) is served one slice next.
+//!
+//! A request whose caller has gone (its future dropped, e.g. a client that
+//! disconnected) is dropped when the worker reaches it, not embedded. A model
+//! that panics stops the worker for good: the requests in flight and waiting, and
+//! every later one, fail at once with [`Error::ModelFailed`], and
+//! [`EmbedQueue::is_healthy`] turns false.
 
+use std::any::Any;
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -82,6 +90,8 @@ struct Lanes {
     lanes: [VecDeque<Job>; 3],
     /// No handle is left: finish what is queued, then stop.
     closed: bool,
+    /// The worker has stopped on a panic, for this reason: every request fails.
+    failed: Option<String>,
 }
 
 struct Shared {
@@ -89,6 +99,36 @@ struct Shared {
     ready: Condvar,
     /// Requests waiting or running.
     depth: AtomicUsize,
+    /// False once the worker has stopped on a panic (`Lanes::failed` says why).
+    healthy: AtomicBool,
+}
+
+impl Shared {
+    /// Marks the worker as dead for `reason` and fails every waiting request;
+    /// later submissions fail at once.
+    fn fail(&self, reason: String) {
+        tracing::error!("embedding worker stopped: {reason}");
+        metrics::counter!("memoryd_embed_worker_failures_total").increment(1);
+        let waiting: Vec<Job> = {
+            let mut lanes = self.lanes.lock();
+            lanes.failed = Some(reason.clone());
+            self.healthy.store(false, Ordering::Release);
+            lanes.lanes.iter_mut().flat_map(|l| l.drain(..)).collect()
+        };
+        for job in waiting {
+            let _ = job.reply.send(Err(Error::ModelFailed(reason.clone())));
+        }
+        // Nothing runs or waits any more, and nothing can be submitted.
+        self.depth.store(0, Ordering::Relaxed);
+        metrics::gauge!("memoryd_embed_queue_depth").set(0.0);
+    }
+
+    /// The error for a request whose worker dropped it unanswered: only a worker
+    /// that died does that.
+    fn worker_gone(&self) -> Error {
+        let reason = self.lanes.lock().failed.clone();
+        Error::ModelFailed(reason.unwrap_or_else(|| "the embedding worker stopped".into()))
+    }
 }
 
 /// Closes the queue when the last [`EmbedQueue`] handle is dropped.
@@ -147,6 +187,7 @@ impl EmbedQueue {
             lanes: Mutex::new(Lanes::default()),
             ready: Condvar::new(),
             depth: AtomicUsize::new(0),
+            healthy: AtomicBool::new(true),
         });
         let slicing = Slicing {
             max_batch_texts: max_batch_texts.max(1),
@@ -186,12 +227,6 @@ impl EmbedQueue {
     }
 
     /// Requests waiting or running now, all lanes.
-    /// TEMPORARY until the robust queue lands.
-    pub fn is_healthy(&self) -> bool {
-        true
-    }
-
-    /// Requests waiting or running.
     pub fn depth(&self) -> usize {
         self.shared.depth.load(Ordering::Relaxed)
     }
@@ -201,10 +236,24 @@ impl EmbedQueue {
         self.capacity
     }
 
+    /// False once the model has panicked: the worker has stopped and every
+    /// request fails with [`Error::ModelFailed`] until the process restarts.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    /// Why the worker stopped, once it has (see [`EmbedQueue::is_healthy`]).
+    pub fn failure(&self) -> Option<String> {
+        self.shared.lanes.lock().failed.clone()
+    }
+
     fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Result<Embeddings>>> {
         let (reply, rx) = oneshot::channel();
         let now = Instant::now();
         let mut lanes = self.shared.lanes.lock();
+        if let Some(reason) = &lanes.failed {
+            return Err(Error::ModelFailed(reason.clone()));
+        }
         if lanes.closed {
             return Err(Error::ShuttingDown);
         }
@@ -236,12 +285,16 @@ impl EmbedQueue {
     ///
     /// # Errors
     /// [`Error::Overloaded`] at once when the queue is full; [`Error::Embedding`]
-    /// when the model fails; [`Error::ShuttingDown`] when the worker is gone.
+    /// when the model returns an error; [`Error::ModelFailed`] when the model
+    /// panicked, for this request and at once for every later one;
+    /// [`Error::ShuttingDown`] when the queue is closed.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Embeddings> {
         if texts.is_empty() {
             return Ok(self.empty());
         }
-        self.submit(texts)?.await.map_err(|_| Error::ShuttingDown)?
+        self.submit(texts)?
+            .await
+            .map_err(|_| self.shared.worker_gone())?
     }
 
     /// Blocking variant of [`EmbedQueue::embed`] for synchronous callers. Must not
@@ -255,7 +308,7 @@ impl EmbedQueue {
         }
         self.submit(texts)?
             .blocking_recv()
-            .map_err(|_| Error::ShuttingDown)?
+            .map_err(|_| self.shared.worker_gone())?
     }
 
     fn empty(&self) -> Embeddings {
@@ -280,11 +333,19 @@ fn pick(lanes: &[VecDeque<Job>; 3], now: Instant) -> Option<usize> {
 }
 
 /// Takes the next slice from `lane`: whole jobs and at most one partial one (left
-/// at the front). Returns the jobs with the range of their texts to embed.
-fn take_slice(lane: &mut VecDeque<Job>, query: bool, s: &Slicing) -> Vec<(Job, usize)> {
+/// at the front). Returns the jobs with the range of their texts to embed, and
+/// how many jobs it dropped because their caller had gone.
+fn take_slice(lane: &mut VecDeque<Job>, query: bool, s: &Slicing) -> (Vec<(Job, usize)>, usize) {
     let mut taken = Vec::new();
+    let mut dropped = 0;
     let (mut texts, mut cost) = (0usize, 0usize);
     while let Some(job) = lane.front() {
+        if job.reply.is_closed() {
+            // Nobody waits for the answer: skip the work.
+            lane.pop_front();
+            dropped += 1;
+            continue;
+        }
         let mut end = job.done;
         while end < job.texts.len() && texts < s.max_batch_texts {
             let c = s.cost(&job.texts[end]);
@@ -305,17 +366,52 @@ fn take_slice(lane: &mut VecDeque<Job>, query: bool, s: &Slicing) -> Vec<(Job, u
             break;
         }
     }
-    taken
+    (taken, dropped)
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 fn worker(embedder: Arc<dyn Embedder>, shared: Arc<Shared>, slicing: Slicing) {
+    // `serve` catches the model's panics itself; this catches the queue's own,
+    // so that no panic leaves callers waiting on a queue nobody serves.
+    let served = catch_unwind(AssertUnwindSafe(|| serve(&*embedder, &shared, slicing)));
+    if let Err(payload) = served {
+        shared.fail(format!(
+            "the embedding worker panicked: {}",
+            panic_message(&*payload)
+        ));
+    }
+}
+
+/// Serves the lanes until the queue is closed and drained, or the model panics.
+fn serve(embedder: &dyn Embedder, shared: &Shared, slicing: Slicing) {
     loop {
         let (lane, mut jobs) = {
             let mut lanes = shared.lanes.lock();
             loop {
                 if let Some(lane) = pick(&lanes.lanes, Instant::now()) {
                     let query = lane == Priority::Query.lane();
-                    break (lane, take_slice(&mut lanes.lanes[lane], query, &slicing));
+                    let (taken, dropped) = take_slice(&mut lanes.lanes[lane], query, &slicing);
+                    if dropped > 0 {
+                        metrics::counter!(
+                            "memoryd_embed_cancelled_total",
+                            "lane" => Priority::ALL[lane].as_str()
+                        )
+                        .increment(dropped as u64);
+                        let d = shared.depth.fetch_sub(dropped, Ordering::Relaxed) - dropped;
+                        metrics::gauge!("memoryd_embed_queue_depth").set(d as f64);
+                        if taken.is_empty() {
+                            continue;
+                        }
+                    }
+                    break (lane, taken);
                 }
                 if lanes.closed {
                     return;
@@ -329,7 +425,19 @@ fn worker(embedder: Arc<dyn Embedder>, shared: Arc<Shared>, slicing: Slicing) {
             .collect();
         metrics::histogram!("memoryd_embed_batch_size", "lane" => Priority::ALL[lane].as_str())
             .record(texts.len() as f64);
-        let result = embedder.embed(&texts);
+        // The model's state after a panic is unknown: it is not run again.
+        let result = match catch_unwind(AssertUnwindSafe(|| embedder.embed(&texts))) {
+            Ok(result) => result,
+            Err(payload) => {
+                let reason = format!("the model panicked: {}", panic_message(&*payload));
+                drop(texts);
+                shared.fail(reason.clone());
+                for (job, _) in jobs.drain(..) {
+                    let _ = job.reply.send(Err(Error::ModelFailed(reason.clone())));
+                }
+                return;
+            }
+        };
         drop(texts);
         let mut finished = 0;
         let mut unfinished = None;
@@ -465,7 +573,8 @@ mod tests {
         let rest: Vec<String> = calls[3..].concat();
         assert_eq!(rest, big[4..]);
         assert!(calls[3..].iter().all(|c| c.len() == 4));
-        assert_eq!(q.depth(), 0);
+        // The worker answers a slice's jobs before it lowers the depth.
+        wait_for_depth_zero(&q);
     }
 
     fn lanes_empty(q: &EmbedQueue) -> bool {
@@ -500,6 +609,110 @@ mod tests {
             calls[query_passes..],
             [vec![long], vec!["short".to_string()]]
         );
+    }
+
+    /// Runs `f` on its own thread and returns its result, or fails the test when
+    /// it takes longer than `secs` (a hang is then a failure, not a stuck run).
+    fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(secs))
+            .expect("no answer in time: the caller would hang")
+    }
+
+    fn wait_for_depth_zero(q: &EmbedQueue) {
+        let start = Instant::now();
+        while q.depth() != 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "depth stays {}",
+                q.depth()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_job_whose_caller_has_gone_is_never_embedded() {
+        let rec = recorder();
+        let q = EmbedQueue::start(rec.clone(), 16, 64, 48);
+        let first = q.submit(vec!["first".into()]).unwrap();
+        // The worker holds "first" (blocked in the embedder) while the others wait.
+        while !lanes_empty(&q) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(q.submit(vec!["abandoned".into()]).unwrap());
+        let last = q.submit(vec!["last".into()]).unwrap();
+        rec.hold.store(false, Ordering::Release);
+        assert!(first.blocking_recv().unwrap().is_ok());
+        assert_eq!(last.blocking_recv().unwrap().unwrap().len(), 1);
+        let calls = rec.calls.lock().clone();
+        assert_eq!(calls, [vec!["first".to_string()], vec!["last".to_string()]]);
+        wait_for_depth_zero(&q);
+    }
+
+    /// Panics in every forward pass, once `hold` is cleared.
+    struct Panicker {
+        info: ModelInfo,
+        calls: AtomicUsize,
+        hold: AtomicBool,
+    }
+
+    impl Embedder for Panicker {
+        fn info(&self) -> &ModelInfo {
+            &self.info
+        }
+        fn embed(&self, _texts: &[&str]) -> Result<Embeddings> {
+            while self.hold.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            panic!("injected model panic");
+        }
+    }
+
+    #[test]
+    fn a_panicking_model_fails_pending_and_new_requests_with_model_failed() {
+        let model = Arc::new(Panicker {
+            info: recorder().info.clone(),
+            calls: AtomicUsize::new(0),
+            hold: AtomicBool::new(true),
+        });
+        let q = EmbedQueue::start(model.clone(), 16, 64, 48);
+        assert!(q.is_healthy());
+        let running = q.submit(vec!["boom".into()]).unwrap();
+        while !lanes_empty(&q) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let waiting = q
+            .with_priority(Priority::Background)
+            .submit(vec!["later".into()])
+            .unwrap();
+        model.hold.store(false, Ordering::Release);
+        let (running, waiting) = within(10, move || {
+            (running.blocking_recv(), waiting.blocking_recv())
+        });
+        for got in [running, waiting] {
+            let err = got.expect("answered, not dropped").unwrap_err();
+            assert_eq!(err.code(), "model_failed", "{err}");
+            assert_eq!(err.kind(), crate::core::error::ErrorKind::Unavailable);
+            assert!(err.to_string().contains("injected model panic"), "{err}");
+        }
+        assert!(!q.is_healthy());
+        assert!(q.failure().unwrap().contains("injected model panic"));
+        let later = q.with_priority(Priority::Query);
+        let started = Instant::now();
+        let err = within(10, move || later.embed_blocking(vec!["after".into()])).unwrap_err();
+        assert_eq!(err.code(), "model_failed", "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(
+            model.calls.load(Ordering::Relaxed),
+            1,
+            "the model ran again"
+        );
+        assert_eq!(q.depth(), 0);
     }
 
     #[test]

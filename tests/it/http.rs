@@ -369,3 +369,47 @@ fn committed_openapi_matches_the_code() {
         "docs/openapi.json is stale: run `cargo run --release -- openapi > docs/openapi.json`"
     );
 }
+
+/// A model whose forward pass panics: writes and text searches answer 503
+/// `model_failed` instead of hanging, and `/health` turns 503.
+#[test]
+fn a_crashed_model_answers_503_and_health_says_so() {
+    struct Panics(memoryd::ModelInfo);
+    impl memoryd::Embedder for Panics {
+        fn info(&self) -> &memoryd::ModelInfo {
+            &self.0
+        }
+        fn embed(&self, _: &[&str]) -> memoryd::Result<memoryd::Embeddings> {
+            panic!("forward pass exploded")
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.summarize.enabled = false;
+    let info = memoryd::Embedder::info(&memoryd::embed::HashEmbedder::new(8)).clone();
+    let engine = memoryd::Engine::open_with_embedder(c, std::sync::Arc::new(Panics(info))).unwrap();
+    let api = Api {
+        app: server::router(AppState::ready(engine), &ServerConfig::default()),
+        _dir: dir,
+    };
+    rt().block_on(async {
+        let (s, _) = api.get("/health").await;
+        assert_eq!(s, StatusCode::OK);
+        let body = json!({"messages": [{"role": "user", "content": "hello"}]});
+        let (s, v) = api
+            .json("POST", "/v1/namespaces/n/messages", body.clone())
+            .await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert_eq!(v["error"]["code"], "model_failed");
+        let (s, v) = api.get("/health").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert_eq!(v["status"], "model_failed");
+        let (s, v) = api.json("POST", "/v1/namespaces/n/messages", body).await;
+        assert_eq!(
+            (s, &v["error"]["code"]),
+            (StatusCode::SERVICE_UNAVAILABLE, &json!("model_failed"))
+        );
+        let (_, v) = api.get("/v1/namespaces").await;
+        assert_eq!(v, json!({"namespaces": []}), "nothing was stored");
+    });
+}
