@@ -77,6 +77,9 @@ fn row_key(k: &[u8], tree: &'static str) -> Result<RowId> {
     Ok(u64::from_be_bytes(b))
 }
 
+/// Point reads done on the caller's thread instead of the blocking pool.
+const INLINE_READS: usize = 32;
+
 /// A message encoded for the transaction: row, record, vector, id bytes, id text.
 type EncodedMessage = ([u8; 8], Vec<u8>, Vec<u8>, [u8; 16], String);
 
@@ -515,6 +518,12 @@ impl RecordStore for SledStore {
     }
 
     async fn records(&self, rows: &[RowId]) -> Result<Vec<(RowId, Record)>> {
+        // A search's page of hits (a few point reads, almost always from sled's
+        // page cache: microseconds) is read in place; a hop to the blocking pool
+        // would cost more than the reads. Larger reads go to the pool.
+        if rows.len() <= INLINE_READS {
+            return self.records_sync(rows);
+        }
         let store = self.clone();
         let rows = rows.to_vec();
         blocking(move || store.records_sync(&rows)).await
