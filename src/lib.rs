@@ -43,6 +43,7 @@ pub mod storage;
 pub mod summarize;
 
 pub use crate::core::access::{Access, NamespaceName, NamespacePattern, Scope, validate_namespace};
+pub use crate::core::context::{ContextEntry, ContextOp, ContextVersion, ContextWrite};
 pub use crate::core::error::{Error, ErrorKind, Result};
 pub use crate::core::params::{Bm25Params, HybridParams, IndexConfig};
 pub use crate::core::types::{
@@ -51,7 +52,7 @@ pub use crate::core::types::{
 };
 pub use embed::{Embedder, Embeddings, ModelInfo};
 pub use engine::{
-    CheckReport, Engine, EngineConfig, Limits, MessagePage, ModelConfig, Stats, SummarizeConfig,
-    load_embedder,
+    CheckReport, ContextPage, Engine, EngineConfig, Limits, MessagePage, ModelConfig, Stats,
+    SummarizeConfig, load_embedder,
 };
 pub use storage::{Change, ChangeKind, RecordStore, Retention, SledStore};

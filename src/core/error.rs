@@ -92,6 +92,9 @@ pub enum Error {
         message: String,
         /// The current version, when the record exists.
         current_version: Option<u64>,
+        /// The current record as JSON, when it exists (front ends return it so the
+        /// caller can merge and retry).
+        current: Option<serde_json::Value>,
     },
     /// The caller is known but its access does not cover this namespace or scope.
     #[error("forbidden: {0}")]

@@ -28,6 +28,11 @@ pub struct Limits {
     pub max_metadata_bytes: usize,
     /// Nesting depth of a message's metadata (`{"a": 1}` is 1). Default 32.
     pub max_metadata_depth: usize,
+    /// Bytes of a context value as compact JSON (after a merge patch too).
+    /// Default 65,536.
+    pub max_context_value_bytes: usize,
+    /// Nesting depth of a context value. Default 32.
+    pub max_context_depth: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +45,8 @@ impl Default for Limits {
             max_embed_inputs: 2_048,
             max_metadata_bytes: 16 * 1024,
             max_metadata_depth: 32,
+            max_context_value_bytes: 64 * 1024,
+            max_context_depth: 32,
         }
     }
 }
@@ -110,6 +117,9 @@ pub struct EngineConfig {
     pub query_cache_capacity: usize,
     /// How long the change log keeps entries (see [`Retention`]).
     pub change_retention: Retention,
+    /// Versions kept in each context key's history (older ones are dropped as new
+    /// ones land). `None` (default) keeps every version.
+    pub context_history_versions: Option<u64>,
 }
 
 /// When and how messages are summarized into long-term memory.
@@ -160,6 +170,7 @@ impl Default for EngineConfig {
             hybrid: HybridParams::default(),
             query_cache_capacity: 1024,
             change_retention: Retention::default(),
+            context_history_versions: None,
         }
     }
 }

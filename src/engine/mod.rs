@@ -17,6 +17,7 @@
 //! always agree with it.
 
 pub mod config;
+mod context;
 mod read;
 mod state;
 mod validate;
@@ -38,6 +39,7 @@ use crate::search::IndexDoc;
 use crate::storage::{Record, RecordKind, RecordStore, SledStore};
 use crate::summarize::{BoxFuture, Extractive, OpenAiChat, Summarizer, WithFallback};
 pub use config::{EngineConfig, Limits, ModelConfig, SummarizeConfig};
+pub use context::ContextPage;
 pub use read::{CheckReport, MessagePage, Stats};
 use state::NamespaceState;
 
@@ -229,6 +231,7 @@ impl Engine {
         let mut jobs: Vec<Box<dyn Job<Inner>>> = vec![Box::new(RetentionJob {
             last: Mutex::new(None),
         })];
+        jobs.push(Box::new(ContextExpiryJob));
         if engine.inner.config.summarize.enabled {
             jobs.push(Box::new(SummarizeJob));
         }
@@ -278,6 +281,25 @@ impl Job<Inner> for SummarizeJob {
                 if let Err(e) = inner.summarize_due(&name, false).await {
                     tracing::warn!(namespace = %name, error = %e, "summarization failed; will retry");
                 }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Deletes expired context entries (they already read as absent).
+struct ContextExpiryJob;
+
+impl Job<Inner> for ContextExpiryJob {
+    fn name(&self) -> &'static str {
+        "context expiry"
+    }
+
+    fn run<'a>(&'a self, inner: &'a Arc<Inner>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let n = inner.expire_context(chrono::Utc::now()).await?;
+            if n > 0 {
+                tracing::debug!(deleted = n, "expired context entries deleted");
             }
             Ok(())
         })

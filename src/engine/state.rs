@@ -190,6 +190,8 @@ impl Inner {
                 st.summarized(*upto);
                 metrics::counter!("memoryd_summaries_total").increment(1);
             }
+            // Context entries live in the store only; nothing in memory to update.
+            Mutation::PutContext(_) => {}
             Mutation::DeleteNamespace { .. } => {
                 ns.deleted.store(true, Ordering::Release);
                 self.namespaces.write().remove(&ns.name);

@@ -103,6 +103,19 @@ pub(crate) fn label(field: &str, text: &str) -> Result<()> {
     }
 }
 
+/// Nesting depth of any JSON value: scalars 0, `{"a": 1}` and `[1]` 1.
+pub(crate) fn value_depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Object(o) => json_depth(o).max(1),
+        serde_json::Value::Array(a) => {
+            let mut wrapper = serde_json::Map::new();
+            wrapper.insert(String::new(), serde_json::Value::Array(a.clone()));
+            json_depth(&wrapper).saturating_sub(1).max(1)
+        }
+        _ => 0,
+    }
+}
+
 /// Nesting depth of a JSON object's values: `{}` and `{"a": 1}` are 1,
 /// `{"a": [1]}` is 2. Iterative, so any depth is measured without recursion.
 pub(crate) fn json_depth(object: &serde_json::Map<String, serde_json::Value>) -> usize {

@@ -20,6 +20,11 @@ pub struct ErrorBody {
     pub code: String,
     /// What was wrong and how to fix it.
     pub message: String,
+    /// With `precondition_failed`: the current record, so the caller can merge
+    /// and retry without another read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub current: Option<serde_json::Value>,
 }
 
 /// Envelope of every error response.
@@ -38,6 +43,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable explanation.
     pub message: String,
+    /// Returned as `error.current` (see [`ErrorBody::current`]).
+    pub current: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -47,6 +54,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            current: None,
         }
     }
 }
@@ -73,7 +81,14 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }
-        ApiError::new(status, e.code(), e.to_string())
+        let current = match &e {
+            Error::PreconditionFailed { current, .. } => current.clone(),
+            _ => None,
+        };
+        ApiError {
+            current,
+            ..ApiError::new(status, e.code(), e.to_string())
+        }
     }
 }
 
@@ -156,6 +171,7 @@ impl IntoResponse for ApiError {
                 error: ErrorBody {
                     code: self.code.to_string(),
                     message: self.message,
+                    current: self.current,
                 },
             }),
         )

@@ -2,6 +2,7 @@
 //! result; see `docs/openapi.json` for the contract.
 
 pub mod api;
+pub mod context;
 pub mod error;
 
 use std::sync::{Arc, OnceLock};
@@ -28,7 +29,7 @@ use error::{ApiError, ErrorBody, ErrorResponse};
 
 /// The caller of a request. API keys do not exist yet, so every request acts
 /// with full access; this is the one place that will authenticate.
-fn caller() -> Access {
+pub(crate) fn caller() -> Access {
     Access::full()
 }
 
@@ -149,7 +150,13 @@ fn prometheus() -> Option<PrometheusHandle> {
         delete_namespace,
         get_message,
         delete_message,
-        embeddings
+        embeddings,
+        context::put_context,
+        context::patch_context,
+        context::get_context,
+        context::delete_context,
+        context::list_context,
+        context::history
     ),
     components(schemas(
         ErrorResponse,
@@ -176,7 +183,13 @@ fn prometheus() -> Option<PrometheusHandle> {
         SearchResults,
         NamespaceInfo,
         crate::core::types::Filter,
-        crate::core::types::Interaction
+        crate::core::types::Interaction,
+        context::ContextBody,
+        context::ContextHistory,
+        crate::core::context::ContextEntry,
+        crate::core::context::ContextVersion,
+        crate::core::context::ContextOp,
+        crate::engine::ContextPage
     ))
 )]
 struct ApiDoc;
@@ -224,6 +237,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/v1/namespaces/{ns}/summaries", get(summaries))
         .route("/v1/messages/{id}", get(get_message).delete(delete_message))
         .route("/v1/embeddings", post(embeddings))
+        .merge(context::routes())
         .layer(shed);
     Router::new()
         .route("/health", get(health))

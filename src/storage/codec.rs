@@ -345,6 +345,8 @@ fn kind_to_u8(k: ChangeKind) -> u8 {
         ChangeKind::MessageAdded => 3,
         ChangeKind::MessageDeleted => 4,
         ChangeKind::SummaryCreated => 5,
+        ChangeKind::ContextSet => 6,
+        ChangeKind::ContextDeleted => 7,
     }
 }
 
@@ -355,6 +357,8 @@ fn kind_from_u8(b: u8) -> Option<ChangeKind> {
         3 => ChangeKind::MessageAdded,
         4 => ChangeKind::MessageDeleted,
         5 => ChangeKind::SummaryCreated,
+        6 => ChangeKind::ContextSet,
+        7 => ChangeKind::ContextDeleted,
         _ => return None,
     })
 }
@@ -385,6 +389,22 @@ pub fn decode_change(namespace: &str, seq: u64, bytes: &[u8]) -> Result<Change> 
         at: from_micros(T, r.at_micros)?,
         actor: r.actor,
     })
+}
+
+/// Encodes a value as its version byte and JSON (context entries and versions
+/// hold arbitrary JSON, which postcard cannot carry).
+pub fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_VERSION];
+    out.extend(serde_json::to_vec(value).expect("plain structs and JSON values serialize"));
+    out
+}
+
+/// Decodes what [`encode_json`] wrote.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the bytes are not a valid record.
+pub fn decode_json<T: serde::de::DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(versioned(tree, bytes)?).map_err(|e| corrupt(tree, e.to_string()))
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::core::access::NamespaceName;
+use crate::core::context::{ContextEntry, ContextOp, ContextVersion};
 use crate::core::error::{Error, Result};
 use crate::core::types::{Message, Summary};
 use crate::embed::ModelInfo;
@@ -120,6 +121,12 @@ pub enum ChangeKind {
     /// A summary was written.
     #[serde(rename = "summary.created")]
     SummaryCreated,
+    /// A context entry got a new version (set or patched); `ids` is `[key]`.
+    #[serde(rename = "context.set")]
+    ContextSet,
+    /// A context entry was deleted (by a caller or by expiry); `ids` is `[key]`.
+    #[serde(rename = "context.deleted")]
+    ContextDeleted,
 }
 
 impl ChangeKind {
@@ -131,6 +138,8 @@ impl ChangeKind {
             ChangeKind::MessageAdded => "message.added",
             ChangeKind::MessageDeleted => "message.deleted",
             ChangeKind::SummaryCreated => "summary.created",
+            ChangeKind::ContextSet => "context.set",
+            ChangeKind::ContextDeleted => "context.deleted",
         }
     }
 }
@@ -196,6 +205,38 @@ pub enum Mutation {
         /// Summary rows.
         summaries: Vec<RowId>,
     },
+    /// Write a version of a context entry, compare-and-set on the key's version:
+    /// the store checks `expected_version` against the current one (a key that is
+    /// absent, deleted or expired at `at` has version 0) inside the transaction and
+    /// fails with [`Error::PreconditionFailed`] (nothing written) when it differs.
+    PutContext(ContextPut),
+}
+
+/// A context write, as [`Mutation::PutContext`] carries it.
+#[derive(Debug, Clone)]
+pub struct ContextPut {
+    /// The key (validated).
+    pub key: String,
+    /// Set, patch or delete.
+    pub op: ContextOp,
+    /// Set: the new value; patch: the JSON Merge Patch; delete: ignored.
+    pub value: serde_json::Value,
+    /// Compare-and-set precondition.
+    pub expected_version: Option<u64>,
+    /// The version's author.
+    pub agent_id: Option<String>,
+    /// Expiry of the new version.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The write's time (expiry is judged against it).
+    pub at: DateTime<Utc>,
+    /// Largest value after the write, as compact JSON bytes ([`Error::TooLarge`]).
+    pub max_value_bytes: usize,
+    /// Versions kept per key (older ones dropped as new ones land); `None` keeps all.
+    pub keep_versions: Option<u64>,
+    /// Expiry sweep: delete the entry only if it is still this version, not
+    /// deleted, and expired at `at` (else [`Error::PreconditionFailed`]);
+    /// `expected_version` is then ignored.
+    pub expire_version: Option<u64>,
 }
 
 /// A mutation with its namespace and author.
@@ -217,6 +258,8 @@ pub struct Committed {
     pub rows: Vec<RowId>,
     /// The change-log entries written, in seq order.
     pub changes: Vec<Change>,
+    /// For a context write: the entry as written.
+    pub context: Option<ContextEntry>,
 }
 
 /// What [`RecordStore::check`] found.
@@ -356,6 +399,47 @@ pub trait RecordStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Storage`].
     async fn get_key(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// The current state of a context key (tombstones and expired entries
+    /// included: the caller judges liveness).
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn context_get(&self, namespace: &str, key: &str) -> Result<Option<ContextEntry>>;
+
+    /// Live context entries of `namespace` (not deleted, not expired at `now`)
+    /// whose key starts with `prefix`, keys after `after`, in key order, at most
+    /// `limit`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn context_list(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ContextEntry>>;
+
+    /// Versions of a key above `after`, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn context_history(
+        &self,
+        namespace: &str,
+        key: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ContextVersion>>;
+
+    /// Entries (of any namespace) that expired by `now` and are not yet
+    /// deleted, at most `limit`: what the expiry job deletes.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn context_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ContextEntry>>;
 
     /// Cross-checks the store's own consistency (an offline `fsck`); reads every
     /// record.

@@ -9,6 +9,8 @@
 //! | `ids` | record UUID (16 bytes) | row (u64 big-endian) |
 //! | `namespaces` | namespace name (UTF-8) | a namespace record (registry entry, watermark, last change seq) |
 //! | `changes` | namespace name, `0x00`, seq (u64 big-endian) | a change-log entry |
+//! | `context` | namespace name, `0x00`, key | the key's current state (JSON) |
+//! | `context_history` | namespace name, `0x00`, key, `0x00`, version (u64 big-endian) | one version (JSON) |
 //! | `kv` | any UTF-8 key | bytes (the compare-and-set key space) |
 //!
 //! Rows come from sled's monotonic `generate_id`, so iterating `messages` yields
@@ -24,14 +26,15 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use uuid::Uuid;
 
 use super::codec::{
-    EngineMeta, StoredNamespace, corrupt, decode_change, decode_message, decode_meta,
-    decode_namespace, decode_summary, decode_vector, encode, encode_change, encode_message,
-    encode_namespace, encode_summary, encode_vector, micros, parse_id,
+    EngineMeta, StoredNamespace, corrupt, decode_change, decode_json, decode_message, decode_meta,
+    decode_namespace, decode_summary, decode_vector, encode, encode_change, encode_json,
+    encode_message, encode_namespace, encode_summary, encode_vector, micros, parse_id,
 };
 use super::{
-    Change, ChangeKind, Commit, Committed, Mutation, NamespaceRecord, Record, RecordKind,
-    RecordStore, Retention, RowId, StoreCheck, StoredRecord, blocking,
+    Change, ChangeKind, Commit, Committed, ContextPut, Mutation, NamespaceRecord, Record,
+    RecordKind, RecordStore, Retention, RowId, StoreCheck, StoredRecord, blocking,
 };
+use crate::core::context::{ContextEntry, ContextOp, ContextVersion};
 use crate::core::error::{Error, Result};
 use crate::embed::ModelInfo;
 
@@ -46,6 +49,8 @@ pub struct SledStore {
     namespaces: sled::Tree,
     summaries: sled::Tree,
     changes: sled::Tree,
+    context: sled::Tree,
+    context_history: sled::Tree,
     kv: sled::Tree,
 }
 
@@ -103,7 +108,11 @@ enum Encoded {
     DropNamespace {
         messages: Vec<[u8; 8]>,
         summaries: Vec<[u8; 8]>,
+        /// Keys of the namespace's context entries and history versions.
+        context: Vec<sled::IVec>,
+        history: Vec<sled::IVec>,
     },
+    Context(ContextPut),
 }
 
 impl SledStore {
@@ -142,6 +151,8 @@ impl SledStore {
             namespaces: tree("namespaces")?,
             summaries: tree("summaries")?,
             changes: tree("changes")?,
+            context: tree("context")?,
+            context_history: tree("context_history")?,
             kv: tree("kv")?,
             db,
         })
@@ -205,10 +216,24 @@ impl SledStore {
             Mutation::DeleteNamespace {
                 messages,
                 summaries,
-            } => Encoded::DropNamespace {
-                messages: messages.iter().map(|r| r.to_be_bytes()).collect(),
-                summaries: summaries.iter().map(|r| r.to_be_bytes()).collect(),
-            },
+            } => {
+                // Commits of a namespace are serialized by the engine, so the keys
+                // read here are all there are when the transaction runs.
+                let prefix = context_prefix(commit.namespace.as_str());
+                let keys = |tree: &sled::Tree| -> Result<Vec<sled::IVec>> {
+                    tree.scan_prefix(&prefix)
+                        .keys()
+                        .map(|k| k.map_err(Error::storage))
+                        .collect()
+                };
+                Encoded::DropNamespace {
+                    messages: messages.iter().map(|r| r.to_be_bytes()).collect(),
+                    summaries: summaries.iter().map(|r| r.to_be_bytes()).collect(),
+                    context: keys(&self.context)?,
+                    history: keys(&self.context_history)?,
+                }
+            }
+            Mutation::PutContext(put) => Encoded::Context(put.clone()),
         })
     }
 
@@ -221,9 +246,11 @@ impl SledStore {
             &self.namespaces,
             &self.summaries,
             &self.changes,
+            &self.context,
+            &self.context_history,
         )
             .transaction(
-                |(messages, vectors, ids, namespaces, summaries, changes)| -> TxResult<Committed> {
+                |(messages, vectors, ids, namespaces, summaries, changes, context, history)| -> TxResult<Committed> {
                     let stored = match namespaces.get(name.as_bytes())? {
                         Some(b) => Some(
                             decode_namespace(name, &b)
@@ -268,6 +295,7 @@ impl SledStore {
                         }
                     };
                     let mut rows = Vec::new();
+                    let mut written_context = None;
                     match &enc {
                         Encoded::Create { .. } => {
                             if live {
@@ -320,10 +348,33 @@ impl SledStore {
                                 entries.push((ChangeKind::MessageDeleted, vec![id_text.clone()]));
                             }
                         }
+                        Encoded::Context(put) => {
+                            let (entry, version, kind) = put_context(name, put, context)?;
+                            history.insert(
+                                history_key(name, &put.key, entry.version),
+                                encode_json(&version),
+                            )?;
+                            if let Some(keep) = put.keep_versions
+                                && entry.version > keep
+                            {
+                                history.remove(history_key(name, &put.key, entry.version - keep))?;
+                            }
+                            context.insert(context_key(name, &put.key), encode_json(&entry))?;
+                            entries.push((kind, vec![put.key.clone()]));
+                            written_context = Some(entry);
+                        }
                         Encoded::DropNamespace {
                             messages: m,
                             summaries: s,
+                            context: c,
+                            history: h,
                         } => {
+                            for k in c {
+                                context.remove(k)?;
+                            }
+                            for k in h {
+                                history.remove(k)?;
+                            }
                             for r in m {
                                 if let Some(b) = messages.get(&r[..])? {
                                     let id = decode_message(&b)
@@ -364,6 +415,7 @@ impl SledStore {
                     Ok(Committed {
                         rows,
                         changes: written,
+                        context: written_context,
                     })
                 },
             )
@@ -460,6 +512,117 @@ impl SledStore {
         }
         Ok(removed)
     }
+}
+
+fn context_prefix(ns: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(ns.len() + 1);
+    k.extend_from_slice(ns.as_bytes());
+    k.push(0);
+    k
+}
+
+fn context_key(ns: &str, key: &str) -> Vec<u8> {
+    let mut k = context_prefix(ns);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn history_key(ns: &str, key: &str, version: u64) -> Vec<u8> {
+    let mut k = context_key(ns, key);
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// Applies a context write to the key's current state inside the transaction:
+/// checks the precondition, computes the new value (merge patch included) and
+/// its size, and returns the new state, its history version and the change kind.
+fn put_context(
+    ns: &str,
+    put: &ContextPut,
+    context: &TransactionalTree,
+) -> TxResult<(ContextEntry, ContextVersion, ChangeKind)> {
+    let current: Option<ContextEntry> = match context.get(context_key(ns, &put.key))? {
+        Some(b) => Some(decode_json("context", &b).map_err(ConflictableTransactionError::Abort)?),
+        None => None,
+    };
+    let live = current.as_ref().filter(|c| c.is_live(put.at));
+    let effective = live.map_or(0, |c| c.version);
+    if let Some(v) = put.expire_version {
+        let still_expired = current
+            .as_ref()
+            .is_some_and(|c| c.version == v && !c.deleted && !c.is_live(put.at));
+        if !still_expired {
+            return abort(Error::PreconditionFailed {
+                message: format!("context key {:?} changed since it expired", put.key),
+                current_version: live.map(|c| c.version),
+                current: None,
+            });
+        }
+    } else if let Some(expected) = put.expected_version
+        && expected != effective
+    {
+        return abort(Error::PreconditionFailed {
+            message: format!(
+                "context key {:?} is at version {effective}, not {expected}{}",
+                put.key,
+                if effective == 0 {
+                    " (it does not exist)"
+                } else {
+                    ""
+                }
+            ),
+            current_version: live.map(|c| c.version),
+            current: live.and_then(|c| serde_json::to_value(c).ok()),
+        });
+    }
+    let (value, kind) = match put.op {
+        ContextOp::Set => (put.value.clone(), ChangeKind::ContextSet),
+        ContextOp::Patch => {
+            let mut v = live.map_or(serde_json::Value::Null, |c| c.value.clone());
+            json_patch::merge(&mut v, &put.value);
+            (v, ChangeKind::ContextSet)
+        }
+        ContextOp::Delete => {
+            if live.is_none() && put.expire_version.is_none() {
+                return abort(Error::NotFound {
+                    what: "context key",
+                    id: put.key.clone(),
+                });
+            }
+            (serde_json::Value::Null, ChangeKind::ContextDeleted)
+        }
+    };
+    let bytes = serde_json::to_vec(&value).map_or(usize::MAX, |b| b.len());
+    if bytes > put.max_value_bytes {
+        return abort(Error::too_large(
+            "value",
+            format!(
+                "{bytes} bytes as JSON; the limit is {}",
+                put.max_value_bytes
+            ),
+        ));
+    }
+    let deleted = put.op == ContextOp::Delete;
+    let entry = ContextEntry {
+        key: put.key.clone(),
+        namespace: ns.to_owned(),
+        version: current.as_ref().map_or(0, |c| c.version) + 1,
+        value: value.clone(),
+        agent_id: put.agent_id.clone(),
+        updated_at: put.at,
+        expires_at: if deleted { None } else { put.expires_at },
+        deleted,
+    };
+    let version = ContextVersion {
+        version: entry.version,
+        op: put.op,
+        value,
+        agent_id: put.agent_id.clone(),
+        at: put.at,
+        expires_at: entry.expires_at,
+    };
+    Ok((entry, version, kind))
 }
 
 fn remove_record(
@@ -619,6 +782,90 @@ impl RecordStore for SledStore {
             .get(key.as_bytes())
             .map_err(Error::storage)?
             .map(|v| v.to_vec()))
+    }
+
+    async fn context_get(&self, namespace: &str, key: &str) -> Result<Option<ContextEntry>> {
+        self.context
+            .get(context_key(namespace, key))
+            .map_err(Error::storage)?
+            .map(|b| decode_json("context", &b))
+            .transpose()
+    }
+
+    async fn context_list(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ContextEntry>> {
+        let store = self.clone();
+        let start = context_key(namespace, prefix);
+        let after = after.map(|a| context_key(namespace, a));
+        blocking(move || {
+            let mut out = Vec::new();
+            for kv in store.context.scan_prefix(&start) {
+                let (k, v) = kv.map_err(Error::storage)?;
+                if after.as_deref().is_some_and(|a| k.as_ref() <= a) {
+                    continue;
+                }
+                let entry: ContextEntry = decode_json("context", &v)?;
+                if entry.is_live(now) {
+                    out.push(entry);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn context_history(
+        &self,
+        namespace: &str,
+        key: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ContextVersion>> {
+        let store = self.clone();
+        let (ns, key) = (namespace.to_owned(), key.to_owned());
+        blocking(move || {
+            let Some(start) = after.checked_add(1) else {
+                return Ok(Vec::new());
+            };
+            store
+                .context_history
+                .range(history_key(&ns, &key, start)..=history_key(&ns, &key, u64::MAX))
+                .take(limit)
+                .map(|kv| {
+                    let (_, v) = kv.map_err(Error::storage)?;
+                    decode_json("context_history", &v)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn context_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ContextEntry>> {
+        let store = self.clone();
+        blocking(move || {
+            let mut out = Vec::new();
+            for kv in store.context.iter() {
+                let (_, v) = kv.map_err(Error::storage)?;
+                let entry: ContextEntry = decode_json("context", &v)?;
+                if !entry.deleted && entry.expires_at.is_some_and(|t| t <= now) {
+                    out.push(entry);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn check(&self, dim: usize) -> Result<StoreCheck> {

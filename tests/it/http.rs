@@ -413,3 +413,147 @@ fn a_crashed_model_answers_503_and_health_says_so() {
         assert_eq!(v, json!({"namespaces": []}), "nothing was stored");
     });
 }
+
+/// Shared context over HTTP: versions as ETags, If-Match compare-and-set with the
+/// current entry in the 412 body, merge patch, history, listing, tombstones.
+#[test]
+fn context_entries_over_http() {
+    rt().block_on(async {
+        let api = api();
+        let url = "/v1/namespaces/task-1/context/research:findings";
+        let put = |v: Value| json!({"value": v, "agent_id": "researcher"});
+        let (s, v, h) = api
+            .raw(
+                "PUT",
+                url,
+                serde_json::to_vec(&put(json!({"n": 1}))).unwrap(),
+                Some("application/json"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_eq!(h["etag"], "\"1\"");
+        assert_eq!(
+            (v["version"].as_u64(), v["agent_id"].as_str()),
+            (Some(1), Some("researcher"))
+        );
+        // A stale If-Match loses with the current entry in the body.
+        let req = Request::builder()
+            .method("PUT")
+            .uri(url)
+            .header("content-type", "application/json")
+            .header("if-match", "\"0\"")
+            .body(Body::from(
+                serde_json::to_vec(&put(json!({"n": 9}))).unwrap(),
+            ))
+            .unwrap();
+        let resp = api.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::PRECONDITION_FAILED);
+        let body: Value =
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["error"]["code"], "precondition_failed");
+        assert_eq!(body["error"]["current"]["value"], json!({"n": 1}));
+        assert_eq!(body["error"]["current"]["version"], 1);
+        let (s, v) = api
+            .json(
+                "PATCH",
+                url,
+                json!({"value": {"m": 2}, "expected_version": 1}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["value"], json!({"n": 1, "m": 2}));
+        let (s, v, h) = api.raw("GET", url, Vec::new(), None).await;
+        assert_eq!(
+            (s, &h["etag"]),
+            (
+                StatusCode::OK,
+                &"\"2\"".parse::<axum::http::HeaderValue>().unwrap()
+            )
+        );
+        assert_eq!(v["version"], 2);
+        let (s, v) = api
+            .get("/v1/namespaces/task-1/context?prefix=research:")
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+        let (s, v) = api
+            .json("DELETE", &format!("{url}?expected_version=2"), Value::Null)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["deleted"], true);
+        let (s, v) = api.get(url).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
+        let (_, v) = api.get(&format!("{url}/history")).await;
+        let ops: Vec<&str> = v["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["op"].as_str().unwrap())
+            .collect();
+        assert_eq!(ops, ["set", "patch", "delete"]);
+        // Bad input: a 4xx with a stable code, nothing stored.
+        for (method, uri, body, status, code) in [
+            (
+                "PUT",
+                "/v1/namespaces/task-1/context/a%2Fb",
+                json!({"value": 1}),
+                422,
+                "invalid_value",
+            ),
+            (
+                "PUT",
+                "/v1/namespaces/task-1/context/k",
+                json!({"value": 1, "typo": 2}),
+                422,
+                "invalid_value",
+            ),
+            (
+                "PUT",
+                "/v1/namespaces/task-1/context/k",
+                json!({"value": "x".repeat(70_000)}),
+                413,
+                "too_large",
+            ),
+            (
+                "PUT",
+                "/v1/namespaces/task-1/context/k",
+                json!({"value": 1, "ttl_s": 0}),
+                422,
+                "invalid_value",
+            ),
+            (
+                "PUT",
+                url,
+                json!({"value": 1, "expected_version": 3}),
+                412,
+                "precondition_failed",
+            ),
+            (
+                "PATCH",
+                "/v1/namespaces/bad%20ns/context/k",
+                json!({"value": 1}),
+                422,
+                "invalid_namespace",
+            ),
+            (
+                "DELETE",
+                "/v1/namespaces/task-1/context/never",
+                Value::Null,
+                404,
+                "not_found",
+            ),
+        ] {
+            let (s, v) = api.json(method, uri, body).await;
+            assert_eq!(
+                (s.as_u16(), v["error"]["code"].as_str()),
+                (status, Some(code)),
+                "{method} {uri}: {v}"
+            );
+        }
+        let (_, v) = api.get("/v1/namespaces/task-1/context").await;
+        assert!(v["entries"].as_array().unwrap().is_empty(), "{v}");
+    });
+}

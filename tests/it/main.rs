@@ -9,6 +9,7 @@ mod common;
 mod compat;
 mod concurrency;
 mod conformance;
+mod context;
 mod crash;
 mod e2e;
 mod embedding;

@@ -1,0 +1,342 @@
+//! Shared context entries: versioned, compare-and-set, with history and expiry
+//! ([`crate::core::context`]). Every write goes through the commit point as a
+//! [`Mutation::PutContext`]; the store checks the precondition inside the
+//! transaction, so two agents racing on one key cannot both win.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{Engine, Inner, validate};
+use crate::core::access::{Access, NamespaceName, Scope};
+use crate::core::context::{ContextEntry, ContextOp, ContextVersion, ContextWrite, validate_key};
+use crate::core::error::{Error, Result};
+use crate::core::types::to_micros;
+use crate::storage::{ContextPut, Mutation};
+
+/// One page of [`Engine::context_list`].
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct ContextPage {
+    /// Live entries, by key.
+    pub entries: Vec<ContextEntry>,
+    /// The key to pass as `after` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+impl Engine {
+    /// Sets `key` in `namespace` to `value` (any JSON), as a new version.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`]; [`Error::InvalidInput`] for a bad key, TTL or
+    /// a value nested deeper than `max_context_depth`; [`Error::TooLarge`] over
+    /// `max_context_value_bytes`; [`Error::Forbidden`] without `write`;
+    /// [`Error::PreconditionFailed`] when `opts.expected_version` does not match
+    /// (nothing written; the error carries the current entry).
+    pub async fn context_set(
+        &self,
+        access: &Access,
+        namespace: &str,
+        key: &str,
+        value: Value,
+        opts: ContextWrite,
+    ) -> Result<ContextEntry> {
+        self.context_write(access, namespace, key, ContextOp::Set, value, opts)
+            .await
+    }
+
+    /// Merges `patch` into the value of `key` (JSON Merge Patch, RFC 7396: objects
+    /// merge, `null` removes a member, anything else replaces), as a new version.
+    /// Patching an absent key patches `null`.
+    ///
+    /// # Errors
+    /// As [`Engine::context_set`] (the size limit applies to the merged value).
+    pub async fn context_patch(
+        &self,
+        access: &Access,
+        namespace: &str,
+        key: &str,
+        patch: Value,
+        opts: ContextWrite,
+    ) -> Result<ContextEntry> {
+        self.context_write(access, namespace, key, ContextOp::Patch, patch, opts)
+            .await
+    }
+
+    /// Deletes `key`: a new version that is a tombstone (reads answer not found;
+    /// history keeps it). Returns the tombstone.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the key is absent, deleted or expired;
+    /// [`Error::Forbidden`] without `delete`; [`Error::PreconditionFailed`].
+    pub async fn context_delete(
+        &self,
+        access: &Access,
+        namespace: &str,
+        key: &str,
+        expected_version: Option<u64>,
+    ) -> Result<ContextEntry> {
+        let opts = ContextWrite {
+            expected_version,
+            ..ContextWrite::default()
+        };
+        self.context_write(access, namespace, key, ContextOp::Delete, Value::Null, opts)
+            .await
+    }
+
+    async fn context_write(
+        &self,
+        access: &Access,
+        namespace: &str,
+        key: &str,
+        op: ContextOp,
+        value: Value,
+        opts: ContextWrite,
+    ) -> Result<ContextEntry> {
+        let ns = NamespaceName::parse(namespace)?;
+        access.check(
+            &ns,
+            if op == ContextOp::Delete {
+                Scope::Delete
+            } else {
+                Scope::Write
+            },
+        )?;
+        validate_key(key)?;
+        let limits = &self.inner.config.limits;
+        let depth = validate::value_depth(&value);
+        if depth > limits.max_context_depth {
+            return Err(Error::invalid(
+                "value",
+                format!(
+                    "nests {depth} levels deep; the limit is {}",
+                    limits.max_context_depth
+                ),
+            ));
+        }
+        let bytes = serde_json::to_vec(&value).map_or(usize::MAX, |b| b.len());
+        if bytes > limits.max_context_value_bytes {
+            return Err(Error::too_large(
+                "value",
+                format!(
+                    "{bytes} bytes as JSON; the limit is {}",
+                    limits.max_context_value_bytes
+                ),
+            ));
+        }
+        check_strings(&value)?;
+        let agent_id = opts.agent_id.or_else(|| access.agent_id.clone());
+        if let Some(a) = &agent_id {
+            if a.is_empty() || a.len() > limits.max_label_bytes {
+                return Err(Error::invalid(
+                    "agent_id",
+                    format!("must be 1 to {} bytes", limits.max_label_bytes),
+                ));
+            }
+            validate::label("agent_id", a)?;
+        }
+        let at = to_micros(Utc::now());
+        let expires_at = match (opts.expires_at, opts.ttl_s) {
+            (Some(t), _) => Some(to_micros(t)),
+            (None, Some(0)) => return Err(Error::invalid("ttl_s", "must be at least 1")),
+            (None, Some(s)) => Some(
+                at + chrono::Duration::seconds(
+                    i64::try_from(s).map_err(|_| Error::invalid("ttl_s", "too large"))?,
+                ),
+            ),
+            (None, None) => None,
+        };
+        if expires_at.is_some_and(|t| t <= at) {
+            return Err(Error::invalid("expires_at", "must be in the future"));
+        }
+        let put = ContextPut {
+            key: key.to_owned(),
+            op,
+            value,
+            expected_version: opts.expected_version,
+            agent_id,
+            expires_at,
+            at,
+            max_value_bytes: limits.max_context_value_bytes,
+            keep_versions: self.inner.config.context_history_versions,
+            expire_version: None,
+        };
+        let (_, committed) = self
+            .inner
+            .commit(access, &ns, op != ContextOp::Delete, move |_| {
+                Ok(Mutation::PutContext(put))
+            })
+            .await
+            .map_err(|e| match e {
+                // The namespace does not exist, so neither does the key.
+                Error::NotFound {
+                    what: "namespace", ..
+                } => Error::NotFound {
+                    what: "context key",
+                    id: key.to_owned(),
+                },
+                e => e,
+            })?;
+        committed
+            .context
+            .ok_or_else(|| Error::Storage("the store returned no context entry".into()))
+    }
+
+    /// The live value of `key` (not deleted, not expired).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Forbidden`] without `read`;
+    /// [`Error::InvalidInput`] for a bad key.
+    pub async fn context_get(
+        &self,
+        access: &Access,
+        namespace: &str,
+        key: &str,
+    ) -> Result<ContextEntry> {
+        let ns = NamespaceName::parse(namespace)?;
+        access.check(&ns, Scope::Read)?;
+        validate_key(key)?;
+        self.inner
+            .store
+            .context_get(ns.as_str(), key)
+            .await?
+            .filter(|e| e.is_live(Utc::now()))
+            .ok_or_else(|| Error::NotFound {
+                what: "context key",
+                id: key.to_owned(),
+            })
+    }
+
+    /// Live entries of `namespace` whose key starts with `prefix`, by key, `limit`
+    /// (1..=`max_k`) at a time after the key `after`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`], [`Error::Forbidden`], [`Error::InvalidInput`]
+    /// for `limit` or a malformed prefix/cursor.
+    pub async fn context_list(
+        &self,
+        access: &Access,
+        namespace: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ContextPage> {
+        let ns = NamespaceName::parse(namespace)?;
+        access.check(&ns, Scope::Read)?;
+        self.check_limit(limit)?;
+        if !prefix.is_empty() && prefix.contains(|c: char| c.is_control() || c == '/') {
+            return Err(Error::invalid("prefix", "not a key prefix"));
+        }
+        if let Some(a) = after {
+            validate_key(a)
+                .map_err(|_| Error::invalid("after", "not a key returned by a previous page"))?;
+        }
+        let mut entries = self
+            .inner
+            .store
+            .context_list(ns.as_str(), prefix, after, limit + 1, Utc::now())
+            .await?;
+        let next = (entries.len() > limit).then(|| {
+            entries.truncate(limit);
+            entries.last().map(|e| e.key.clone())
+        });
+        Ok(ContextPage {
+            entries,
+            next: next.flatten(),
+        })
+    }
+
+    /// Versions of `key` after version `after`, oldest first (deletes and expiries
+    /// included), `limit` (1..=`max_k`) at a time.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`], [`Error::Forbidden`], [`Error::InvalidInput`].
+    pub async fn context_history(
+        &self,
+        access: &Access,
+        namespace: &str,
+        key: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ContextVersion>> {
+        let ns = NamespaceName::parse(namespace)?;
+        access.check(&ns, Scope::Read)?;
+        validate_key(key)?;
+        self.check_limit(limit)?;
+        self.inner
+            .store
+            .context_history(ns.as_str(), key, after, limit)
+            .await
+    }
+
+    fn check_limit(&self, limit: usize) -> Result<()> {
+        let max = self.inner.config.limits.max_k;
+        if limit == 0 || limit > max {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be between 1 and {max}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Strings inside a context value follow the content rule: verbatim except NUL.
+fn check_strings(v: &Value) -> Result<()> {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) => validate::content("value", s)?,
+            Value::Array(a) => stack.extend(a),
+            Value::Object(o) => {
+                for (k, v) in o {
+                    validate::content("value", k)?;
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl Inner {
+    /// Deletes entries that expired by `now` (a tombstone version with no agent,
+    /// compare-and-set on the expired version so a concurrent rewrite survives).
+    /// Returns how many were deleted.
+    pub(crate) async fn expire_context(
+        self: &std::sync::Arc<Self>,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let expired = self.store.context_expired(now, 256).await?;
+        let mut deleted = 0;
+        for entry in expired {
+            let Ok(ns) = NamespaceName::parse(&entry.namespace) else {
+                continue;
+            };
+            let put = ContextPut {
+                key: entry.key.clone(),
+                op: ContextOp::Delete,
+                value: Value::Null,
+                expected_version: None,
+                agent_id: None,
+                expires_at: None,
+                at: now,
+                max_value_bytes: usize::MAX,
+                keep_versions: self.config.context_history_versions,
+                // A rewrite since the scan makes it live again: then nothing happens.
+                expire_version: Some(entry.version),
+            };
+            match self
+                .commit(&Access::full(), &ns, false, move |_| {
+                    Ok(Mutation::PutContext(put))
+                })
+                .await
+            {
+                Ok(_) => deleted += 1,
+                Err(Error::PreconditionFailed { .. } | Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+}
