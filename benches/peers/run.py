@@ -49,7 +49,7 @@ def pct(values, p):
 
 
 def cargo_bench(name, args):
-    cmd = ["cargo", "bench", "-q", "--bench", name, "--"] + args
+    cmd = ["cargo", "bench", "-q", "--features", "eval", "--bench", name, "--"] + args
     out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
 

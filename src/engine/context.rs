@@ -206,6 +206,41 @@ impl Engine {
             })
     }
 
+    /// `key` as seen from `namespace` through its ancestors, like Python's
+    /// `ChainMap`: the nearest live definition wins (its `namespace` says where
+    /// it came from); a child's tombstone hides the parents' entries; an expired
+    /// entry is absent and the lookup goes on. The walk stops at the first
+    /// ancestor the caller cannot read, so inheritance never reveals what its
+    /// access does not cover.
+    ///
+    /// # Errors
+    /// As [`Engine::context_get`].
+    pub async fn context_lookup(
+        &self,
+        access: &Access,
+        namespace: &str,
+        key: &str,
+    ) -> Result<ContextEntry> {
+        let ns = NamespaceName::parse(namespace)?;
+        access.check(&ns, Scope::Read)?;
+        validate_key(key)?;
+        let now = Utc::now();
+        for level in self.chain(&ns) {
+            if access.check(&level, Scope::Read).is_err() {
+                break;
+            }
+            match self.inner.store.context_get(level.as_str(), key).await? {
+                Some(e) if e.deleted => break,
+                Some(e) if e.is_live(now) => return Ok(e),
+                _ => {}
+            }
+        }
+        Err(Error::NotFound {
+            what: "context key",
+            id: key.to_owned(),
+        })
+    }
+
     /// Live entries of `namespace` whose key starts with `prefix`, by key, `limit`
     /// (1..=`max_k`) at a time after the key `after`.
     ///

@@ -18,6 +18,7 @@
 
 pub mod config;
 mod context;
+mod namespaces;
 mod read;
 mod state;
 mod validate;
@@ -40,6 +41,7 @@ use crate::storage::{Record, RecordKind, RecordStore, SledStore};
 use crate::summarize::{BoxFuture, Extractive, OpenAiChat, Summarizer, WithFallback};
 pub use config::{EngineConfig, Limits, ModelConfig, SummarizeConfig};
 pub use context::ContextPage;
+pub use namespaces::{MAX_DEPTH, NamespaceDetail};
 pub use read::{CheckReport, MessagePage, Stats};
 use state::NamespaceState;
 
@@ -57,6 +59,8 @@ pub(crate) struct Inner {
     namespaces: RwLock<BTreeMap<NamespaceName, Arc<NamespaceState>>>,
     /// Query text → unit query vector `[dim]`.
     query_cache: Option<Mutex<lru::LruCache<String, Arc<[f32]>>>>,
+    /// Held while the namespace hierarchy changes (re-parenting, deletion).
+    topology: tokio::sync::Mutex<()>,
 }
 
 /// The memory engine. Cheap to clone (an `Arc`); every clone is the same engine.
@@ -174,6 +178,7 @@ impl Engine {
             info,
             namespaces: RwLock::new(BTreeMap::new()),
             query_cache,
+            topology: tokio::sync::Mutex::new(()),
         });
         for record in inner.store.namespaces().await? {
             let name = NamespaceName::parse(&record.name)?;

@@ -128,15 +128,27 @@ impl Inner {
             }
         }
         match mutation {
-            Mutation::CreateNamespace { parent, metadata } => {
-                if let Some(r) = ns.record.lock().as_mut()
-                    && committed
-                        .changes
-                        .first()
-                        .is_some_and(|c| c.kind == crate::storage::ChangeKind::NamespaceCreated)
-                {
-                    r.parent = parent.as_ref().map(|p| p.to_string());
-                    r.metadata = metadata.clone();
+            Mutation::CreateNamespace {
+                parent,
+                metadata,
+                update,
+            } => {
+                use crate::storage::ChangeKind;
+                let kind = committed.changes.first().map(|c| c.kind);
+                if let Some(r) = ns.record.lock().as_mut() {
+                    match (kind, update) {
+                        (Some(ChangeKind::NamespaceCreated), _) => {
+                            r.parent = parent.as_ref().map(|p| p.to_string());
+                            r.metadata = metadata.clone();
+                        }
+                        (Some(ChangeKind::NamespaceUpdated), Some(u)) => {
+                            r.parent = u.parent.as_ref().map(|p| p.to_string());
+                            if let Some(m) = &u.metadata {
+                                r.metadata = m.clone();
+                            }
+                        }
+                        _ => {}
+                    }
                 }
             }
             Mutation::AddMessages(items) => {

@@ -11,9 +11,7 @@ use uuid::Uuid;
 use super::{Engine, Inner, validate};
 use crate::core::access::{Access, NamespaceName, Scope};
 use crate::core::error::{Error, Result};
-use crate::core::types::{
-    Interaction, Message, NamespaceInfo, NewMessage, Role, Summary, to_micros,
-};
+use crate::core::types::{Interaction, Message, NewMessage, Role, Summary, to_micros};
 use crate::embed::{Embeddings, l2_normalize};
 use crate::engine::state::NamespaceState;
 use crate::storage::codec::parse_id;
@@ -214,34 +212,6 @@ impl Engine {
         }
     }
 
-    /// Creates an empty namespace (a registry entry with `parent` and
-    /// `metadata`); returns it. Creating one that exists changes nothing and
-    /// returns it as it is.
-    ///
-    /// # Errors
-    /// [`Error::InvalidNamespace`] (for `namespace` or `parent`),
-    /// [`Error::Forbidden`] without `write` on `namespace`, [`Error::Storage`].
-    pub async fn create_namespace(
-        &self,
-        access: &Access,
-        namespace: &str,
-        parent: Option<&str>,
-        metadata: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<NamespaceInfo> {
-        let ns = NamespaceName::parse(namespace)?;
-        access.check(&ns, Scope::Write)?;
-        let parent = parent.map(NamespaceName::parse).transpose()?;
-        let (_, _) = self
-            .inner
-            .commit(access, &ns, true, move |_| {
-                Ok(Mutation::CreateNamespace { parent, metadata })
-            })
-            .await?;
-        self.inner.namespace(&ns).map(|s| s.info()).ok_or_else(|| {
-            Error::Conflict(format!("namespace {ns} was deleted while being created"))
-        })
-    }
-
     /// Deletes one message from the store, the index and the short-term buffer.
     ///
     /// # Errors
@@ -277,15 +247,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Deletes a namespace: every message and summary in it and its registry
-    /// entry; returns how many messages were deleted (0 for an unknown one).
-    ///
-    /// # Errors
-    /// [`Error::InvalidNamespace`], [`Error::Forbidden`] without the `delete`
-    /// scope, [`Error::Storage`].
-    pub async fn delete_namespace(&self, access: &Access, namespace: &str) -> Result<usize> {
-        let ns = NamespaceName::parse(namespace)?;
-        access.check(&ns, Scope::Delete)?;
+    /// Deletes one namespace's records, context and registry entry (children
+    /// are the caller's business); returns the messages deleted.
+    pub(crate) async fn delete_one_namespace(
+        &self,
+        access: &Access,
+        ns: &NamespaceName,
+    ) -> Result<usize> {
+        access.check(ns, Scope::Delete)?;
+        let ns = ns.clone();
         if self.inner.namespace(&ns).is_none() {
             return Ok(0);
         }

@@ -45,6 +45,16 @@ pub struct DeleteParams {
     pub expected_version: Option<u64>,
 }
 
+/// Query of `GET …/context/{key}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    /// Fall through the namespace's ancestors like a `ChainMap` (default true);
+    /// the entry's `namespace` says where it came from.
+    pub inherit: Option<bool>,
+}
+
 /// Query of `GET …/context`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -182,14 +192,20 @@ pub(super) async fn patch_context(
 }
 
 #[utoipa::path(get, path = "/v1/namespaces/{ns}/context/{key}",
-    params(("ns" = String, Path, description = "namespace"), ("key" = String, Path, description = "context key")),
+    params(("ns" = String, Path, description = "namespace"), ("key" = String, Path, description = "context key"), GetParams),
     responses((status = 200, description = "the live value; ETag is its version", body = ContextEntry),
         (status = 404, body = ErrorResponse)))]
 pub(super) async fn get_context(
     State(s): State<AppState>,
     ApiPath((ns, key)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<GetParams>,
 ) -> Result<Response, ApiError> {
-    let entry = s.engine()?.context_get(&caller(), &ns, &key).await?;
+    let e = s.engine()?;
+    let entry = if q.inherit.unwrap_or(true) {
+        e.context_lookup(&caller(), &ns, &key).await?
+    } else {
+        e.context_get(&caller(), &ns, &key).await?
+    };
     Ok(with_etag(StatusCode::OK, entry))
 }
 

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod context;
 pub mod error;
+pub mod namespaces;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use utoipa::OpenApi;
@@ -147,7 +148,9 @@ fn prometheus() -> Option<PrometheusHandle> {
         summarize,
         summaries,
         list_namespaces,
-        delete_namespace,
+        namespaces::get_namespace,
+        namespaces::put_namespace,
+        namespaces::delete_namespace,
         get_message,
         delete_message,
         embeddings,
@@ -189,7 +192,9 @@ fn prometheus() -> Option<PrometheusHandle> {
         crate::core::context::ContextEntry,
         crate::core::context::ContextVersion,
         crate::core::context::ContextOp,
-        crate::engine::ContextPage
+        crate::engine::ContextPage,
+        crate::engine::NamespaceDetail,
+        namespaces::NamespaceBody
     ))
 )]
 struct ApiDoc;
@@ -225,7 +230,12 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         ));
     let v1 = Router::new()
         .route("/v1/namespaces", get(list_namespaces))
-        .route("/v1/namespaces/{ns}", delete(delete_namespace))
+        .route(
+            "/v1/namespaces/{ns}",
+            get(namespaces::get_namespace)
+                .put(namespaces::put_namespace)
+                .delete(namespaces::delete_namespace),
+        )
         .route(
             "/v1/namespaces/{ns}/messages",
             post(add_messages).get(list_messages),
@@ -479,17 +489,6 @@ async fn list_namespaces(State(s): State<AppState>) -> Result<Json<NamespaceList
     Ok(Json(NamespaceList {
         namespaces: s.engine()?.namespaces(&caller()),
     }))
-}
-
-#[utoipa::path(delete, path = "/v1/namespaces/{ns}",
-    params(("ns" = String, Path, description = "namespace")),
-    responses((status = 204, description = "everything in it is forgotten"), (status = 422, body = ErrorResponse)))]
-async fn delete_namespace(
-    State(s): State<AppState>,
-    ApiPath(ns): ApiPath<String>,
-) -> Result<StatusCode, ApiError> {
-    s.engine()?.delete_namespace(&caller(), &ns).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/v1/messages/{id}",

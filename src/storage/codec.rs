@@ -347,6 +347,7 @@ fn kind_to_u8(k: ChangeKind) -> u8 {
         ChangeKind::SummaryCreated => 5,
         ChangeKind::ContextSet => 6,
         ChangeKind::ContextDeleted => 7,
+        ChangeKind::NamespaceUpdated => 8,
     }
 }
 
@@ -359,6 +360,7 @@ fn kind_from_u8(b: u8) -> Option<ChangeKind> {
         5 => ChangeKind::SummaryCreated,
         6 => ChangeKind::ContextSet,
         7 => ChangeKind::ContextDeleted,
+        8 => ChangeKind::NamespaceUpdated,
         _ => return None,
     })
 }

@@ -112,6 +112,9 @@ pub enum ChangeKind {
     /// The namespace and everything in it was deleted.
     #[serde(rename = "namespace.deleted")]
     NamespaceDeleted,
+    /// The namespace's parent or metadata changed.
+    #[serde(rename = "namespace.updated")]
+    NamespaceUpdated,
     /// A message was stored.
     #[serde(rename = "message.added")]
     MessageAdded,
@@ -135,6 +138,7 @@ impl ChangeKind {
         match self {
             ChangeKind::NamespaceCreated => "namespace.created",
             ChangeKind::NamespaceDeleted => "namespace.deleted",
+            ChangeKind::NamespaceUpdated => "namespace.updated",
             ChangeKind::MessageAdded => "message.added",
             ChangeKind::MessageDeleted => "message.deleted",
             ChangeKind::SummaryCreated => "summary.created",
@@ -168,13 +172,17 @@ pub struct Change {
 /// One atomic mutation of a namespace.
 #[derive(Debug, Clone)]
 pub enum Mutation {
-    /// Create the namespace if it does not exist (a no-op, with no change-log
-    /// entry, when it does).
+    /// Create the namespace if it does not exist; when it does, set the fields
+    /// given (`update`) and record `namespace.updated` if anything changed (a
+    /// no-op, with no change-log entry, otherwise).
     CreateNamespace {
         /// Its parent, if any.
         parent: Option<NamespaceName>,
         /// Metadata.
         metadata: serde_json::Map<String, serde_json::Value>,
+        /// On an existing namespace: replace the parent (`Some(None)` clears it)
+        /// and the metadata (`Some`), or leave them (`None`).
+        update: Option<NamespaceUpdate>,
     },
     /// Store messages with their unit vectors `[dim]`.
     AddMessages(Vec<(Message, Vec<f32>)>),
@@ -210,6 +218,15 @@ pub enum Mutation {
     /// absent, deleted or expired at `at` has version 0) inside the transaction and
     /// fails with [`Error::PreconditionFailed`] (nothing written) when it differs.
     PutContext(ContextPut),
+}
+
+/// New registry fields of an existing namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamespaceUpdate {
+    /// The new parent (`None`: no parent).
+    pub parent: Option<NamespaceName>,
+    /// The new metadata (`None`: unchanged).
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A context write, as [`Mutation::PutContext`] carries it.

@@ -88,11 +88,18 @@ const INLINE_READS: usize = 32;
 /// A message encoded for the transaction: row, record, vector, id bytes, id text.
 type EncodedMessage = ([u8; 8], Vec<u8>, Vec<u8>, [u8; 16], String);
 
+/// A namespace update: new parent, new metadata (if given).
+type EncodedUpdate = (
+    Option<String>,
+    Option<serde_json::Map<String, serde_json::Value>>,
+);
+
 /// A mutation encoded outside the transaction (the closure may run more than once).
 enum Encoded {
     Create {
         parent: Option<String>,
         metadata: serde_json::Map<String, serde_json::Value>,
+        update: Option<EncodedUpdate>,
     },
     Add(Vec<EncodedMessage>),
     Delete(Vec<([u8; 8], [u8; 16], String)>),
@@ -169,9 +176,19 @@ impl SledStore {
             Ok((self.db.generate_id().map_err(Error::storage)? + 1).to_be_bytes())
         };
         Ok(match &commit.mutation {
-            Mutation::CreateNamespace { parent, metadata } => Encoded::Create {
+            Mutation::CreateNamespace {
+                parent,
+                metadata,
+                update,
+            } => Encoded::Create {
                 parent: parent.as_ref().map(|p| p.as_str().to_owned()),
                 metadata: metadata.clone(),
+                update: update.as_ref().map(|u| {
+                    (
+                        u.parent.as_ref().map(|p| p.as_str().to_owned()),
+                        u.metadata.clone(),
+                    )
+                }),
             },
             Mutation::AddMessages(items) => {
                 let mut out = Vec::with_capacity(items.len());
@@ -275,9 +292,9 @@ impl SledStore {
                                 });
                             }
                             let (parent, metadata) = match &enc {
-                                Encoded::Create { parent, metadata } => {
-                                    (parent.clone(), metadata.clone())
-                                }
+                                Encoded::Create {
+                                    parent, metadata, ..
+                                } => (parent.clone(), metadata.clone()),
                                 _ => (None, serde_json::Map::new()),
                             };
                             entries.push((ChangeKind::NamespaceCreated, Vec::new()));
@@ -297,9 +314,26 @@ impl SledStore {
                     let mut rows = Vec::new();
                     let mut written_context = None;
                     match &enc {
-                        Encoded::Create { .. } => {
+                        Encoded::Create { update, .. } => {
                             if live {
-                                return Ok(Committed::default());
+                                let Some((parent, metadata)) = update else {
+                                    return Ok(Committed::default());
+                                };
+                                let mut changed = false;
+                                if ns.record.parent != *parent {
+                                    ns.record.parent = parent.clone();
+                                    changed = true;
+                                }
+                                if let Some(m) = metadata
+                                    && ns.record.metadata != *m
+                                {
+                                    ns.record.metadata = m.clone();
+                                    changed = true;
+                                }
+                                if !changed {
+                                    return Ok(Committed::default());
+                                }
+                                entries.push((ChangeKind::NamespaceUpdated, Vec::new()));
                             }
                         }
                         Encoded::Add(items) => {

@@ -367,3 +367,149 @@ fn listing_pages_by_key_and_prefix_and_limits_hold() {
         );
     });
 }
+
+/// Escalation L1 → L2 → L3: each level inherits the context above it like a
+/// `ChainMap`, shadows without modifying, and a tombstone hides the parent's
+/// entry. Chains stay acyclic and shallow; deleting a parent needs `recursive`.
+#[test]
+fn hierarchy_inherits_context_like_a_chain_map() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let e = open(dir.path(), |_| {});
+        let me = Access::full();
+        let none = serde_json::Map::new();
+        e.put_namespace(&me, "l1", None, none.clone())
+            .await
+            .unwrap();
+        e.put_namespace(&me, "l2", Some("l1"), none.clone())
+            .await
+            .unwrap();
+        e.put_namespace(&me, "l3", Some("l2"), none.clone())
+            .await
+            .unwrap();
+        e.context_set(
+            &me,
+            "l1",
+            "customer",
+            json!("ACME"),
+            ContextWrite::default(),
+        )
+        .await
+        .unwrap();
+        e.context_set(&me, "l1", "priority", json!("low"), ContextWrite::default())
+            .await
+            .unwrap();
+        e.context_set(
+            &me,
+            "l2",
+            "priority",
+            json!("high"),
+            ContextWrite::default(),
+        )
+        .await
+        .unwrap();
+        let got = e.context_lookup(&me, "l3", "customer").await.unwrap();
+        assert_eq!((got.value, got.namespace.as_str()), (json!("ACME"), "l1"));
+        let got = e.context_lookup(&me, "l3", "priority").await.unwrap();
+        assert_eq!((got.value, got.namespace.as_str()), (json!("high"), "l2"));
+        // The child's write shadowed, never modified, the parent's entry.
+        assert_eq!(
+            e.context_get(&me, "l1", "priority").await.unwrap().value,
+            json!("low")
+        );
+        // Without inheritance only the namespace itself is read.
+        assert_eq!(
+            e.context_get(&me, "l3", "customer")
+                .await
+                .unwrap_err()
+                .code(),
+            "not_found"
+        );
+        // A tombstone in the child hides the parent's entry.
+        e.context_delete(&me, "l2", "priority", None).await.unwrap();
+        assert_eq!(
+            e.context_lookup(&me, "l3", "priority")
+                .await
+                .unwrap_err()
+                .code(),
+            "not_found"
+        );
+        // An access that covers l3 only inherits nothing it cannot read.
+        let narrow = Access::new(
+            vec![memoryd::NamespacePattern::parse("l3").unwrap()],
+            &[memoryd::Scope::Read],
+        );
+        assert_eq!(
+            e.context_lookup(&narrow, "l3", "customer")
+                .await
+                .unwrap_err()
+                .code(),
+            "not_found"
+        );
+        // Cycles and unknown parents are refused; nothing changes.
+        assert_eq!(
+            e.put_namespace(&me, "l1", Some("l3"), none.clone())
+                .await
+                .unwrap_err()
+                .code(),
+            "conflict"
+        );
+        assert_eq!(
+            e.put_namespace(&me, "l1", Some("l1"), none.clone())
+                .await
+                .unwrap_err()
+                .code(),
+            "conflict"
+        );
+        assert_eq!(
+            e.put_namespace(&me, "x", Some("nope"), none.clone())
+                .await
+                .unwrap_err()
+                .code(),
+            "not_found"
+        );
+        let detail = e.namespace(&me, "l2").await.unwrap();
+        assert_eq!(
+            (detail.info.parent.as_deref(), detail.children.clone()),
+            (Some("l1"), vec!["l3".to_string()])
+        );
+        // At most 16 deep.
+        let mut parent = "l3".to_string();
+        for i in 4..=16 {
+            let name = format!("l{i}");
+            e.put_namespace(&me, &name, Some(&parent), none.clone())
+                .await
+                .unwrap();
+            parent = name;
+        }
+        assert_eq!(
+            e.put_namespace(&me, "l17", Some("l16"), none.clone())
+                .await
+                .unwrap_err()
+                .code(),
+            "conflict"
+        );
+        // Re-parenting is an update in the change log.
+        e.put_namespace(&me, "l16", Some("l1"), none.clone())
+            .await
+            .unwrap();
+        let log = e.changes(&me, "l16", 0, 10).await.unwrap();
+        assert_eq!(log.last().unwrap().kind, ChangeKind::NamespaceUpdated);
+        assert_eq!(
+            e.delete_namespace(&me, "l1").await.unwrap_err().code(),
+            "conflict"
+        );
+        e.delete_namespace_tree(&me, "l2", true).await.unwrap();
+        let left: Vec<String> = e.namespaces(&me).into_iter().map(|n| n.name).collect();
+        assert_eq!(left, ["l1", "l16"]);
+    });
+    // The hierarchy is durable.
+    rt().block_on(async {
+        let e = open(dir.path(), |_| {});
+        let got = e
+            .context_lookup(&Access::full(), "l16", "customer")
+            .await
+            .unwrap();
+        assert_eq!(got.namespace, "l1");
+    });
+}

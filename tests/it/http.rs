@@ -557,3 +557,67 @@ fn context_entries_over_http() {
         assert!(v["entries"].as_array().unwrap().is_empty(), "{v}");
     });
 }
+
+/// The hierarchy over HTTP: PUT creates and re-parents, GET shows children,
+/// context reads fall through unless `inherit=false`, a cycle is 409, deleting a
+/// parent needs `recursive=true`.
+#[test]
+fn namespace_hierarchy_over_http() {
+    rt().block_on(async {
+        let api = api();
+        let (s, v) = api
+            .json("PUT", "/v1/namespaces/l1", json!({"metadata": {"tier": 1}}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, v) = api
+            .json("PUT", "/v1/namespaces/l2", json!({"parent": "l1"}))
+            .await;
+        assert_eq!(
+            (s, v["parent"].as_str()),
+            (StatusCode::OK, Some("l1")),
+            "{v}"
+        );
+        let (_, v) = api.get("/v1/namespaces/l1").await;
+        assert_eq!(v["children"], json!(["l2"]));
+        assert_eq!(v["metadata"]["tier"], 1);
+        api.json(
+            "PUT",
+            "/v1/namespaces/l1/context/customer",
+            json!({"value": "ACME"}),
+        )
+        .await;
+        let (s, v) = api.get("/v1/namespaces/l2/context/customer").await;
+        assert_eq!(
+            (s, v["namespace"].as_str()),
+            (StatusCode::OK, Some("l1")),
+            "{v}"
+        );
+        let (s, _) = api
+            .get("/v1/namespaces/l2/context/customer?inherit=false")
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, v) = api
+            .json("PUT", "/v1/namespaces/l1", json!({"parent": "l2"}))
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("conflict"))
+        );
+        let (s, v) = api
+            .json("PUT", "/v1/namespaces/l3", json!({"parent": "missing"}))
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
+        let (s, v) = api.delete("/v1/namespaces/l1").await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("conflict"))
+        );
+        let (s, _) = api.delete("/v1/namespaces/l1?recursive=true").await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let (s, _) = api.get("/v1/namespaces/l2").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    });
+}
