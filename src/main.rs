@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+
+#[path = "cli/context.rs"]
+mod context_cli;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use memoryd::server::{self, AppState, ServerConfig};
@@ -270,6 +273,11 @@ enum Command {
     Eval {
         #[command(subcommand)]
         command: EvalCommand,
+    },
+    /// Shared context entries: get (through parents), set, history, list.
+    Context {
+        #[command(subcommand)]
+        command: context_cli::ContextCommand,
     },
     /// Print the OpenAPI document of the HTTP API (as committed in docs/openapi.json).
     Openapi,
@@ -631,6 +639,7 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Context { command } => context_cli::run(&engine, command).await,
         Command::Serve { .. } | Command::Model { .. } | Command::Openapi | Command::Eval { .. } => {
             unreachable!("handled in main")
         }

@@ -163,3 +163,80 @@ fn cli_embed_prints_one_vector_per_line() {
     assert!(cos > 0.9999, "cosine {cos}");
     assert!(lines[1].iter().zip(&hello).map(|(a, b)| a * b).sum::<f32>() < 0.9);
 }
+
+/// `memoryd context set|get|history` over one data directory: versions grow, a
+/// stale `--expected-version` fails with a non-zero exit and changes nothing,
+/// and `get` reads through the parent chain.
+#[test]
+fn cli_context_sets_reads_and_refuses_a_stale_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(crate::server::binary())
+            .args(args)
+            .arg("--models-dir")
+            .arg(repo_path("models"))
+            .env("MEMORYD_LOG", "warn")
+            .env("RUST_BACKTRACE", "0")
+            .env("MEMORYD_DATA_DIR", dir.path())
+            .output()
+            .unwrap()
+    };
+    let json = |out: &std::process::Output| -> Vec<Value> {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let v1 = json(&run(&[
+        "context",
+        "set",
+        "plan",
+        r#"{"step":1}"#,
+        "--namespace",
+        "t",
+        "--agent-id",
+        "writer",
+    ]));
+    assert_eq!(
+        (v1[0]["version"].as_u64(), v1[0]["agent_id"].as_str()),
+        (Some(1), Some("writer"))
+    );
+    let stale = run(&[
+        "context",
+        "set",
+        "plan",
+        "2",
+        "--namespace",
+        "t",
+        "--expected-version",
+        "7",
+    ]);
+    assert!(!stale.status.success());
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("precondition failed"));
+    json(&run(&[
+        "context",
+        "set",
+        "plan",
+        "plain words",
+        "--namespace",
+        "t",
+        "--expected-version",
+        "1",
+    ]));
+    let history = json(&run(&["context", "history", "plan", "--namespace", "t"]));
+    let values: Vec<&Value> = history.iter().map(|v| &v["value"]).collect();
+    assert_eq!(
+        values,
+        [
+            &serde_json::json!({"step": 1}),
+            &serde_json::json!("plain words")
+        ]
+    );
+    let got = json(&run(&["context", "get", "plan", "--namespace", "t"]));
+    assert_eq!(got[0]["version"], 2);
+}
