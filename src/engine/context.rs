@@ -302,17 +302,6 @@ impl Engine {
             .context_history(ns.as_str(), key, after, limit)
             .await
     }
-
-    fn check_limit(&self, limit: usize) -> Result<()> {
-        let max = self.inner.config.limits.max_k;
-        if limit == 0 || limit > max {
-            return Err(Error::invalid(
-                "limit",
-                format!("must be between 1 and {max}"),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// Strings inside a context value follow the content rule: verbatim except NUL.

@@ -208,13 +208,7 @@ impl Engine {
     ) -> Result<MessagePage> {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Read)?;
-        let max = self.inner.config.limits.max_k;
-        if limit == 0 || limit > max {
-            return Err(Error::invalid(
-                "limit",
-                format!("must be between 1 and {max}"),
-            ));
-        }
+        self.check_limit(limit)?;
         // "No cursor" is not a row (rows of older stores start at 0).
         let after: Option<u64> = after
             .map(|c| {
@@ -253,13 +247,7 @@ impl Engine {
     ) -> Result<Vec<Change>> {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Read)?;
-        let max = self.inner.config.limits.max_k;
-        if limit == 0 || limit > max {
-            return Err(Error::invalid(
-                "limit",
-                format!("must be between 1 and {max}"),
-            ));
-        }
+        self.check_limit(limit)?;
         self.inner.store.changes(ns.as_str(), after, limit).await
     }
 
@@ -460,6 +448,20 @@ impl Engine {
     /// [`Error::Storage`].
     pub async fn flush(&self) -> Result<()> {
         self.inner.store.flush().await
+    }
+}
+
+impl Engine {
+    /// Checks a page size against `1..=max_k`.
+    pub(crate) fn check_limit(&self, limit: usize) -> Result<()> {
+        let max = self.inner.config.limits.max_k;
+        if limit == 0 || limit > max {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be between 1 and {max}"),
+            ));
+        }
+        Ok(())
     }
 }
 
