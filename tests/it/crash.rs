@@ -1,5 +1,6 @@
 //! Crash loop: `memoryd serve` is SIGKILLed at random moments while a client
-//! streams single and batch adds, deletes, searches and forced summarizations,
+//! streams single and batch adds, deletes, searches, forced summarizations and
+//! compare-and-set increments of a shared context counter,
 //! then restarted and checked against what the client saw acknowledged.
 //!
 //! `MEMORYD_CRASH_CYCLES` sets the number of cycles (default 20; the long mode
@@ -49,6 +50,12 @@ struct Model {
     /// Unanswered writes that the restart showed landed, and that did not.
     landed: usize,
     lost_in_flight: usize,
+    /// The shared context counter: its acknowledged version (every version `v`
+    /// holds the value `v`), and whether a write of the next one got no answer.
+    counter_version: u64,
+    counter_unsure: bool,
+    /// Context writes acknowledged.
+    context_writes: usize,
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -141,6 +148,30 @@ fn writer(base: String, mut model: Model, cycle: usize, seed: u64, stop: Arc<Ato
                 Err(_) => {
                     model.live.remove(&id);
                     model.unsure_deletes.insert(id);
+                    break;
+                }
+            }
+        } else if op < 90 {
+            // A compare-and-set increment of a shared context counter.
+            let next = model.counter_version + 1;
+            let req = c
+                .put(url(&format!("/v1/namespaces/{NS}/context/counter")))
+                .header("if-match", format!("\"{}\"", model.counter_version))
+                .json(&json!({"value": next, "agent_id": format!("cycle-{cycle}")}));
+            match req.send().and_then(|r| {
+                let s = r.status().as_u16();
+                r.bytes().map(|b| (s, b))
+            }) {
+                Ok((200 | 201, _)) => {
+                    model.counter_version = next;
+                    model.context_writes += 1;
+                }
+                Ok((s, b)) => panic!(
+                    "context CAS at the acknowledged version answered {s}: {}",
+                    String::from_utf8_lossy(&b)
+                ),
+                Err(_) => {
+                    model.counter_unsure = true;
                     break;
                 }
             }
@@ -309,6 +340,42 @@ fn verify(server: &Server, model: &mut Model, rng: &mut StdRng, cycle: usize) {
         .unwrap();
         assert_eq!(s, 404, "cycle {cycle}: deleted {id} is readable");
     }
+    // The context counter lost no acknowledged version: it is at the acknowledged
+    // one, or one further when the last write got no answer; every version in its
+    // history holds its own number, with no gap.
+    let (s, v) = send(
+        &c,
+        reqwest::Method::GET,
+        format!(
+            "{}/v1/namespaces/{NS}/context/counter/history?limit=1000",
+            server.base
+        ),
+        None,
+    )
+    .unwrap();
+    assert_eq!(s, 200, "{v}");
+    let versions: Vec<(u64, u64)> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["version"].as_u64().unwrap(), x["value"].as_u64().unwrap()))
+        .collect();
+    let top = versions.last().map_or(0, |x| x.0);
+    let expected = model.counter_version;
+    assert!(
+        top == expected || (model.counter_unsure && top == expected + 1),
+        "cycle {cycle}: the counter is at version {top}, acknowledged {expected} (unsure: {})",
+        model.counter_unsure
+    );
+    assert!(
+        versions
+            .iter()
+            .enumerate()
+            .all(|(i, &(ver, val))| ver == i as u64 + 1 && val == ver),
+        "cycle {cycle}: the counter's history has a gap or a wrong value: {versions:?}"
+    );
+    model.counter_version = top;
+    model.counter_unsure = false;
     // Summaries never cover a message twice.
     let (_, v) = send(
         &c,
@@ -392,7 +459,8 @@ fn kill_9_loop_loses_no_acknowledged_write() {
     eprintln!(
         "crash loop: {cycles} cycles, {} operations sent, {} acknowledged, {} summaries; \
          unanswered writes at the kill: {} landed, {} did not; \
-         {} live and {} deleted messages at the end, {:.0} s",
+         {} live and {} deleted messages at the end; context counter at version {} \
+         ({} acknowledged CAS writes), {:.0} s",
         model.ops,
         model.acknowledged,
         model.summaries,
@@ -400,6 +468,8 @@ fn kill_9_loop_loses_no_acknowledged_write() {
         model.lost_in_flight,
         model.live.len(),
         model.deleted.len(),
+        model.counter_version,
+        model.context_writes,
         started.elapsed().as_secs_f64()
     );
 }
