@@ -3,6 +3,8 @@
 //!
 //! - `sweep` (default): search and add at concurrency 1, 16 and 64, `--seconds`
 //!   each (default 10): QPS, p50/p95/p99 latency, status codes (429s included).
+//! - `context`: shared-context GET and PUT (one transaction + fsync each) over
+//!   100 keys at concurrency 1 and 64, `--seconds` each.
 //! - `mixed`: one run of 90% search / 10% add (LoCoMo questions and turns) at
 //!   concurrency 64 for `--seconds` (default 60): the same figures plus the
 //!   server's peak RSS (VmHWM) and RSS sampled every 500 ms, and 5xx count.
@@ -63,7 +65,18 @@ async fn drive(
                 let t = Instant::now();
                 // "mixed": every tenth request of a worker is an add.
                 let search = mode == "search" || (mode == "mixed" && i % 10 != 0);
-                let resp = if search {
+                let resp = if mode == "context-get" {
+                    client
+                        .get(format!("{base}/v1/namespaces/load/context/k{}", i % 100))
+                        .send()
+                        .await
+                } else if mode == "context-set" {
+                    client
+                        .put(format!("{base}/v1/namespaces/load/context/k{}", i % 100))
+                        .json(&json!({"value": {"text": texts[i], "n": i}}))
+                        .send()
+                        .await
+                } else if search {
                     client
                         .post(format!("{base}/v1/namespaces/load/search"))
                         .json(&json!({"query": texts[i], "k": 10}))
@@ -239,7 +252,7 @@ fn per_status(run: &mut Run) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let scenario = ["sweep", "mixed", "overload"]
+    let scenario = ["sweep", "mixed", "overload", "context"]
         .into_iter()
         .find(|s| args.iter().any(|a| a == s))
         .unwrap_or("sweep");
@@ -283,6 +296,38 @@ fn main() {
                             c,
                             seconds,
                             texts,
+                            turns.clone(),
+                        )
+                        .await;
+                        row(mode, c, &mut run);
+                    }
+                }
+            });
+        }
+        "context" => {
+            // Shared context over HTTP: GET and PUT (one transaction + fsync
+            // each) of 100 keys, at concurrency 1 and 64.
+            let server = Server::start(&bin, &[]);
+            rt.block_on(async {
+                server.ready(&client, &turns).await;
+                for k in 0..100 {
+                    client
+                        .put(format!("{}/v1/namespaces/load/context/k{k}", server.base))
+                        .json(&json!({"value": {"seed": k}}))
+                        .send()
+                        .await
+                        .expect("seed write");
+                }
+                println!("{header}");
+                for mode in ["context-get", "context-set"] {
+                    for c in [1usize, 64] {
+                        let mut run = drive(
+                            client.clone(),
+                            server.base.clone(),
+                            mode,
+                            c,
+                            seconds,
+                            turns.clone(),
                             turns.clone(),
                         )
                         .await;
