@@ -28,13 +28,13 @@ use uuid::Uuid;
 use super::codec::{
     EngineMeta, StoredNamespace, corrupt, decode_change, decode_json, decode_message, decode_meta,
     decode_namespace, decode_summary, decode_vector, encode, encode_change, encode_json,
-    encode_message, encode_namespace, encode_summary, encode_vector, micros, parse_id,
+    encode_namespace, micros, parse_id,
 };
 use super::{
-    Change, ChangeKind, Commit, Committed, ContextPut, Mutation, NamespaceRecord, Record,
-    RecordKind, RecordStore, Retention, RowId, StoreCheck, StoredRecord, blocking,
+    Change, ChangeKind, Commit, Committed, NamespaceRecord, Record, RecordKind, RecordStore,
+    Retention, RowId, StoreCheck, StoredRecord, blocking,
 };
-use crate::core::context::{ContextEntry, ContextOp, ContextVersion};
+use crate::core::context::{ContextEntry, ContextVersion};
 use crate::core::error::{Error, Result};
 use crate::embed::ModelInfo;
 
@@ -85,43 +85,6 @@ fn row_key(k: &[u8], tree: &'static str) -> Result<RowId> {
 /// Point reads done on the caller's thread instead of the blocking pool.
 const INLINE_READS: usize = 32;
 
-/// A message encoded for the transaction: row, record, vector, id bytes, id text.
-type EncodedMessage = ([u8; 8], Vec<u8>, Vec<u8>, [u8; 16], String);
-
-/// A namespace update: new parent, new metadata (if given).
-type EncodedUpdate = (
-    Option<String>,
-    Option<serde_json::Map<String, serde_json::Value>>,
-);
-
-/// A mutation encoded outside the transaction (the closure may run more than once).
-enum Encoded {
-    Create {
-        parent: Option<String>,
-        metadata: serde_json::Map<String, serde_json::Value>,
-        update: Option<EncodedUpdate>,
-    },
-    Add(Vec<EncodedMessage>),
-    Delete(Vec<([u8; 8], [u8; 16], String)>),
-    Summary {
-        row: [u8; 8],
-        record: Vec<u8>,
-        vector: Vec<u8>,
-        id: [u8; 16],
-        ids: Vec<String>,
-        upto: RowId,
-        evict: Vec<([u8; 8], [u8; 16], String)>,
-    },
-    DropNamespace {
-        messages: Vec<[u8; 8]>,
-        summaries: Vec<[u8; 8]>,
-        /// Keys of the namespace's context entries and history versions.
-        context: Vec<sled::IVec>,
-        history: Vec<sled::IVec>,
-    },
-    Context(ContextPut),
-}
-
 impl SledStore {
     /// Opens (or creates) the store in `<dir>/sled`.
     ///
@@ -168,90 +131,6 @@ impl SledStore {
     fn flush_sync(&self) -> Result<()> {
         self.db.flush().map_err(Error::storage)?;
         Ok(())
-    }
-
-    fn encode_commit(&self, commit: &Commit) -> Result<Encoded> {
-        let gen_row = || -> Result<[u8; 8]> {
-            // From 1: a watermark of 0 then always means "nothing summarized".
-            Ok((self.db.generate_id().map_err(Error::storage)? + 1).to_be_bytes())
-        };
-        Ok(match &commit.mutation {
-            Mutation::CreateNamespace {
-                parent,
-                metadata,
-                update,
-            } => Encoded::Create {
-                parent: parent.as_ref().map(|p| p.as_str().to_owned()),
-                metadata: metadata.clone(),
-                update: update.as_ref().map(|u| {
-                    (
-                        u.parent.as_ref().map(|p| p.as_str().to_owned()),
-                        u.metadata.clone(),
-                    )
-                }),
-            },
-            Mutation::AddMessages(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                for (m, v) in items {
-                    out.push((
-                        gen_row()?,
-                        encode_message(m)?,
-                        encode_vector(v),
-                        *parse_id(&m.id)?.as_bytes(),
-                        m.id.clone(),
-                    ));
-                }
-                Encoded::Add(out)
-            }
-            Mutation::DeleteMessages(items) => Encoded::Delete(
-                items
-                    .iter()
-                    .map(|(row, id)| (row.to_be_bytes(), *id.as_bytes(), id.to_string()))
-                    .collect(),
-            ),
-            Mutation::AddSummary {
-                summary,
-                vector,
-                upto,
-                evict,
-            } => {
-                let mut ids = vec![summary.id.clone()];
-                ids.extend(summary.source_ids.iter().cloned());
-                Encoded::Summary {
-                    row: gen_row()?,
-                    record: encode_summary(summary)?,
-                    vector: encode_vector(vector),
-                    id: *parse_id(&summary.id)?.as_bytes(),
-                    ids,
-                    upto: *upto,
-                    evict: evict
-                        .iter()
-                        .map(|(row, id)| (row.to_be_bytes(), *id.as_bytes(), id.to_string()))
-                        .collect(),
-                }
-            }
-            Mutation::DeleteNamespace {
-                messages,
-                summaries,
-            } => {
-                // Commits of a namespace are serialized by the engine, so the keys
-                // read here are all there are when the transaction runs.
-                let prefix = context_prefix(commit.namespace.as_str());
-                let keys = |tree: &sled::Tree| -> Result<Vec<sled::IVec>> {
-                    tree.scan_prefix(&prefix)
-                        .keys()
-                        .map(|k| k.map_err(Error::storage))
-                        .collect()
-                };
-                Encoded::DropNamespace {
-                    messages: messages.iter().map(|r| r.to_be_bytes()).collect(),
-                    summaries: summaries.iter().map(|r| r.to_be_bytes()).collect(),
-                    context: keys(&self.context)?,
-                    history: keys(&self.context_history)?,
-                }
-            }
-            Mutation::PutContext(put) => Encoded::Context(put.clone()),
-        })
     }
 
     fn commit_sync(&self, name: &str, actor: Option<String>, enc: Encoded) -> Result<Committed> {
@@ -383,17 +262,17 @@ impl SledStore {
                             }
                         }
                         Encoded::Context(put) => {
-                            let (entry, version, kind) = put_context(name, put, context)?;
+                            let (entry, version, kind) = context::put(name, put, context)?;
                             history.insert(
-                                history_key(name, &put.key, entry.version),
+                                context::history_key(name, &put.key, entry.version),
                                 encode_json(&version),
                             )?;
                             if let Some(keep) = put.keep_versions
                                 && entry.version > keep
                             {
-                                history.remove(history_key(name, &put.key, entry.version - keep))?;
+                                history.remove(context::history_key(name, &put.key, entry.version - keep))?;
                             }
-                            context.insert(context_key(name, &put.key), encode_json(&entry))?;
+                            context.insert(context::key(name, &put.key), encode_json(&entry))?;
                             entries.push((kind, vec![put.key.clone()]));
                             written_context = Some(entry);
                         }
@@ -546,117 +425,6 @@ impl SledStore {
         }
         Ok(removed)
     }
-}
-
-fn context_prefix(ns: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(ns.len() + 1);
-    k.extend_from_slice(ns.as_bytes());
-    k.push(0);
-    k
-}
-
-fn context_key(ns: &str, key: &str) -> Vec<u8> {
-    let mut k = context_prefix(ns);
-    k.extend_from_slice(key.as_bytes());
-    k
-}
-
-fn history_key(ns: &str, key: &str, version: u64) -> Vec<u8> {
-    let mut k = context_key(ns, key);
-    k.push(0);
-    k.extend_from_slice(&version.to_be_bytes());
-    k
-}
-
-/// Applies a context write to the key's current state inside the transaction:
-/// checks the precondition, computes the new value (merge patch included) and
-/// its size, and returns the new state, its history version and the change kind.
-fn put_context(
-    ns: &str,
-    put: &ContextPut,
-    context: &TransactionalTree,
-) -> TxResult<(ContextEntry, ContextVersion, ChangeKind)> {
-    let current: Option<ContextEntry> = match context.get(context_key(ns, &put.key))? {
-        Some(b) => Some(decode_json("context", &b).map_err(ConflictableTransactionError::Abort)?),
-        None => None,
-    };
-    let live = current.as_ref().filter(|c| c.is_live(put.at));
-    let effective = live.map_or(0, |c| c.version);
-    if let Some(v) = put.expire_version {
-        let still_expired = current
-            .as_ref()
-            .is_some_and(|c| c.version == v && !c.deleted && !c.is_live(put.at));
-        if !still_expired {
-            return abort(Error::PreconditionFailed {
-                message: format!("context key {:?} changed since it expired", put.key),
-                current_version: live.map(|c| c.version),
-                current: None,
-            });
-        }
-    } else if let Some(expected) = put.expected_version
-        && expected != effective
-    {
-        return abort(Error::PreconditionFailed {
-            message: format!(
-                "context key {:?} is at version {effective}, not {expected}{}",
-                put.key,
-                if effective == 0 {
-                    " (it does not exist)"
-                } else {
-                    ""
-                }
-            ),
-            current_version: live.map(|c| c.version),
-            current: live.and_then(|c| serde_json::to_value(c).ok()),
-        });
-    }
-    let (value, kind) = match put.op {
-        ContextOp::Set => (put.value.clone(), ChangeKind::ContextSet),
-        ContextOp::Patch => {
-            let mut v = live.map_or(serde_json::Value::Null, |c| c.value.clone());
-            json_patch::merge(&mut v, &put.value);
-            (v, ChangeKind::ContextSet)
-        }
-        ContextOp::Delete => {
-            if live.is_none() && put.expire_version.is_none() {
-                return abort(Error::NotFound {
-                    what: "context key",
-                    id: put.key.clone(),
-                });
-            }
-            (serde_json::Value::Null, ChangeKind::ContextDeleted)
-        }
-    };
-    let bytes = serde_json::to_vec(&value).map_or(usize::MAX, |b| b.len());
-    if bytes > put.max_value_bytes {
-        return abort(Error::too_large(
-            "value",
-            format!(
-                "{bytes} bytes as JSON; the limit is {}",
-                put.max_value_bytes
-            ),
-        ));
-    }
-    let deleted = put.op == ContextOp::Delete;
-    let entry = ContextEntry {
-        key: put.key.clone(),
-        namespace: ns.to_owned(),
-        version: current.as_ref().map_or(0, |c| c.version) + 1,
-        value: value.clone(),
-        agent_id: put.agent_id.clone(),
-        updated_at: put.at,
-        expires_at: if deleted { None } else { put.expires_at },
-        deleted,
-    };
-    let version = ContextVersion {
-        version: entry.version,
-        op: put.op,
-        value,
-        agent_id: put.agent_id.clone(),
-        at: put.at,
-        expires_at: entry.expires_at,
-    };
-    Ok((entry, version, kind))
 }
 
 fn remove_record(
@@ -820,7 +588,7 @@ impl RecordStore for SledStore {
 
     async fn context_get(&self, namespace: &str, key: &str) -> Result<Option<ContextEntry>> {
         self.context
-            .get(context_key(namespace, key))
+            .get(context::key(namespace, key))
             .map_err(Error::storage)?
             .map(|b| decode_json("context", &b))
             .transpose()
@@ -835,26 +603,9 @@ impl RecordStore for SledStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<ContextEntry>> {
         let store = self.clone();
-        let start = context_key(namespace, prefix);
-        let after = after.map(|a| context_key(namespace, a));
-        blocking(move || {
-            let mut out = Vec::new();
-            for kv in store.context.scan_prefix(&start) {
-                let (k, v) = kv.map_err(Error::storage)?;
-                if after.as_deref().is_some_and(|a| k.as_ref() <= a) {
-                    continue;
-                }
-                let entry: ContextEntry = decode_json("context", &v)?;
-                if entry.is_live(now) {
-                    out.push(entry);
-                    if out.len() == limit {
-                        break;
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
+        let start = context::key(namespace, prefix);
+        let after = after.map(|a| context::key(namespace, a));
+        blocking(move || store.context_list_sync(&start, after.as_deref(), limit, now)).await
     }
 
     async fn context_history(
@@ -866,40 +617,12 @@ impl RecordStore for SledStore {
     ) -> Result<Vec<ContextVersion>> {
         let store = self.clone();
         let (ns, key) = (namespace.to_owned(), key.to_owned());
-        blocking(move || {
-            let Some(start) = after.checked_add(1) else {
-                return Ok(Vec::new());
-            };
-            store
-                .context_history
-                .range(history_key(&ns, &key, start)..=history_key(&ns, &key, u64::MAX))
-                .take(limit)
-                .map(|kv| {
-                    let (_, v) = kv.map_err(Error::storage)?;
-                    decode_json("context_history", &v)
-                })
-                .collect()
-        })
-        .await
+        blocking(move || store.context_history_sync(&ns, &key, after, limit)).await
     }
 
     async fn context_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ContextEntry>> {
         let store = self.clone();
-        blocking(move || {
-            let mut out = Vec::new();
-            for kv in store.context.iter() {
-                let (_, v) = kv.map_err(Error::storage)?;
-                let entry: ContextEntry = decode_json("context", &v)?;
-                if !entry.deleted && entry.expires_at.is_some_and(|t| t <= now) {
-                    out.push(entry);
-                    if out.len() == limit {
-                        break;
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
+        blocking(move || store.context_expired_sync(now, limit)).await
     }
 
     async fn check(&self, dim: usize) -> Result<StoreCheck> {
@@ -919,6 +642,13 @@ impl RecordStore for SledStore {
 
 #[path = "sled_check.rs"]
 mod check;
+
+#[path = "sled_context.rs"]
+mod context;
+
+#[path = "sled_encode.rs"]
+mod encode;
+use encode::Encoded;
 
 #[cfg(test)]
 #[path = "sled_tests.rs"]

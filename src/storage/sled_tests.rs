@@ -4,6 +4,7 @@
 use super::*;
 use crate::core::access::NamespaceName;
 use crate::core::types::Message;
+use crate::storage::Mutation;
 
 fn message(ns: &str) -> Message {
     let mut m = crate::storage::codec::tests::sample();

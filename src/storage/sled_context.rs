@@ -1,0 +1,190 @@
+//! Context entries in the sled backend: key layout, the compare-and-set write
+//! applied inside a commit's transaction, and the reads.
+
+use chrono::{DateTime, Utc};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+
+use super::{SledStore, TxResult, abort};
+use crate::core::context::{ContextEntry, ContextOp, ContextVersion};
+use crate::core::error::{Error, Result};
+use crate::storage::codec::decode_json;
+use crate::storage::{ChangeKind, ContextPut};
+
+/// `<namespace> 0x00`: every context key of a namespace starts with it.
+pub(super) fn prefix(ns: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(ns.len() + 1);
+    k.extend_from_slice(ns.as_bytes());
+    k.push(0);
+    k
+}
+
+/// `<namespace> 0x00 <key>`: the key of an entry in the `context` tree.
+pub(super) fn key(ns: &str, name: &str) -> Vec<u8> {
+    let mut k = prefix(ns);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `<namespace> 0x00 <key> 0x00 <version>`: a version in `context_history`.
+pub(super) fn history_key(ns: &str, name: &str, version: u64) -> Vec<u8> {
+    let mut k = key(ns, name);
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// Applies a context write to the key's current state inside the transaction:
+/// checks the precondition, computes the new value (merge patch included) and
+/// its size, and returns the new state, its history version and the change kind.
+pub(super) fn put(
+    ns: &str,
+    put: &ContextPut,
+    context: &TransactionalTree,
+) -> TxResult<(ContextEntry, ContextVersion, ChangeKind)> {
+    let current: Option<ContextEntry> = match context.get(key(ns, &put.key))? {
+        Some(b) => Some(decode_json("context", &b).map_err(ConflictableTransactionError::Abort)?),
+        None => None,
+    };
+    let live = current.as_ref().filter(|c| c.is_live(put.at));
+    let effective = live.map_or(0, |c| c.version);
+    if let Some(v) = put.expire_version {
+        let still_expired = current
+            .as_ref()
+            .is_some_and(|c| c.version == v && !c.deleted && !c.is_live(put.at));
+        if !still_expired {
+            return abort(Error::PreconditionFailed {
+                message: format!("context key {:?} changed since it expired", put.key),
+                current_version: live.map(|c| c.version),
+                current: None,
+            });
+        }
+    } else if let Some(expected) = put.expected_version
+        && expected != effective
+    {
+        return abort(Error::PreconditionFailed {
+            message: format!(
+                "context key {:?} is at version {effective}, not {expected}{}",
+                put.key,
+                if effective == 0 {
+                    " (it does not exist)"
+                } else {
+                    ""
+                }
+            ),
+            current_version: live.map(|c| c.version),
+            current: live.and_then(|c| serde_json::to_value(c).ok()),
+        });
+    }
+    let (value, kind) = match put.op {
+        ContextOp::Set => (put.value.clone(), ChangeKind::ContextSet),
+        ContextOp::Patch => {
+            let mut v = live.map_or(serde_json::Value::Null, |c| c.value.clone());
+            json_patch::merge(&mut v, &put.value);
+            (v, ChangeKind::ContextSet)
+        }
+        ContextOp::Delete => {
+            if live.is_none() && put.expire_version.is_none() {
+                return abort(Error::NotFound {
+                    what: "context key",
+                    id: put.key.clone(),
+                });
+            }
+            (serde_json::Value::Null, ChangeKind::ContextDeleted)
+        }
+    };
+    let bytes = serde_json::to_vec(&value).map_or(usize::MAX, |b| b.len());
+    if bytes > put.max_value_bytes {
+        return abort(Error::too_large(
+            "value",
+            format!(
+                "{bytes} bytes as JSON; the limit is {}",
+                put.max_value_bytes
+            ),
+        ));
+    }
+    let deleted = put.op == ContextOp::Delete;
+    let entry = ContextEntry {
+        key: put.key.clone(),
+        namespace: ns.to_owned(),
+        version: current.as_ref().map_or(0, |c| c.version) + 1,
+        value: value.clone(),
+        agent_id: put.agent_id.clone(),
+        updated_at: put.at,
+        expires_at: if deleted { None } else { put.expires_at },
+        deleted,
+    };
+    let version = ContextVersion {
+        version: entry.version,
+        op: put.op,
+        value,
+        agent_id: put.agent_id.clone(),
+        at: put.at,
+        expires_at: entry.expires_at,
+    };
+    Ok((entry, version, kind))
+}
+
+impl SledStore {
+    pub(super) fn context_list_sync(
+        &self,
+        start: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ContextEntry>> {
+        let mut out = Vec::new();
+        for kv in self.context.scan_prefix(start) {
+            let (k, v) = kv.map_err(Error::storage)?;
+            if after.is_some_and(|a| k.as_ref() <= a) {
+                continue;
+            }
+            let entry: ContextEntry = decode_json("context", &v)?;
+            if entry.is_live(now) {
+                out.push(entry);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn context_history_sync(
+        &self,
+        ns: &str,
+        key: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ContextVersion>> {
+        let Some(start) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.context_history
+            .range(history_key(ns, key, start)..=history_key(ns, key, u64::MAX))
+            .take(limit)
+            .map(|kv| {
+                let (_, v) = kv.map_err(Error::storage)?;
+                decode_json("context_history", &v)
+            })
+            .collect()
+    }
+
+    pub(super) fn context_expired_sync(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ContextEntry>> {
+        let mut out = Vec::new();
+        for kv in self.context.iter() {
+            let (_, v) = kv.map_err(Error::storage)?;
+            let entry: ContextEntry = decode_json("context", &v)?;
+            if !entry.deleted && entry.expires_at.is_some_and(|t| t <= now) {
+                out.push(entry);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
