@@ -602,18 +602,7 @@ mod tests {
                 assert!((g - w).abs() < 1e-5, "{workers:?} [{i}]: {g} vs {w}");
             }
         };
-        check(Workers::Scoped(2));
-        // Rayon's pool runs under Miri only with Tree Borrows (see `Workers`).
-        if !cfg!(miri) {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(2)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                assert_eq!(rayon::current_num_threads(), 2);
-                check(Workers::Pool)
-            });
-        }
+        Workers::each_for_tests(check);
     }
 
     /// erf by its Taylor series / continued fraction in f64 (reference only).

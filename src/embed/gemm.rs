@@ -373,6 +373,23 @@ pub(crate) enum Workers {
 }
 
 impl Workers {
+    /// Runs `check` with two scoped threads and (except under Miri, where
+    /// rayon's pool runs only with Tree Borrows) on a 2-thread rayon pool.
+    #[cfg(test)]
+    pub(crate) fn each_for_tests(check: impl Fn(Workers) + Send + Sync) {
+        check(Workers::Scoped(2));
+        if !cfg!(miri) {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                assert_eq!(rayon::current_num_threads(), 2);
+                check(Workers::Pool)
+            });
+        }
+    }
+
     /// Runs `task(i)` for every `i < n`: in parallel unless `serial`, each index
     /// once.
     #[inline]
@@ -1022,18 +1039,7 @@ mod tests {
                 }
             }
         };
-        check(Workers::Scoped(2));
-        // Rayon's pool runs under Miri only with Tree Borrows (see `Workers`).
-        if !cfg!(miri) {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(2)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                assert_eq!(rayon::current_num_threads(), 2);
-                check(Workers::Pool)
-            });
-        }
+        Workers::each_for_tests(check);
     }
 
     #[test]

@@ -213,7 +213,7 @@ impl Engine {
                                 message: m,
                                 vector: &stored.vector,
                             }]);
-                            ns.remember(stored.row, m, inner.config.short_term_capacity);
+                            ns.remember([(stored.row, m)], inner.config.short_term_capacity);
                             count += 1;
                         }
                         Record::Summary(s) => ns.index.insert(&[IndexDoc::Summary {

@@ -35,15 +35,20 @@ pub(crate) struct NamespaceState {
 }
 
 impl NamespaceState {
-    /// Records a stored message in short-term memory.
-    pub(crate) fn remember(&self, row: RowId, m: &Message, capacity: usize) {
+    /// Records stored messages in short-term memory, under one lock (a summary
+    /// window never splits a batch).
+    pub(crate) fn remember<'a>(
+        &self,
+        messages: impl IntoIterator<Item = (RowId, &'a Message)>,
+        capacity: usize,
+    ) {
         let upto = self.summarized_upto.load(Ordering::Acquire);
-        // 0 is "nothing summarized" (rows of stores written before rows started
-        // at 1 may be 0).
-        let unsummarized = upto == 0 || row > upto;
-        self.short_term
-            .lock()
-            .push(row, inserted_ms(&m.id), capacity, unsummarized);
+        let mut st = self.short_term.lock();
+        for (row, m) in messages {
+            // 0 is "nothing summarized" (rows of stores written before rows
+            // started at 1 may be 0).
+            st.push(row, inserted_ms(&m.id), capacity, upto == 0 || row > upto);
+        }
     }
 
     /// Name, counts and registry fields.
@@ -162,17 +167,14 @@ impl Inner {
                     })
                     .collect();
                 ns.index.insert(&docs);
-                // One lock for the batch: a summary window never splits it.
-                let upto = ns.summarized_upto.load(Ordering::Acquire);
-                let mut st = ns.short_term.lock();
-                for ((m, _), &row) in items.iter().zip(&committed.rows) {
-                    st.push(
-                        row,
-                        inserted_ms(&m.id),
-                        self.config.short_term_capacity,
-                        upto == 0 || row > upto,
-                    );
-                }
+                ns.remember(
+                    committed
+                        .rows
+                        .iter()
+                        .copied()
+                        .zip(items.iter().map(|(m, _)| m)),
+                    self.config.short_term_capacity,
+                );
                 metrics::counter!("memoryd_messages_added_total").increment(items.len() as u64);
             }
             Mutation::DeleteMessages(items) => {
