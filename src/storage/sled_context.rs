@@ -36,10 +36,21 @@ pub(super) fn history_key(ns: &str, name: &str, version: u64) -> Vec<u8> {
 /// Applies a context write to the key's current state inside the transaction:
 /// checks the precondition, computes the new value (merge patch included) and
 /// its size, and returns the new state, its history version and the change kind.
+/// `<expiry µs> <namespace> 0x00 <key>`: an entry in `context_expiry`, which
+/// the expiry sweep reads in time order instead of scanning every entry.
+pub(super) fn expiry_key(at: DateTime<Utc>, ns: &str, name: &str) -> Vec<u8> {
+    let mut k = (at.timestamp_micros().max(0) as u64).to_be_bytes().to_vec();
+    k.extend(key(ns, name));
+    k
+}
+
+/// Applies a context write to the key's current state inside the transaction
+/// (see [`put`]'s callers) and keeps `context_expiry` in step with it.
 pub(super) fn put(
     ns: &str,
     put: &ContextPut,
     context: &TransactionalTree,
+    expiry: &TransactionalTree,
 ) -> TxResult<(ContextEntry, ContextVersion, ChangeKind)> {
     let current: Option<ContextEntry> = match context.get(key(ns, &put.key))? {
         Some(b) => Some(decode_json("context", &b).map_err(ConflictableTransactionError::Abort)?),
@@ -113,6 +124,12 @@ pub(super) fn put(
         expires_at: if deleted { None } else { put.expires_at },
         deleted,
     };
+    if let Some(t) = current.as_ref().and_then(|c| c.expires_at) {
+        expiry.remove(expiry_key(t, ns, &put.key))?;
+    }
+    if let Some(t) = entry.expires_at {
+        expiry.insert(expiry_key(t, ns, &put.key), &[][..])?;
+    }
     let version = ContextVersion {
         version: entry.version,
         op: put.op,
@@ -169,20 +186,44 @@ impl SledStore {
             .collect()
     }
 
+    /// Entries whose expiry is at or before `now` and that are still not
+    /// deleted: read from `context_expiry` in time order, so a sweep costs what
+    /// has expired, not what is stored.
     pub(super) fn context_expired_sync(
         &self,
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<ContextEntry>> {
+        let end = (now.timestamp_micros().max(0) as u64).saturating_add(1);
         let mut out = Vec::new();
-        for kv in self.context.iter() {
-            let (_, v) = kv.map_err(Error::storage)?;
-            let entry: ContextEntry = decode_json("context", &v)?;
-            if !entry.deleted && entry.expires_at.is_some_and(|t| t <= now) {
+        for k in self
+            .context_expiry
+            .range(..end.to_be_bytes().to_vec())
+            .keys()
+        {
+            let k = k.map_err(Error::storage)?;
+            let Some(b) = self.context.get(&k[8..]).map_err(Error::storage)? else {
+                continue;
+            };
+            let entry: ContextEntry = decode_json("context", &b)?;
+            if !entry.deleted && !entry.is_live(now) {
                 out.push(entry);
                 if out.len() == limit {
                     break;
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `context_expiry` keys of a namespace's entries (for its deletion).
+    pub(super) fn expiry_keys(&self, ns: &str) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for kv in self.context.scan_prefix(prefix(ns)) {
+            let (_, v) = kv.map_err(Error::storage)?;
+            let entry: ContextEntry = decode_json("context", &v)?;
+            if let Some(t) = entry.expires_at {
+                out.push(expiry_key(t, ns, &entry.key));
             }
         }
         Ok(out)

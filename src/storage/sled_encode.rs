@@ -40,6 +40,7 @@ pub(super) enum Encoded {
         /// Keys of the namespace's context entries and history versions.
         context: Vec<sled::IVec>,
         history: Vec<sled::IVec>,
+        expiry: Vec<Vec<u8>>,
     },
     Context(ContextPut),
 }
@@ -123,6 +124,7 @@ impl SledStore {
                     summaries: summaries.iter().map(|r| r.to_be_bytes()).collect(),
                     context: keys(&self.context)?,
                     history: keys(&self.context_history)?,
+                    expiry: self.expiry_keys(commit.namespace.as_str())?,
                 }
             }
             Mutation::PutContext(put) => Encoded::Context(put.clone()),

@@ -11,6 +11,7 @@
 //! | `changes` | namespace name, `0x00`, seq (u64 big-endian) | a change-log entry |
 //! | `context` | namespace name, `0x00`, key | the key's current state (JSON) |
 //! | `context_history` | namespace name, `0x00`, key, `0x00`, version (u64 big-endian) | one version (JSON) |
+//! | `context_expiry` | expiry (µs since the epoch, u64 big-endian), namespace name, `0x00`, key | empty: the entries that expire, in time order |
 //! | `kv` | any UTF-8 key | bytes (the compare-and-set key space) |
 //!
 //! Rows come from sled's monotonic `generate_id`, so iterating `messages` yields
@@ -51,6 +52,7 @@ pub struct SledStore {
     changes: sled::Tree,
     context: sled::Tree,
     context_history: sled::Tree,
+    context_expiry: sled::Tree,
     kv: sled::Tree,
 }
 
@@ -123,6 +125,7 @@ impl SledStore {
             changes: tree("changes")?,
             context: tree("context")?,
             context_history: tree("context_history")?,
+            context_expiry: tree("context_expiry")?,
             kv: tree("kv")?,
             db,
         })
@@ -144,9 +147,21 @@ impl SledStore {
             &self.changes,
             &self.context,
             &self.context_history,
+            &self.context_expiry,
         )
             .transaction(
-                |(messages, vectors, ids, namespaces, summaries, changes, context, history)| -> TxResult<Committed> {
+                |(
+                    messages,
+                    vectors,
+                    ids,
+                    namespaces,
+                    summaries,
+                    changes,
+                    context,
+                    history,
+                    expiry,
+                )|
+                 -> TxResult<Committed> {
                     let stored = match namespaces.get(name.as_bytes())? {
                         Some(b) => Some(
                             decode_namespace(name, &b)
@@ -262,7 +277,7 @@ impl SledStore {
                             }
                         }
                         Encoded::Context(put) => {
-                            let (entry, version, kind) = context::put(name, put, context)?;
+                            let (entry, version, kind) = context::put(name, put, context, expiry)?;
                             history.insert(
                                 context::history_key(name, &put.key, entry.version),
                                 encode_json(&version),
@@ -270,7 +285,11 @@ impl SledStore {
                             if let Some(keep) = put.keep_versions
                                 && entry.version > keep
                             {
-                                history.remove(context::history_key(name, &put.key, entry.version - keep))?;
+                                history.remove(context::history_key(
+                                    name,
+                                    &put.key,
+                                    entry.version - keep,
+                                ))?;
                             }
                             context.insert(context::key(name, &put.key), encode_json(&entry))?;
                             entries.push((kind, vec![put.key.clone()]));
@@ -281,7 +300,11 @@ impl SledStore {
                             summaries: s,
                             context: c,
                             history: h,
+                            expiry: x,
                         } => {
+                            for k in x {
+                                expiry.remove(k.as_slice())?;
+                            }
                             for k in c {
                                 context.remove(k)?;
                             }

@@ -200,3 +200,60 @@ fn compare_and_set_writes_only_when_expected_matches() {
     assert_eq!(cas(Some(b"2"), None), Ok(()));
     assert_eq!(rt.block_on(store.get_key("k")).unwrap(), None);
 }
+
+/// `context_expiry` follows the entries: written with an expiry, replaced by a
+/// rewrite, gone with a tombstone or the namespace; the sweep reads it.
+#[test]
+fn the_expiry_index_follows_context_writes() {
+    use crate::core::context::ContextOp;
+    use crate::storage::ContextPut;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let rt = rt();
+    let now = Utc::now();
+    let write = |key: &str, op: ContextOp, expires_at: Option<DateTime<Utc>>| Commit {
+        namespace: NamespaceName::parse("n").unwrap(),
+        mutation: Mutation::PutContext(ContextPut {
+            key: key.into(),
+            op,
+            value: serde_json::json!(1),
+            expected_version: None,
+            agent_id: None,
+            expires_at,
+            at: now,
+            max_value_bytes: 1 << 16,
+            keep_versions: None,
+            expire_version: None,
+        }),
+        actor: None,
+    };
+    let soon = now + chrono::Duration::seconds(5);
+    rt.block_on(store.commit(&write("a", ContextOp::Set, Some(soon))))
+        .unwrap();
+    rt.block_on(store.commit(&write("b", ContextOp::Set, Some(soon))))
+        .unwrap();
+    assert_eq!(store.context_expiry.len(), 2);
+    let later = soon + chrono::Duration::seconds(1);
+    assert_eq!(store.context_expired_sync(now, 10).unwrap().len(), 0);
+    assert_eq!(store.context_expired_sync(later, 10).unwrap().len(), 2);
+    // A rewrite without expiry and a delete both drop their entry's key.
+    rt.block_on(store.commit(&write("a", ContextOp::Set, None)))
+        .unwrap();
+    assert_eq!(store.context_expiry.len(), 1);
+    rt.block_on(store.commit(&write("b", ContextOp::Delete, None)))
+        .unwrap();
+    assert_eq!(store.context_expiry.len(), 0);
+    rt.block_on(store.commit(&write("c", ContextOp::Set, Some(soon))))
+        .unwrap();
+    let drop = Commit {
+        namespace: NamespaceName::parse("n").unwrap(),
+        mutation: Mutation::DeleteNamespace {
+            messages: Vec::new(),
+            summaries: Vec::new(),
+        },
+        actor: None,
+    };
+    rt.block_on(store.commit(&drop)).unwrap();
+    assert_eq!(store.context_expiry.len(), 0);
+    assert_eq!(store.context.len(), 0);
+}
