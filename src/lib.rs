@@ -43,16 +43,20 @@ pub mod storage;
 pub mod summarize;
 
 pub use crate::core::access::{Access, NamespaceName, NamespacePattern, Scope, validate_namespace};
+pub use crate::core::board::{
+    BoardItem, NewProblem, NewProposal, NewVote, Problem, ProblemDetail, ProblemStatus, Proposal,
+    Resolution, Resolve,
+};
 pub use crate::core::context::{ContextEntry, ContextOp, ContextVersion, ContextWrite};
 pub use crate::core::error::{Error, ErrorKind, Result};
 pub use crate::core::params::{Bm25Params, HybridParams, IndexConfig};
 pub use crate::core::types::{
     Filter, Hit, HitKind, Interaction, Message, NamespaceInfo, NewMessage, Query, Role, SearchMode,
-    SearchRequest, SearchResults, Summary,
+    SearchRequest, SearchResults, SearchScope, Summary,
 };
 pub use embed::{Embedder, Embeddings, ModelInfo};
 pub use engine::{
-    CheckReport, ContextPage, Engine, EngineConfig, Limits, MessagePage, ModelConfig, Stats,
-    SummarizeConfig, load_embedder,
+    CheckReport, ContextPage, Engine, EngineConfig, Limits, MessagePage, ModelConfig, ProblemPage,
+    Stats, SummarizeConfig, load_embedder,
 };
 pub use storage::{Change, ChangeKind, RecordStore, Retention, SledStore};

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+#[path = "cli/board.rs"]
+mod board_cli;
 #[path = "cli/context.rs"]
 mod context_cli;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -278,6 +280,11 @@ enum Command {
     Context {
         #[command(subcommand)]
         command: context_cli::ContextCommand,
+    },
+    /// The blackboard: post problems, propose, vote, resolve, show, list.
+    Board {
+        #[command(subcommand)]
+        command: board_cli::BoardCommand,
     },
     /// Print the OpenAPI document of the HTTP API (as committed in docs/openapi.json).
     Openapi,
@@ -640,6 +647,7 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
             Ok(())
         }
         Command::Context { command } => context_cli::run(&engine, command).await,
+        Command::Board { command } => board_cli::run(&engine, command).await,
         Command::Serve { .. } | Command::Model { .. } | Command::Openapi | Command::Eval { .. } => {
             unreachable!("handled in main")
         }

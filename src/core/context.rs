@@ -84,6 +84,47 @@ impl ContextEntry {
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         !self.deleted && self.expires_at.is_none_or(|t| t > now)
     }
+
+    /// The text search indexes for this entry ([`context_text`]).
+    pub fn search_text(&self) -> String {
+        context_text(&self.key, &self.value)
+    }
+}
+
+/// The text a context entry is embedded and BM25-indexed by: its key with `:`,
+/// `.`, `_` and `-` read as spaces, then every object member name (in key
+/// order) and string of its value, depth first, one per line. Numbers, booleans and `null` are left
+/// out (they carry no words).
+pub fn context_text(key: &str, value: &Value) -> String {
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::String(s) => {
+                out.push('\n');
+                out.push_str(s);
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            Value::Object(o) => {
+                for (k, v) in o {
+                    out.push('\n');
+                    out.push_str(k);
+                    walk(v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out: String = key
+        .chars()
+        .map(|c| {
+            if matches!(c, ':' | '.' | '_' | '-') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    walk(value, &mut out);
+    out
 }
 
 /// One version in a key's history.
@@ -123,6 +164,16 @@ pub struct ContextWrite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_text_has_the_key_member_names_and_strings() {
+        let v = serde_json::json!({"title": "Q3 plan", "tags": ["a", 1, true], "n": 5});
+        assert_eq!(
+            context_text("research:findings", &v),
+            "research findings\nn\ntags\na\ntitle\nQ3 plan"
+        );
+        assert_eq!(context_text("k", &serde_json::json!(42)), "k");
+    }
 
     #[test]
     fn keys_are_validated() {

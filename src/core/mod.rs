@@ -3,6 +3,7 @@
 //! validated namespace name ([`access`]), and search parameters ([`params`]).
 
 pub mod access;
+pub mod board;
 pub mod context;
 pub mod error;
 pub mod params;

@@ -55,7 +55,7 @@ impl std::str::FromStr for Role {
     }
 }
 
-/// What a search hit is: a stored message, or (later) a summary of many.
+/// What a search hit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HitKind {
@@ -63,12 +63,34 @@ pub enum HitKind {
     Message,
     /// A summary of a window of messages (long-term memory).
     Summary,
+    /// A shared context entry (its key and the strings of its value).
+    Context,
+    /// A blackboard problem or proposal (its title and body).
+    Board,
 }
 
 impl HitKind {
     pub(crate) fn to_u8(self) -> u8 {
         self as u8
     }
+
+    /// What a search returns when it names no kinds: messages, summaries and
+    /// context entries (board items only when asked for).
+    pub const DEFAULT: [HitKind; 3] = [HitKind::Message, HitKind::Summary, HitKind::Context];
+}
+
+/// Which namespaces a search covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchScope {
+    /// The namespace itself (the default).
+    #[default]
+    #[serde(rename = "self")]
+    Own,
+    /// The namespace and its ancestors (parent, grandparent, …), up to the first
+    /// one the caller cannot read. Each namespace is ranked on its own, then the
+    /// lists are merged on comparable scores (see [`crate::search::merge`]).
+    Inherit,
 }
 
 /// A summary of a window of a namespace's messages: long-term memory,
@@ -344,10 +366,13 @@ pub struct SearchRequest {
     pub k: usize,
     /// Restrictions on which messages may be returned.
     pub filter: Filter,
-    /// Kinds of hits to return; empty means all (messages and summaries).
+    /// Kinds of hits to return; empty means [`HitKind::DEFAULT`] (messages,
+    /// summaries and context entries).
     pub kinds: Vec<HitKind>,
     /// Ranking: hybrid (default), dense or lexical.
     pub mode: SearchMode,
+    /// The namespace alone (default) or with its ancestors.
+    pub scope: SearchScope,
     /// Overrides the engine's hybrid weights for this request (tuning, evaluation).
     pub hybrid: Option<HybridParams>,
 }
@@ -361,8 +386,15 @@ impl SearchRequest {
             filter: Filter::default(),
             kinds: Vec::new(),
             mode: SearchMode::default(),
+            scope: SearchScope::Own,
             hybrid: None,
         }
+    }
+
+    /// Sets the scope (the namespace alone, or with its ancestors).
+    pub fn with_scope(mut self, scope: SearchScope) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// Restricts the kinds of hits.
@@ -401,10 +433,12 @@ impl SearchRequest {
 /// One search result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Hit {
-    /// Id of the message or summary.
+    /// Id of the message, summary or board item; the key of a context entry.
     pub id: String,
     /// What was found.
     pub kind: HitKind,
+    /// The namespace it was found in (an ancestor's with `scope: inherit`).
+    pub namespace: String,
     /// Ranking score, higher is better. `dense`: cosine similarity to the query, in
     /// [-1, 1]. `lexical`: BM25. `hybrid`: the fused score, in [0, 1 + neighbor_weight].
     pub score: f32,
@@ -414,6 +448,12 @@ pub struct Hit {
     /// The summary, when `kind` is `summary`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
+    /// The context entry (current version), when `kind` is `context`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<crate::core::context::ContextEntry>,
+    /// The problem or proposal, when `kind` is `board`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board: Option<crate::core::board::BoardItem>,
 }
 
 impl Hit {
@@ -423,11 +463,14 @@ impl Hit {
     }
 
     /// The text that matched: the message content or the summary text.
-    pub fn text(&self) -> &str {
-        match (&self.message, &self.summary) {
-            (Some(m), _) => &m.content,
-            (None, Some(s)) => &s.text,
-            (None, None) => "",
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow;
+        match (&self.message, &self.summary, &self.context, &self.board) {
+            (Some(m), ..) => Cow::Borrowed(&m.content),
+            (None, Some(s), ..) => Cow::Borrowed(&s.text),
+            (None, None, Some(c), _) => Cow::Owned(c.search_text()),
+            (None, None, None, Some(b)) => Cow::Owned(b.search_text()),
+            (None, None, None, None) => Cow::Borrowed(""),
         }
     }
 }

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use super::{Engine, Inner, validate};
 use crate::core::access::{Access, NamespaceName, Scope};
-use crate::core::context::{ContextEntry, ContextOp, ContextVersion, ContextWrite, validate_key};
+use crate::core::context::{
+    ContextEntry, ContextOp, ContextVersion, ContextWrite, context_text, validate_key,
+};
 use crate::core::error::{Error, Result};
 use crate::core::types::to_micros;
 use crate::storage::{ContextPut, Mutation};
@@ -148,7 +150,7 @@ impl Engine {
         if expires_at.is_some_and(|t| t <= at) {
             return Err(Error::invalid("expires_at", "must be in the future"));
         }
-        let put = ContextPut {
+        let mut put = ContextPut {
             key: key.to_owned(),
             op,
             value,
@@ -159,26 +161,96 @@ impl Engine {
             max_value_bytes: limits.max_context_value_bytes,
             keep_versions: self.inner.config.context_history_versions,
             expire_version: None,
+            vector: None,
+            change: None,
         };
-        let (_, committed) = self
-            .inner
-            .commit(access, &ns, op != ContextOp::Delete, move |_| {
-                Ok(Mutation::PutContext(put))
-            })
-            .await
-            .map_err(|e| match e {
+        // The entry is searchable: a write that changes its text brings the new
+        // text's vector. A patch's result depends on the version it merges
+        // into, so it is embedded against the version read and committed with
+        // that version as its precondition; without a caller's precondition a
+        // patch that loses a race is merged and embedded again.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let caller_cas = opts.expected_version.is_some();
+            if op != ContextOp::Delete {
+                let current = self
+                    .inner
+                    .store
+                    .context_get(ns.as_str(), key)
+                    .await?
+                    .filter(|e| e.is_live(at));
+                if op == ContextOp::Patch
+                    && let Some(expected) = opts.expected_version
+                {
+                    let effective = current.as_ref().map_or(0, |c| c.version);
+                    if effective != expected {
+                        // What the store would answer; checked here so a merge is
+                        // never embedded against a version it will not apply to.
+                        return Err(Error::PreconditionFailed {
+                            message: format!(
+                                "context key {key:?} is at version {effective}, not {expected}{}",
+                                if effective == 0 {
+                                    " (it does not exist)"
+                                } else {
+                                    ""
+                                }
+                            ),
+                            current_version: current.as_ref().map(|c| c.version),
+                            current: current.as_ref().and_then(|c| serde_json::to_value(c).ok()),
+                        });
+                    }
+                }
+                let (new_value, pin) = match op {
+                    ContextOp::Patch => {
+                        let mut v = current.as_ref().map_or(Value::Null, |c| c.value.clone());
+                        json_patch::merge(&mut v, &put.value);
+                        (v, true)
+                    }
+                    _ => (put.value.clone(), false),
+                };
+                let text = context_text(key, &new_value);
+                let unchanged = current.as_ref().is_some_and(|c| c.search_text() == text);
+                put.vector = if unchanged {
+                    None
+                } else {
+                    let e = self.inner.embed.embed(vec![text]).await?;
+                    Some(e.data)
+                };
+                if pin && !caller_cas {
+                    put.expected_version = Some(current.as_ref().map_or(0, |c| c.version));
+                }
+            }
+            let p = put.clone();
+            let result = self
+                .inner
+                .commit(access, &ns, op != ContextOp::Delete, move |_| {
+                    Ok(Mutation::PutContext(p))
+                })
+                .await;
+            let committed = match result {
+                Ok((_, committed)) => committed,
+                Err(Error::PreconditionFailed { .. })
+                    if op == ContextOp::Patch && !caller_cas && attempts < 16 =>
+                {
+                    put.expected_version = None;
+                    continue;
+                }
                 // The namespace does not exist, so neither does the key.
-                Error::NotFound {
+                Err(Error::NotFound {
                     what: "namespace", ..
-                } => Error::NotFound {
-                    what: "context key",
-                    id: key.to_owned(),
-                },
-                e => e,
-            })?;
-        committed
-            .context
-            .ok_or_else(|| Error::Storage("the store returned no context entry".into()))
+                }) => {
+                    return Err(Error::NotFound {
+                        what: "context key",
+                        id: key.to_owned(),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            return committed
+                .context
+                .ok_or_else(|| Error::Storage("the store returned no context entry".into()));
+        }
     }
 
     /// The live value of `key` (not deleted, not expired).
@@ -349,6 +421,8 @@ impl Inner {
                 keep_versions: self.config.context_history_versions,
                 // A rewrite since the scan makes it live again: then nothing happens.
                 expire_version: Some(entry.version),
+                vector: None,
+                change: None,
             };
             match self
                 .commit(&Access::full(), &ns, false, move |_| {

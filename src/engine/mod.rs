@@ -16,6 +16,7 @@
 //! flush (group commit). Indexes are rebuilt from the store on open, so they
 //! always agree with it.
 
+mod board;
 pub mod config;
 mod context;
 mod namespaces;
@@ -39,6 +40,7 @@ use crate::policy::{Job, JobRunner};
 use crate::search::IndexDoc;
 use crate::storage::{Record, RecordKind, RecordStore, SledStore};
 use crate::summarize::{BoxFuture, Extractive, OpenAiChat, Summarizer, WithFallback};
+pub use board::{MAX_TITLE_BYTES, ProblemPage};
 pub use config::{EngineConfig, Limits, ModelConfig, SummarizeConfig};
 pub use context::ContextPage;
 pub use namespaces::{MAX_DEPTH, NamespaceDetail};
@@ -225,6 +227,7 @@ impl Engine {
                 }
             }
         }
+        let entries = load_entries(&inner).await?;
         let engine = Engine { inner };
         let states: Vec<Arc<NamespaceState>> =
             engine.inner.namespaces.read().values().cloned().collect();
@@ -247,6 +250,7 @@ impl Engine {
         );
         tracing::info!(
             messages = count,
+            context_entries = entries,
             namespaces = engine.inner.namespaces.read().len(),
             took_ms = started.elapsed().as_millis() as u64,
             "engine opened"
@@ -348,3 +352,40 @@ const _: fn() = || {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Engine>();
 };
+
+/// Indexes every namespace's live context entries and board documents from the
+/// store; entries stored without a vector of the model's dimension (written
+/// before entries were searchable) are embedded now. Returns how many.
+async fn load_entries(inner: &Arc<Inner>) -> Result<usize> {
+    let now = chrono::Utc::now();
+    let states: Vec<Arc<NamespaceState>> = inner.namespaces.read().values().cloned().collect();
+    let mut count = 0;
+    for ns in states {
+        let entries = inner.store.context_indexed(ns.name.as_str(), now).await?;
+        let missing: Vec<usize> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, v))| v.as_ref().is_none_or(|v| v.len() != inner.info.dim))
+            .map(|(i, _)| i)
+            .collect();
+        let mut embedded = std::collections::HashMap::new();
+        for chunk in missing.chunks(64) {
+            let texts = chunk
+                .iter()
+                .map(|&i| state::entry_text(&entries[i].0).1)
+                .collect();
+            let e = inner.background_embed.embed(texts).await?;
+            for (j, &i) in chunk.iter().enumerate() {
+                embedded.insert(i, e.row(j).to_vec());
+            }
+        }
+        for (i, (entry, vector)) in entries.iter().enumerate() {
+            match embedded.get(&i).or(vector.as_ref()) {
+                Some(v) => ns.index_entry(entry, v),
+                None => continue,
+            }
+            count += 1;
+        }
+    }
+    Ok(count)
+}

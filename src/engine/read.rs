@@ -5,15 +5,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::state::{ENTRY_ROW_BASE, NamespaceState};
 use super::{Engine, Inner};
 use crate::core::access::{Access, NamespaceName, Scope};
+use crate::core::board::{BOARD_KEY_PREFIX, BoardItem};
+use crate::core::context::ContextEntry;
 use crate::core::error::{Error, Result};
 use crate::core::types::{
     Filter, Hit, HitKind, Message, NamespaceInfo, Query, SearchMode, SearchRequest, SearchResults,
-    Summary,
+    SearchScope, Summary,
 };
 use crate::embed::{Embeddings, l2_normalize};
-use crate::search::RankQuery;
+use crate::search::vector::Scored;
+use crate::search::{RankQuery, Ranked, merge};
 use crate::storage::codec::parse_id;
 use crate::storage::{Change, Record, StoreCheck, blocking};
 
@@ -71,8 +75,11 @@ impl CheckReport {
 }
 
 impl Engine {
-    /// The top-k messages and summaries most relevant to the query in
-    /// `namespace`, best first. An unknown namespace yields no hits.
+    /// The top-k records most relevant to the query in `namespace` (and its
+    /// ancestors with [`SearchScope::Inherit`]), best first: messages,
+    /// summaries and context entries unless `kinds` says otherwise (board
+    /// problems and proposals when it names `board`). An unknown namespace
+    /// yields no hits.
     ///
     /// # Errors
     /// [`Error::InvalidNamespace`]; [`Error::Forbidden`] without `read`;
@@ -135,17 +142,32 @@ impl Engine {
                 (None, Some(Arc::from(v)))
             }
         };
+        let states: Vec<Arc<NamespaceState>> = match request.scope {
+            SearchScope::Own => self.inner.namespace(&ns).into_iter().collect(),
+            // Up to the first ancestor the caller cannot read.
+            SearchScope::Inherit => self
+                .chain(&ns)
+                .into_iter()
+                .take_while(|level| access.check(level, Scope::Read).is_ok())
+                .filter_map(|level| self.inner.namespace(&level))
+                .collect(),
+        };
+        let kinds = if request.kinds.is_empty() {
+            HitKind::DEFAULT.to_vec()
+        } else {
+            request.kinds
+        };
         let hits = self
             .inner
             .search(
-                &ns,
+                states,
                 text,
                 vector,
                 request.mode,
                 params,
                 request.k,
                 request.filter,
-                request.kinds,
+                kinds,
             )
             .await?;
         let took = started.elapsed();
@@ -281,11 +303,11 @@ impl Engine {
                     stored.messages, stored.summaries, c.messages, c.summaries
                 ));
             }
-            if c.lexical_documents != c.messages + c.summaries {
+            if c.lexical_documents != c.messages + c.summaries + c.entries {
                 problems.push(format!(
                     "namespace {name}: the BM25 index has {} documents, the vector index {}",
                     c.lexical_documents,
-                    c.messages + c.summaries
+                    c.messages + c.summaries + c.entries
                 ));
             }
         }
@@ -476,10 +498,13 @@ fn messages_of(records: Vec<(u64, Record)>) -> Vec<Message> {
 }
 
 impl Inner {
+    /// Ranks `states` (one namespace, or a namespace and its ancestors, nearest
+    /// first), merges the rankings ([`crate::search::merge`]) and reads the
+    /// records of the best, in chunks, until `k` pass the filters.
     #[allow(clippy::too_many_arguments)]
     async fn search(
         self: &Arc<Self>,
-        ns: &NamespaceName,
+        states: Vec<Arc<NamespaceState>>,
         text: Option<String>,
         vector: Option<Arc<[f32]>>,
         mode: SearchMode,
@@ -488,81 +513,165 @@ impl Inner {
         filter: Filter,
         kinds: Vec<HitKind>,
     ) -> Result<Vec<Hit>> {
-        let Some(state) = self.namespace(ns) else {
+        if states.is_empty() {
             return Ok(Vec::new());
-        };
+        }
         let needs_metadata = !filter.metadata.is_empty();
         let mut fetch = if needs_metadata { k * 4 } else { k };
         let filter = Arc::new(filter);
         let kinds = Arc::new(kinds);
         let text: Option<Arc<str>> = text.map(Arc::from);
+        let states = Arc::new(states);
+        let now = chrono::Utc::now();
         loop {
             let (st, f, kd, t, v) = (
-                state.clone(),
+                states.clone(),
                 filter.clone(),
                 kinds.clone(),
                 text.clone(),
                 vector.clone(),
             );
-            let ranked = blocking(move || {
+            let ranked: Vec<Option<Ranked>> = blocking(move || {
                 let q = RankQuery {
                     text: t.as_deref(),
                     vector: v.as_deref(),
                     mode,
                     params,
                 };
-                Ok(st.index.rank(&q, k, fetch, &f, &kd))
+                Ok(st
+                    .iter()
+                    .map(|s| s.index.rank(&q, k, fetch, &f, &kd))
+                    .collect())
             })
             .await?;
-            let Some(ranked) = ranked else {
+            let lists: Vec<(usize, Ranked)> = ranked
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.map(|r| (i, r)))
+                .collect();
+            if lists.is_empty() {
                 return Ok(Vec::new());
+            }
+            let exhausted = lists.iter().all(|(_, r)| r.exhausted);
+            let live = lists.iter().map(|(_, r)| r.live).max().unwrap_or(0);
+            let merged: Vec<(usize, Scored)> = if lists.len() == 1 {
+                let (i, r) = &lists[0];
+                r.candidates.iter().map(|s| (*i, *s)).collect()
+            } else {
+                let only: Vec<Ranked> = lists.iter().map(|(_, r)| r.clone()).collect();
+                merge(&only, params.lexical_weight)
+                    .into_iter()
+                    .map(|(j, s)| (lists[j].0, s))
+                    .collect()
             };
             let mut hits = Vec::with_capacity(k);
             // Read candidates in chunks: most searches need only the first k.
-            'candidates: for chunk in ranked.candidates.chunks(k.max(8)) {
-                let rows: Vec<u64> = chunk.iter().map(|s| s.seq).collect();
-                let records = self.store.records(&rows).await?;
-                let mut records = records.into_iter().peekable();
-                for scored in chunk {
-                    // Deleted since the index was read: skipped.
-                    let Some((_, record)) = records.next_if(|(row, _)| *row == scored.seq) else {
-                        continue;
-                    };
-                    match record {
-                        Record::Summary(summary) => hits.push(Hit {
-                            id: summary.id.clone(),
-                            kind: HitKind::Summary,
-                            score: scored.score,
-                            message: None,
-                            summary: Some(summary),
-                        }),
-                        Record::Message(message) => {
-                            if needs_metadata
-                                && !filter
-                                    .metadata
-                                    .iter()
-                                    .all(|(key, v)| message.metadata.get(key) == Some(v))
-                            {
-                                continue;
-                            }
-                            hits.push(Hit {
-                                id: message.id.clone(),
-                                kind: HitKind::Message,
+            'candidates: for chunk in merged.chunks(k.max(8)) {
+                let rows: Vec<u64> = chunk
+                    .iter()
+                    .map(|(_, s)| s.seq)
+                    .filter(|&r| r < ENTRY_ROW_BASE)
+                    .collect();
+                let mut records: std::collections::HashMap<u64, Record> =
+                    self.store.records(&rows).await?.into_iter().collect();
+                for &(i, scored) in chunk {
+                    let ns = &states[i];
+                    let hit = if scored.seq >= ENTRY_ROW_BASE {
+                        // Deleted or rewritten since the index was read: skipped.
+                        let key = ns.entries.lock().key(scored.seq).map(str::to_owned);
+                        let Some(key) = key else { continue };
+                        let Some(entry) = self
+                            .store
+                            .context_get(ns.name.as_str(), &key)
+                            .await?
+                            .filter(|e| e.is_live(now))
+                        else {
+                            continue;
+                        };
+                        entry_hit(entry, scored.score)?
+                    } else {
+                        // Deleted since the index was read: skipped.
+                        let Some(record) = records.remove(&scored.seq) else {
+                            continue;
+                        };
+                        match record {
+                            Record::Summary(summary) => Hit {
+                                id: summary.id.clone(),
+                                kind: HitKind::Summary,
+                                namespace: summary.namespace.clone(),
                                 score: scored.score,
-                                message: Some(message),
-                                summary: None,
-                            });
+                                message: None,
+                                summary: Some(summary),
+                                context: None,
+                                board: None,
+                            },
+                            Record::Message(message) => {
+                                if needs_metadata
+                                    && !filter
+                                        .metadata
+                                        .iter()
+                                        .all(|(key, v)| message.metadata.get(key) == Some(v))
+                                {
+                                    continue;
+                                }
+                                Hit {
+                                    id: message.id.clone(),
+                                    kind: HitKind::Message,
+                                    namespace: message.namespace.clone(),
+                                    score: scored.score,
+                                    message: Some(message),
+                                    summary: None,
+                                    context: None,
+                                    board: None,
+                                }
+                            }
                         }
-                    }
+                    };
+                    hits.push(hit);
                     if hits.len() == k {
                         break 'candidates;
                     }
                 }
             }
-            if hits.len() == k || ranked.exhausted {
+            if hits.len() == k || exhausted {
                 return Ok(hits);
             }
-            fetch = (fetch * 4).min(ranked.live);
+            fetch = (fetch * 4).min(live);
         }
+    }
+}
+
+/// A search hit for a context entry or board document. Entries carry no
+/// message metadata, so a metadata filter never admits them (the index's filter
+/// already keeps them out).
+fn entry_hit(entry: ContextEntry, score: f32) -> Result<Hit> {
+    let namespace = entry.namespace.clone();
+    if entry.key.starts_with(BOARD_KEY_PREFIX) {
+        let item = super::board::item_of(&entry)?;
+        let id = match &item {
+            BoardItem::Problem(p) => p.id.clone(),
+            BoardItem::Proposal(p) => p.id.clone(),
+        };
+        Ok(Hit {
+            id,
+            kind: HitKind::Board,
+            namespace,
+            score,
+            message: None,
+            summary: None,
+            context: None,
+            board: Some(item),
+        })
+    } else {
+        Ok(Hit {
+            id: entry.key.clone(),
+            kind: HitKind::Context,
+            namespace,
+            score,
+            message: None,
+            summary: None,
+            context: Some(entry),
+            board: None,
+        })
     }
 }

@@ -1,6 +1,7 @@
 //! The in-memory side of one namespace, and [`Inner::apply`]: the one place a
 //! committed change reaches it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -9,6 +10,8 @@ use uuid::Uuid;
 
 use super::Inner;
 use crate::core::access::NamespaceName;
+use crate::core::board::{BOARD_KEY_PREFIX, PROBLEM_KEY_PREFIX, parse_proposal_key, problem_text};
+use crate::core::context::ContextEntry;
 use crate::core::types::{HitKind, Message, NamespaceInfo};
 use crate::policy::ShortTerm;
 use crate::search::{InProcessIndex, IndexDoc, SearchIndex};
@@ -32,6 +35,46 @@ pub(crate) struct NamespaceState {
     pub(crate) writer: Arc<tokio::sync::Mutex<()>>,
     /// Set, under `writer`, when the namespace is deleted.
     pub(crate) deleted: AtomicBool,
+    /// Index rows of the live context entries and board documents.
+    pub(crate) entries: Mutex<EntryRows>,
+}
+
+/// Index rows of a namespace's searchable context entries and board documents.
+/// They have no store row (they are keyed by name), so the engine numbers them
+/// from [`ENTRY_ROW_BASE`], above every store row (sled's ids would need 2^62
+/// writes to reach it). Rebuilt on open.
+#[derive(Default)]
+pub(crate) struct EntryRows {
+    by_key: HashMap<String, RowId>,
+    by_row: HashMap<RowId, String>,
+    next: u64,
+    /// Proposal id → its problem's id.
+    pub(crate) proposals: HashMap<String, String>,
+}
+
+/// First index row of context entries and board documents.
+pub(crate) const ENTRY_ROW_BASE: RowId = 1 << 62;
+
+impl EntryRows {
+    /// The key indexed at `row`.
+    pub(crate) fn key(&self, row: RowId) -> Option<&str> {
+        self.by_row.get(&row).map(String::as_str)
+    }
+}
+
+/// The kind and search text of a context entry or board document.
+pub(crate) fn entry_text(entry: &ContextEntry) -> (HitKind, String) {
+    if entry.key.starts_with(BOARD_KEY_PREFIX) {
+        let field = |f: &str| entry.value.get(f).and_then(|v| v.as_str()).unwrap_or("");
+        let text = if entry.key.starts_with(PROBLEM_KEY_PREFIX) {
+            problem_text(field("title"), field("body"))
+        } else {
+            field("body").to_owned()
+        };
+        (HitKind::Board, text)
+    } else {
+        (HitKind::Context, entry.search_text())
+    }
 }
 
 impl NamespaceState {
@@ -73,6 +116,43 @@ impl NamespaceState {
     pub(crate) fn rows(&self, kind: HitKind) -> Vec<RowId> {
         self.index.rows(kind)
     }
+
+    /// Indexes (or re-indexes) a live context entry or board document with its
+    /// unit vector `[dim]`, replacing what was indexed under its key.
+    pub(crate) fn index_entry(&self, entry: &ContextEntry, vector: &[f32]) {
+        let (kind, text) = entry_text(entry);
+        let mut e = self.entries.lock();
+        if let Some(old) = e.by_key.remove(&entry.key) {
+            e.by_row.remove(&old);
+            self.index.remove(&[old]);
+        }
+        let row = ENTRY_ROW_BASE + e.next;
+        e.next += 1;
+        e.by_key.insert(entry.key.clone(), row);
+        e.by_row.insert(row, entry.key.clone());
+        if let Some((problem, proposal)) = parse_proposal_key(&entry.key) {
+            e.proposals.insert(proposal.to_owned(), problem.to_owned());
+        }
+        self.index.insert(&[IndexDoc::Entry {
+            row,
+            kind,
+            text: &text,
+            at: entry.updated_at,
+            vector,
+        }]);
+    }
+
+    /// Drops a key from the index (deleted or expired).
+    pub(crate) fn unindex_entry(&self, key: &str) {
+        let mut e = self.entries.lock();
+        if let Some(old) = e.by_key.remove(key) {
+            e.by_row.remove(&old);
+            self.index.remove(&[old]);
+        }
+        if let Some((_, proposal)) = parse_proposal_key(key) {
+            e.proposals.remove(proposal);
+        }
+    }
 }
 
 impl Inner {
@@ -94,6 +174,7 @@ impl Inner {
             summarizing: tokio::sync::Mutex::new(()),
             writer: Arc::new(tokio::sync::Mutex::new(())),
             deleted: AtomicBool::new(false),
+            entries: Mutex::new(EntryRows::default()),
         }
     }
 
@@ -204,8 +285,17 @@ impl Inner {
                 st.summarized(*upto);
                 metrics::counter!("memoryd_summaries_total").increment(1);
             }
-            // Context entries live in the store only; nothing in memory to update.
-            Mutation::PutContext(_) => {}
+            // A new text brings a new vector; a write that keeps the text (a
+            // vote, a resolution) keeps the indexed one.
+            Mutation::PutContext(put) => match &committed.context {
+                Some(entry) if entry.deleted => ns.unindex_entry(&entry.key),
+                Some(entry) => {
+                    if let Some(v) = &put.vector {
+                        ns.index_entry(entry, v);
+                    }
+                }
+                None => {}
+            },
             Mutation::DeleteNamespace { .. } => {
                 ns.deleted.store(true, Ordering::Release);
                 self.namespaces.write().remove(&ns.name);

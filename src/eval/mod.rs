@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::core::access::Access;
 use crate::core::error::Result;
 use crate::core::params::HybridParams;
-use crate::core::types::{HitKind, SearchMode, SearchRequest};
+use crate::core::types::{HitKind, SearchMode, SearchRequest, SearchScope};
 use crate::engine::Engine;
 use crate::locomo::Sample;
 
@@ -156,6 +156,41 @@ pub async fn ingest_locomo(engine: &Engine, samples: &[Sample], prefix: &str) ->
     Ok(turns as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Ingests every sample split in two at the session boundary nearest its middle
+/// turn: the earlier sessions into `<prefix>-<sample_id>-parent`, the later ones
+/// into `<prefix>-<sample_id>`, created as its child. Asking the child with
+/// [`SearchScope::Inherit`] must rank like the whole conversation in one
+/// namespace: how the merge of per-namespace rankings is measured.
+///
+/// # Errors
+/// Engine errors.
+pub async fn ingest_locomo_split(engine: &Engine, samples: &[Sample], prefix: &str) -> Result<()> {
+    let all = Access::full();
+    for s in samples {
+        let child = format!("{prefix}-{}", s.sample_id);
+        let parent = format!("{child}-parent");
+        let msgs = s.messages();
+        let mid = s.turns.len() / 2;
+        let split = (1..s.turns.len())
+            .filter(|&i| s.turns[i].session != s.turns[i - 1].session)
+            .min_by_key(|&i| i.abs_diff(mid))
+            .unwrap_or(mid);
+        engine
+            .create_namespace(&all, &parent, None, Default::default())
+            .await?;
+        engine
+            .create_namespace(&all, &child, Some(&parent), Default::default())
+            .await?;
+        let step = engine.config().limits.max_messages_per_request.min(512);
+        for (ns, part) in [(&parent, &msgs[..split]), (&child, &msgs[split..])] {
+            for chunk in part.chunks(step) {
+                engine.add_batch(&all, ns, chunk.to_vec()).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Asks every question with evidence against its own (already ingested)
 /// conversation for the top `k_max` turns, ranked by `mode` with hybrid weights
 /// `params` (`None`: the engine's). Returns the outcomes and the engine-side
@@ -171,6 +206,32 @@ pub async fn ask_locomo(
     mode: SearchMode,
     params: Option<HybridParams>,
 ) -> Result<(Vec<Outcome>, Vec<f64>)> {
+    ask_locomo_scoped(
+        engine,
+        samples,
+        prefix,
+        k_max,
+        mode,
+        params,
+        SearchScope::Own,
+    )
+    .await
+}
+
+/// [`ask_locomo`] with a search scope ([`SearchScope::Inherit`] after
+/// [`ingest_locomo_split`]).
+///
+/// # Errors
+/// Engine errors.
+pub async fn ask_locomo_scoped(
+    engine: &Engine,
+    samples: &[Sample],
+    prefix: &str,
+    k_max: usize,
+    mode: SearchMode,
+    params: Option<HybridParams>,
+    scope: SearchScope,
+) -> Result<(Vec<Outcome>, Vec<f64>)> {
     let mut outcomes = Vec::new();
     let mut latencies = Vec::new();
     for (i, s) in samples.iter().enumerate() {
@@ -178,7 +239,8 @@ pub async fn ask_locomo(
         for q in s.questions.iter().filter(|q| !q.evidence.is_empty()) {
             let mut request = SearchRequest::text(q.question.clone(), k_max)
                 .with_kinds(vec![HitKind::Message])
-                .with_mode(mode);
+                .with_mode(mode)
+                .with_scope(scope);
             request.hybrid = params;
             let res = engine.search(&Access::full(), &ns, request).await?;
             latencies.push(res.took_ms);

@@ -36,15 +36,14 @@ pub fn fuse(
     neighbors: impl Fn(u64) -> [Option<u64>; 2],
     params: &HybridParams,
 ) -> Vec<Scored> {
-    if pool.is_empty() {
+    let Some(FusionNorm {
+        dense_min: dmin,
+        dense_max: dmax,
+        lexical_max: lmax,
+    }) = norm(pool)
+    else {
         return Vec::new();
-    }
-    let (mut dmin, mut dmax, mut lmax) = (f32::INFINITY, f32::NEG_INFINITY, 0f32);
-    for c in pool {
-        dmin = dmin.min(c.dense);
-        dmax = dmax.max(c.dense);
-        lmax = lmax.max(c.lexical);
-    }
+    };
     let w = params.lexical_weight;
     let base: HashMap<u64, f32> = pool
         .iter()
@@ -77,10 +76,41 @@ pub fn fuse(
     out
 }
 
+/// What [`fuse`] normalizes a pool's channel scores by: dense scores map
+/// `[dense_min, dense_max]` to `[0, 1]`, lexical scores are divided by
+/// `lexical_max`. Also what [`super::merge`] compares namespaces by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FusionNorm {
+    /// Lowest cosine similarity in the pool.
+    pub dense_min: f32,
+    /// Highest cosine similarity in the pool.
+    pub dense_max: f32,
+    /// Highest BM25 score in the pool (0: no query term matched).
+    pub lexical_max: f32,
+}
+
+/// The normalization of a candidate pool; `None` when it is empty.
+pub fn norm(pool: &[Channels]) -> Option<FusionNorm> {
+    if pool.is_empty() {
+        return None;
+    }
+    let (mut dmin, mut dmax, mut lmax) = (f32::INFINITY, f32::NEG_INFINITY, 0f32);
+    for c in pool {
+        dmin = dmin.min(c.dense);
+        dmax = dmax.max(c.dense);
+        lmax = lmax.max(c.lexical);
+    }
+    Some(FusionNorm {
+        dense_min: dmin,
+        dense_max: dmax,
+        lexical_max: lmax,
+    })
+}
+
 /// Ranks a namespace for a query with both a text and its unit vector `[dim]`.
 /// Takes `params.candidates.max(n)` from each channel (after `filter`). Returns the
-/// fused ranking and whether both channels ran out of candidates (so asking for
-/// more cannot find more).
+/// fused ranking, whether both channels ran out of candidates (so asking for
+/// more cannot find more), and the pool's normalization.
 pub fn rank(
     idx: &NamespaceIndex,
     lex: &LexicalIndex,
@@ -89,7 +119,7 @@ pub fn rank(
     vector: &[f32],
     n: usize,
     params: &HybridParams,
-) -> (Vec<Scored>, bool) {
+) -> (Vec<Scored>, bool, Option<FusionNorm>) {
     let n = params.candidates.max(n);
     let lq = lex.query(text, params.bm25);
     let dense = idx.search(vector, n, filter, false);
@@ -152,7 +182,7 @@ pub fn rank(
         |seq| links.get(&seq).copied().unwrap_or([None, None]),
         params,
     );
-    (ranked, exhausted)
+    (ranked, exhausted, norm(&pool))
 }
 
 #[cfg(test)]

@@ -173,6 +173,12 @@ impl LexicalIndex {
         self.push(seq, &terms, NONE);
     }
 
+    /// Indexes any other text (context entries, board documents): no neighbours.
+    pub fn push_text(&mut self, seq: u64, text: &str) {
+        let terms = Analyzer::english().terms(text);
+        self.push(seq, &terms, NONE);
+    }
+
     fn push(&mut self, seq: u64, terms: &[String], chain: u32) {
         let doc = self.docs.len() as u32;
         let mut counts: HashMap<u32, u32> = HashMap::new();

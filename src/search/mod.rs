@@ -23,8 +23,7 @@ use crate::core::types::{Filter, HitKind, Message, SearchMode, Summary};
 use lexical::LexicalIndex;
 use vector::{NamespaceIndex, RowFilter, Scored};
 
-/// A record to index: a message or a summary with its store row and unit vector
-/// `[dim]`.
+/// A record to index with its row and unit vector `[dim]`.
 #[derive(Debug, Clone, Copy)]
 pub enum IndexDoc<'a> {
     /// A message.
@@ -42,6 +41,22 @@ pub enum IndexDoc<'a> {
         row: u64,
         /// The summary.
         summary: &'a Summary,
+        /// Its unit embedding.
+        vector: &'a [f32],
+    },
+    /// A context entry or board document: a row the engine assigns, its kind
+    /// ([`HitKind::Context`] or [`HitKind::Board`]), its search text and time.
+    /// Like summaries, it matches no role, agent, session, name or metadata
+    /// filter and has no neighbours.
+    Entry {
+        /// Its row (the engine's, not a store record key).
+        row: u64,
+        /// `Context` or `Board`.
+        kind: HitKind,
+        /// The text BM25 indexes.
+        text: &'a str,
+        /// When it was last written (for time filters).
+        at: chrono::DateTime<chrono::Utc>,
         /// Its unit embedding.
         vector: &'a [f32],
     },
@@ -69,6 +84,71 @@ pub struct Ranked {
     pub live: usize,
     /// True when asking for more cannot find more.
     pub exhausted: bool,
+    /// How a hybrid ranking normalized its channels (`None` in the other modes).
+    pub norm: Option<hybrid::FusionNorm>,
+}
+
+/// Merges the rankings of several namespaces (a search with `scope: inherit`)
+/// into one list of `(list index, candidate)`, best first.
+///
+/// Dense scores (cosine) and lexical scores (BM25, each namespace with its own
+/// statistics) are merged as they are. Hybrid scores are normalized within each
+/// namespace's pool, so a namespace where nothing matches well would still
+/// put its best candidate at the top; each list's scores are therefore scaled
+/// by how strong its pool is against the strongest one:
+/// `g = w · lmax / max(lmax) + (1 − w) · (dmax − min(dmin)) / (max(dmax) − min(dmin))`
+/// (`w` the lexical weight, `dmin`/`dmax`/`lmax` the list's [`hybrid::FusionNorm`]).
+/// A namespace holding the best lexical and the best dense match keeps its
+/// scores (`g = 1`). Measured on LoCoMo with each conversation split into a
+/// parent and a child namespace (README, "Retrieval quality").
+pub fn merge(lists: &[Ranked], lexical_weight: f32) -> Vec<(usize, Scored)> {
+    let norms: Vec<_> = lists.iter().filter_map(|r| r.norm).collect();
+    let scale: Vec<f32> = if norms.is_empty() {
+        vec![1.0; lists.len()]
+    } else {
+        let lmax = norms.iter().map(|n| n.lexical_max).fold(0f32, f32::max);
+        let dmax = norms.iter().map(|n| n.dense_max).fold(f32::MIN, f32::max);
+        let dmin = norms.iter().map(|n| n.dense_min).fold(f32::MAX, f32::min);
+        let w = lexical_weight;
+        lists
+            .iter()
+            .map(|r| match r.norm {
+                None => 0.0,
+                Some(n) => {
+                    let l = if lmax > 0.0 {
+                        n.lexical_max / lmax
+                    } else {
+                        0.0
+                    };
+                    let d = if dmax > dmin {
+                        (n.dense_max - dmin) / (dmax - dmin)
+                    } else {
+                        1.0
+                    };
+                    w * l + (1.0 - w) * d
+                }
+            })
+            .collect()
+    };
+    let mut out: Vec<(usize, Scored)> = lists
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            let g = scale[i];
+            r.candidates.iter().map(move |s| {
+                (
+                    i,
+                    Scored {
+                        score: s.score * g,
+                        seq: s.seq,
+                    },
+                )
+            })
+        })
+        .collect();
+    // Best first; ties: the nearer namespace, then its own order.
+    out.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
+    out
 }
 
 /// Record counts of one namespace's index.
@@ -78,7 +158,9 @@ pub struct IndexCounts {
     pub messages: usize,
     /// Indexed summaries.
     pub summaries: usize,
-    /// Documents in the lexical channel (messages + summaries when in step).
+    /// Indexed context entries and board documents.
+    pub entries: usize,
+    /// Documents in the lexical channel (every indexed record when in step).
     pub lexical_documents: usize,
     /// Whether an approximate (graph) index serves the namespace.
     pub graph: bool,
@@ -158,6 +240,16 @@ impl SearchIndex for InProcessIndex {
                     idx.push_summary(row, summary, vector);
                     lex.push_summary(row, summary);
                 }
+                IndexDoc::Entry {
+                    row,
+                    kind,
+                    text,
+                    at,
+                    vector,
+                } => {
+                    idx.push_entry(row, kind, at, vector);
+                    lex.push_text(row, text);
+                }
             }
         }
     }
@@ -182,11 +274,12 @@ impl SearchIndex for InProcessIndex {
         let idx = self.vector.read();
         let rf = idx.compile_for(filter, kinds)?;
         let live = idx.len();
-        let (candidates, exhausted) = self.rank_with(&idx, &rf, q, k, fetch);
+        let (candidates, exhausted, norm) = self.rank_with(&idx, &rf, q, k, fetch);
         Some(Ranked {
             candidates,
             live,
             exhausted: exhausted || fetch >= live,
+            norm,
         })
     }
 
@@ -199,6 +292,7 @@ impl SearchIndex for InProcessIndex {
         IndexCounts {
             messages: idx.count(HitKind::Message),
             summaries: idx.count(HitKind::Summary),
+            entries: idx.count(HitKind::Context) + idx.count(HitKind::Board),
             lexical_documents: self.lexical.read().len(),
             graph: idx.has_graph(),
         }
@@ -253,7 +347,7 @@ impl InProcessIndex {
         q: &RankQuery<'_>,
         k: usize,
         fetch: usize,
-    ) -> (Vec<Scored>, bool) {
+    ) -> (Vec<Scored>, bool, Option<hybrid::FusionNorm>) {
         match (q.mode, q.text, q.vector) {
             (SearchMode::Hybrid, Some(text), Some(vector)) => {
                 let lex = self.lexical.read();
@@ -268,17 +362,71 @@ impl InProcessIndex {
                     .map(|(seq, score)| Scored { score, seq })
                     .collect();
                 let exhausted = found.len() < fetch;
-                (found, exhausted)
+                (found, exhausted, None)
             }
             (_, _, Some(vector)) => {
                 // Dense, or hybrid with a vector query (no text to match).
                 let exact = fetch > k * 64;
                 let found = idx.search(vector, fetch, rf, exact);
                 let exhausted = found.len() < fetch || exact;
-                (found, exhausted)
+                (found, exhausted, None)
             }
             // Lexical mode without text is rejected before ranking.
-            (_, _, None) => (Vec::new(), true),
+            (_, _, None) => (Vec::new(), true, None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hybrid::FusionNorm;
+    use super::*;
+
+    fn ranked(scores: &[(u64, f32)], norm: Option<FusionNorm>) -> Ranked {
+        Ranked {
+            candidates: scores
+                .iter()
+                .map(|&(seq, score)| Scored { score, seq })
+                .collect(),
+            live: scores.len(),
+            exhausted: true,
+            norm,
+        }
+    }
+
+    #[test]
+    fn a_weak_namespace_is_scaled_below_a_strong_one() {
+        // Both lists' best candidates score ~1 in their own normalization, but the
+        // parent's pool matched the query far better on both channels.
+        let strong = FusionNorm {
+            dense_min: 0.1,
+            dense_max: 0.8,
+            lexical_max: 12.0,
+        };
+        let weak = FusionNorm {
+            dense_min: 0.1,
+            dense_max: 0.3,
+            lexical_max: 2.0,
+        };
+        let child = ranked(&[(1, 1.0), (2, 0.5)], Some(weak));
+        let parent = ranked(&[(10, 0.95), (11, 0.6)], Some(strong));
+        let merged = merge(&[child, parent], 0.5);
+        let order: Vec<(usize, u64)> = merged.iter().map(|(i, s)| (*i, s.seq)).collect();
+        assert_eq!(order, [(1, 10), (1, 11), (0, 1), (0, 2)]);
+        // g(child) = 0.5·2/12 + 0.5·(0.3 − 0.1)/(0.8 − 0.1) = 0.2262
+        assert!((merged[2].1.score - 0.2262).abs() < 1e-3, "{merged:?}");
+        // The strongest list keeps its scores.
+        assert_eq!(merged[0].1.score, 0.95);
+    }
+
+    #[test]
+    fn unnormalized_modes_merge_raw_scores_nearest_namespace_first_on_ties() {
+        let a = ranked(&[(1, 0.5), (2, 0.2)], None);
+        let b = ranked(&[(10, 0.7), (11, 0.5)], None);
+        let order: Vec<(usize, u64)> = merge(&[a, b], 0.5)
+            .iter()
+            .map(|(i, s)| (*i, s.seq))
+            .collect();
+        assert_eq!(order, [(1, 10), (0, 1), (1, 11), (0, 2)]);
     }
 }

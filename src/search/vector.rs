@@ -18,6 +18,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 
+use chrono::{DateTime, Utc};
 use hnsw_rs::prelude::{DistDot, Hnsw};
 
 use crate::core::params::IndexConfig;
@@ -286,6 +287,27 @@ impl NamespaceIndex {
             seq,
             kind: HitKind::Summary.to_u8(),
             timestamp_micros: summary.to.timestamp_micros(),
+            role: u8::MAX,
+            agent: 0,
+            session: 0,
+            name: 0,
+            has_metadata: false,
+            alive: true,
+        };
+        self.push_row(row, vector);
+    }
+
+    /// Appends a context entry's or board document's unit vector `[dim]`
+    /// (`kind` is [`HitKind::Context`] or [`HitKind::Board`]); like a summary it
+    /// matches no role, name, agent, session or metadata filter; its time is `at`.
+    ///
+    /// # Panics
+    /// When `vector.len() != dim`.
+    pub fn push_entry(&mut self, seq: u64, kind: HitKind, at: DateTime<Utc>, vector: &[f32]) {
+        let row = Row {
+            seq,
+            kind: kind.to_u8(),
+            timestamp_micros: at.timestamp_micros(),
             role: u8::MAX,
             agent: 0,
             session: 0,

@@ -36,9 +36,14 @@ pub struct SearchBody {
     /// Restrictions on which messages may be returned.
     #[serde(default)]
     pub filter: Option<Filter>,
-    /// Kinds of hits: `["message"]`, `["summary"]` or both (the default).
+    /// Kinds of hits, any of `message`, `summary`, `context`, `board`; default
+    /// `["message", "summary", "context"]`.
     #[serde(default)]
     pub kinds: Option<Vec<HitKind>>,
+    /// `self` (default): this namespace only; `inherit`: this namespace and its
+    /// ancestors, merged on comparable scores (each hit names its namespace).
+    #[serde(default)]
+    pub scope: Option<crate::core::types::SearchScope>,
     /// Ranking: `hybrid` (default: BM25 and cosine fused, plus neighbouring turns),
     /// `dense` (cosine only) or `lexical` (BM25 only, text queries only).
     #[serde(default)]

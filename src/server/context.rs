@@ -101,7 +101,7 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// The version in `If-Match` (`"3"`, `3` or `W/"3"`), if present.
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub(super) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -111,13 +111,16 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_value",
-            "If-Match must be a context version number, e.g. \"3\"",
+            "If-Match must be a version number, e.g. \"3\"",
         )
     })
 }
 
 /// Header and body must not disagree.
-fn precondition(headers: &HeaderMap, body: Option<u64>) -> Result<Option<u64>, ApiError> {
+pub(super) fn precondition(
+    headers: &HeaderMap,
+    body: Option<u64>,
+) -> Result<Option<u64>, ApiError> {
     match (if_match(headers)?, body) {
         (Some(h), Some(b)) if h != b => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -2,6 +2,7 @@
 //! result; see `docs/openapi.json` for the contract.
 
 pub mod api;
+pub mod board;
 pub mod context;
 pub mod error;
 pub mod namespaces;
@@ -159,7 +160,13 @@ fn prometheus() -> Option<PrometheusHandle> {
         context::get_context,
         context::delete_context,
         context::list_context,
-        context::history
+        context::history,
+        board::post_problem,
+        board::list_problems,
+        board::get_problem,
+        board::propose,
+        board::vote,
+        board::resolve
     ),
     components(schemas(
         ErrorResponse,
@@ -194,7 +201,19 @@ fn prometheus() -> Option<PrometheusHandle> {
         crate::core::context::ContextOp,
         crate::engine::ContextPage,
         crate::engine::NamespaceDetail,
-        namespaces::NamespaceBody
+        namespaces::NamespaceBody,
+        crate::core::types::SearchScope,
+        crate::core::board::Problem,
+        crate::core::board::Proposal,
+        crate::core::board::ProblemDetail,
+        crate::core::board::ProblemStatus,
+        crate::core::board::Resolution,
+        crate::core::board::BoardItem,
+        crate::core::board::NewProblem,
+        crate::core::board::NewProposal,
+        crate::core::board::NewVote,
+        crate::core::board::Resolve,
+        crate::engine::ProblemPage
     ))
 )]
 struct ApiDoc;
@@ -248,6 +267,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/v1/messages/{id}", get(get_message).delete(delete_message))
         .route("/v1/embeddings", post(embeddings))
         .merge(context::routes())
+        .merge(board::routes())
         .layer(shed);
     Router::new()
         .route("/health", get(health))
@@ -430,6 +450,7 @@ async fn search(
         filter: body.filter.unwrap_or_default(),
         kinds: body.kinds.unwrap_or_default(),
         mode: body.mode.unwrap_or_default(),
+        scope: body.scope.unwrap_or_default(),
         hybrid: None,
     };
     Ok(Json(s.engine()?.search(&caller(), &ns, request).await?))

@@ -348,6 +348,10 @@ fn kind_to_u8(k: ChangeKind) -> u8 {
         ChangeKind::ContextSet => 6,
         ChangeKind::ContextDeleted => 7,
         ChangeKind::NamespaceUpdated => 8,
+        ChangeKind::BoardProblemCreated => 9,
+        ChangeKind::BoardProposalCreated => 10,
+        ChangeKind::BoardVoted => 11,
+        ChangeKind::BoardResolved => 12,
     }
 }
 
@@ -361,6 +365,10 @@ fn kind_from_u8(b: u8) -> Option<ChangeKind> {
         6 => ChangeKind::ContextSet,
         7 => ChangeKind::ContextDeleted,
         8 => ChangeKind::NamespaceUpdated,
+        9 => ChangeKind::BoardProblemCreated,
+        10 => ChangeKind::BoardProposalCreated,
+        11 => ChangeKind::BoardVoted,
+        12 => ChangeKind::BoardResolved,
         _ => return None,
     })
 }

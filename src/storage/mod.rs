@@ -130,6 +130,18 @@ pub enum ChangeKind {
     /// A context entry was deleted (by a caller or by expiry); `ids` is `[key]`.
     #[serde(rename = "context.deleted")]
     ContextDeleted,
+    /// A problem was posted to the blackboard; `ids` is `[problem id]`.
+    #[serde(rename = "board.problem.created")]
+    BoardProblemCreated,
+    /// A proposal was made; `ids` is `[proposal id, problem id]`.
+    #[serde(rename = "board.proposal.created")]
+    BoardProposalCreated,
+    /// A vote was cast or replaced; `ids` is `[proposal id, problem id]`.
+    #[serde(rename = "board.voted")]
+    BoardVoted,
+    /// A problem was resolved; `ids` is `[problem id, proposal id]`.
+    #[serde(rename = "board.resolved")]
+    BoardResolved,
 }
 
 impl ChangeKind {
@@ -144,6 +156,10 @@ impl ChangeKind {
             ChangeKind::SummaryCreated => "summary.created",
             ChangeKind::ContextSet => "context.set",
             ChangeKind::ContextDeleted => "context.deleted",
+            ChangeKind::BoardProblemCreated => "board.problem.created",
+            ChangeKind::BoardProposalCreated => "board.proposal.created",
+            ChangeKind::BoardVoted => "board.voted",
+            ChangeKind::BoardResolved => "board.resolved",
         }
     }
 }
@@ -254,6 +270,12 @@ pub struct ContextPut {
     /// deleted, and expired at `at` (else [`Error::PreconditionFailed`]);
     /// `expected_version` is then ignored.
     pub expire_version: Option<u64>,
+    /// The unit vector `[dim]` of the new version's search text: `Some`
+    /// replaces the stored one, `None` keeps it; a delete drops it.
+    pub vector: Option<Vec<f32>>,
+    /// The change-log entry to record instead of `context.set`/`context.deleted`
+    /// (board documents): its kind and ids.
+    pub change: Option<(ChangeKind, Vec<String>)>,
 }
 
 /// A mutation with its namespace and author.
@@ -426,7 +448,8 @@ pub trait RecordStore: Send + Sync + 'static {
 
     /// Live context entries of `namespace` (not deleted, not expired at `now`)
     /// whose key starts with `prefix`, keys after `after`, in key order, at most
-    /// `limit`.
+    /// `limit`. Board documents ([`crate::core::board::BOARD_KEY_PREFIX`]) are
+    /// listed only when `prefix` starts with that prefix.
     ///
     /// # Errors
     /// [`Error::Storage`], [`Error::Corrupt`].
@@ -438,6 +461,18 @@ pub trait RecordStore: Send + Sync + 'static {
         limit: usize,
         now: DateTime<Utc>,
     ) -> Result<Vec<ContextEntry>>;
+
+    /// Every live entry of `namespace` at `now` (board documents included) with
+    /// its stored vector (`None` when it has none, e.g. written before entries
+    /// were searchable): what the search index is rebuilt from on open.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn context_indexed(
+        &self,
+        namespace: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(ContextEntry, Option<Vec<f32>>)>>;
 
     /// Versions of a key above `after`, oldest first, at most `limit`.
     ///

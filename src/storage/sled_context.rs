@@ -142,16 +142,22 @@ pub(super) fn put(
 }
 
 impl SledStore {
+    /// `stop`: the first key not to list (board documents sort after every
+    /// context key, since `~` sorts after letters and digits).
     pub(super) fn context_list_sync(
         &self,
         start: &[u8],
         after: Option<&[u8]>,
+        stop: Option<&[u8]>,
         limit: usize,
         now: DateTime<Utc>,
     ) -> Result<Vec<ContextEntry>> {
         let mut out = Vec::new();
         for kv in self.context.scan_prefix(start) {
             let (k, v) = kv.map_err(Error::storage)?;
+            if stop.is_some_and(|s| k.as_ref() >= s) {
+                break;
+            }
             if after.is_some_and(|a| k.as_ref() <= a) {
                 continue;
             }
@@ -212,6 +218,32 @@ impl SledStore {
                     break;
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// Live entries of a namespace with their stored vectors.
+    pub(super) fn context_indexed_sync(
+        &self,
+        ns: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(ContextEntry, Option<Vec<f32>>)>> {
+        let mut out = Vec::new();
+        for kv in self.context.scan_prefix(prefix(ns)) {
+            let (k, v) = kv.map_err(Error::storage)?;
+            let entry: ContextEntry = decode_json("context", &v)?;
+            if !entry.is_live(now) {
+                continue;
+            }
+            let vector = match self.context_vectors.get(&k).map_err(Error::storage)? {
+                // A version byte, then the floats; the engine checks the dimension.
+                Some(b) => Some(crate::storage::codec::decode_vector(
+                    &b,
+                    b.len().saturating_sub(1) / 4,
+                )?),
+                None => None,
+            };
+            out.push((entry, vector));
         }
         Ok(out)
     }

@@ -11,6 +11,7 @@
 //! | `changes` | namespace name, `0x00`, seq (u64 big-endian) | a change-log entry |
 //! | `context` | namespace name, `0x00`, key | the key's current state (JSON) |
 //! | `context_history` | namespace name, `0x00`, key, `0x00`, version (u64 big-endian) | one version (JSON) |
+//! | `context_vectors` | namespace name, `0x00`, key | the current version's search vector (as in `vectors`, with a format byte) |
 //! | `context_expiry` | expiry (µs since the epoch, u64 big-endian), namespace name, `0x00`, key | empty: the entries that expire, in time order |
 //! | `kv` | any UTF-8 key | bytes (the compare-and-set key space) |
 //!
@@ -29,7 +30,7 @@ use uuid::Uuid;
 use super::codec::{
     EngineMeta, StoredNamespace, corrupt, decode_change, decode_json, decode_message, decode_meta,
     decode_namespace, decode_summary, decode_vector, encode, encode_change, encode_json,
-    encode_namespace, micros, parse_id,
+    encode_namespace, encode_vector, micros, parse_id,
 };
 use super::{
     Change, ChangeKind, Commit, Committed, NamespaceRecord, Record, RecordKind, RecordStore,
@@ -53,6 +54,7 @@ pub struct SledStore {
     context: sled::Tree,
     context_history: sled::Tree,
     context_expiry: sled::Tree,
+    context_vectors: sled::Tree,
     kv: sled::Tree,
 }
 
@@ -126,6 +128,7 @@ impl SledStore {
             context: tree("context")?,
             context_history: tree("context_history")?,
             context_expiry: tree("context_expiry")?,
+            context_vectors: tree("context_vectors")?,
             kv: tree("kv")?,
             db,
         })
@@ -148,6 +151,7 @@ impl SledStore {
             &self.context,
             &self.context_history,
             &self.context_expiry,
+            &self.context_vectors,
         )
             .transaction(
                 |(
@@ -160,6 +164,7 @@ impl SledStore {
                     context,
                     history,
                     expiry,
+                    context_vectors,
                 )|
                  -> TxResult<Committed> {
                     let stored = match namespaces.get(name.as_bytes())? {
@@ -291,8 +296,17 @@ impl SledStore {
                                     entry.version - keep,
                                 ))?;
                             }
-                            context.insert(context::key(name, &put.key), encode_json(&entry))?;
-                            entries.push((kind, vec![put.key.clone()]));
+                            let entry_key = context::key(name, &put.key);
+                            if entry.deleted {
+                                context_vectors.remove(entry_key.as_slice())?;
+                            } else if let Some(v) = &put.vector {
+                                context_vectors.insert(entry_key.as_slice(), encode_vector(v))?;
+                            }
+                            context.insert(entry_key, encode_json(&entry))?;
+                            entries.push(match &put.change {
+                                Some((kind, ids)) => (*kind, ids.clone()),
+                                None => (kind, vec![put.key.clone()]),
+                            });
                             written_context = Some(entry);
                         }
                         Encoded::DropNamespace {
@@ -306,6 +320,7 @@ impl SledStore {
                                 expiry.remove(k.as_slice())?;
                             }
                             for k in c {
+                                context_vectors.remove(k)?;
                                 context.remove(k)?;
                             }
                             for k in h {
@@ -628,7 +643,22 @@ impl RecordStore for SledStore {
         let store = self.clone();
         let start = context::key(namespace, prefix);
         let after = after.map(|a| context::key(namespace, a));
-        blocking(move || store.context_list_sync(&start, after.as_deref(), limit, now)).await
+        let stop = (!prefix.starts_with(crate::core::board::BOARD_KEY_PREFIX))
+            .then(|| context::key(namespace, "~"));
+        blocking(move || {
+            store.context_list_sync(&start, after.as_deref(), stop.as_deref(), limit, now)
+        })
+        .await
+    }
+
+    async fn context_indexed(
+        &self,
+        namespace: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(ContextEntry, Option<Vec<f32>>)>> {
+        let store = self.clone();
+        let ns = namespace.to_owned();
+        blocking(move || store.context_indexed_sync(&ns, now)).await
     }
 
     async fn context_history(

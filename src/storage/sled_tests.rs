@@ -224,6 +224,8 @@ fn the_expiry_index_follows_context_writes() {
             max_value_bytes: 1 << 16,
             keep_versions: None,
             expire_version: None,
+            vector: None,
+            change: None,
         }),
         actor: None,
     };
@@ -256,4 +258,80 @@ fn the_expiry_index_follows_context_writes() {
     rt.block_on(store.commit(&drop)).unwrap();
     assert_eq!(store.context_expiry.len(), 0);
     assert_eq!(store.context.len(), 0);
+}
+
+/// The stored search vector of a context entry follows its versions: replaced
+/// by a write that brings one, kept by one that does not, dropped by a delete;
+/// board documents are listed only under their own prefix.
+#[test]
+fn context_vectors_follow_writes_and_board_keys_stay_hidden() {
+    use crate::core::context::ContextOp;
+    use crate::storage::ContextPut;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let rt = rt();
+    let now = Utc::now();
+    let write = |key: &str, op: ContextOp, vector: Option<Vec<f32>>| Commit {
+        namespace: NamespaceName::parse("n").unwrap(),
+        mutation: Mutation::PutContext(ContextPut {
+            key: key.into(),
+            op,
+            value: serde_json::json!({"v": 1}),
+            expected_version: None,
+            agent_id: None,
+            expires_at: None,
+            at: now,
+            max_value_bytes: 1 << 16,
+            keep_versions: None,
+            expire_version: None,
+            vector,
+            change: None,
+        }),
+        actor: None,
+    };
+    let vector_of = |key: &str| -> Option<Vec<f32>> {
+        rt.block_on(store.context_indexed("n", now))
+            .unwrap()
+            .into_iter()
+            .find(|(e, _)| e.key == key)
+            .and_then(|(_, v)| v)
+    };
+    rt.block_on(store.commit(&write("a", ContextOp::Set, Some(vec![1.0, 0.0]))))
+        .unwrap();
+    assert_eq!(vector_of("a"), Some(vec![1.0, 0.0]));
+    rt.block_on(store.commit(&write("a", ContextOp::Patch, None)))
+        .unwrap();
+    assert_eq!(
+        vector_of("a"),
+        Some(vec![1.0, 0.0]),
+        "kept by a write without one"
+    );
+    rt.block_on(store.commit(&write("a", ContextOp::Set, Some(vec![0.0, 1.0]))))
+        .unwrap();
+    assert_eq!(vector_of("a"), Some(vec![0.0, 1.0]), "replaced");
+    rt.block_on(store.commit(&write("a", ContextOp::Delete, None)))
+        .unwrap();
+    assert_eq!(store.context_vectors.len(), 0, "dropped with the delete");
+
+    rt.block_on(store.commit(&write("b", ContextOp::Set, None)))
+        .unwrap();
+    rt.block_on(store.commit(&write(
+        "~board:problem:1",
+        ContextOp::Set,
+        Some(vec![1.0, 0.0]),
+    )))
+    .unwrap();
+    let keys = |prefix: &str| -> Vec<String> {
+        rt.block_on(store.context_list("n", prefix, None, 10, now))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect()
+    };
+    assert_eq!(keys(""), ["b"]);
+    assert_eq!(keys("~board:"), ["~board:problem:1"]);
+    assert_eq!(
+        rt.block_on(store.context_indexed("n", now)).unwrap().len(),
+        2
+    );
 }

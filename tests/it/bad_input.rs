@@ -587,6 +587,312 @@ fn catalogue() -> Vec<Case> {
             422,
             "invalid_value",
         ),
+        // Shared context.
+        case(
+            "context key starting with a dash",
+            "PUT",
+            "/v1/namespaces/n/context/-key",
+            json!({"value": 1}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "context key of 257 characters",
+            "PUT",
+            format!("/v1/namespaces/n/context/{}", "k".repeat(257)),
+            json!({"value": 1}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "context key with a space",
+            "PUT",
+            "/v1/namespaces/n/context/a%20b",
+            json!({"value": 1}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "context value over 64 KiB",
+            "PUT",
+            "/v1/namespaces/n/context/big",
+            json!({"value": "v".repeat(70_000)}),
+            413,
+            "too_large",
+        ),
+        raw(
+            "context value nested 40 deep",
+            "PUT",
+            "/v1/namespaces/n/context/deep",
+            format!(r#"{{"value":{}}}"#, nested(40)).as_bytes(),
+            Some("application/json"),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "context without a value",
+            "PUT",
+            "/v1/namespaces/n/context/k",
+            json!({"agent_id": "a"}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "context expected_version not a number",
+            "PUT",
+            "/v1/namespaces/n/context/k",
+            json!({"value": 1, "expected_version": "three"}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "context expected_version negative",
+            "PUT",
+            "/v1/namespaces/n/context/k",
+            json!({"value": 1, "expected_version": -1}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "context compare-and-set against an absent key",
+            "PUT",
+            "/v1/namespaces/n/context/k",
+            json!({"value": 1, "expected_version": 3}),
+            412,
+            "precondition_failed",
+        ),
+        case(
+            "context patch compare-and-set against an absent key",
+            "PATCH",
+            "/v1/namespaces/n/context/k",
+            json!({"value": {"a": 1}, "expected_version": 1}),
+            412,
+            "precondition_failed",
+        ),
+        case(
+            "context ttl_s 0",
+            "PUT",
+            "/v1/namespaces/n/context/k",
+            json!({"value": 1, "ttl_s": 0}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "context expires_at in the past",
+            "PUT",
+            "/v1/namespaces/n/context/k",
+            json!({"value": 1, "expires_at": "2001-01-01T00:00:00Z"}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "context unknown field",
+            "PUT",
+            "/v1/namespaces/n/context/k",
+            json!({"value": 1, "ttl": 5}),
+            422,
+            "invalid_value",
+        ),
+        raw(
+            "context delete of an absent key",
+            "DELETE",
+            "/v1/namespaces/n/context/k",
+            b"",
+            None,
+            404,
+            "not_found",
+        ),
+        raw(
+            "context history limit 0",
+            "GET",
+            "/v1/namespaces/n/context/k/history?limit=0",
+            b"",
+            None,
+            422,
+            "invalid_value",
+        ),
+        raw(
+            "context list limit over 1000",
+            "GET",
+            "/v1/namespaces/n/context?limit=5000",
+            b"",
+            None,
+            422,
+            "invalid_value",
+        ),
+        // Namespaces.
+        case(
+            "namespace with an absent parent",
+            "PUT",
+            "/v1/namespaces/child",
+            json!({"parent": "missing"}),
+            404,
+            "not_found",
+        ),
+        case(
+            "namespace parent not a name",
+            "PUT",
+            "/v1/namespaces/child",
+            json!({"parent": "a/b"}),
+            422,
+            "invalid_namespace",
+        ),
+        // Blackboard.
+        case(
+            "problem without a title",
+            "POST",
+            "/v1/namespaces/n/board/problems",
+            json!({"body": "b"}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "problem with a blank title",
+            "POST",
+            "/v1/namespaces/n/board/problems",
+            json!({"title": "  "}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "problem title over 1024 bytes",
+            "POST",
+            "/v1/namespaces/n/board/problems",
+            json!({"title": "t".repeat(1025)}),
+            413,
+            "too_large",
+        ),
+        case(
+            "problem body with NUL",
+            "POST",
+            "/v1/namespaces/n/board/problems",
+            json!({"title": "t", "body": "a\u{0}b"}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "problem unknown field",
+            "POST",
+            "/v1/namespaces/n/board/problems",
+            json!({"title": "t", "priority": 1}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "proposal confidence above 1",
+            "POST",
+            "/v1/namespaces/n/board/problems/01a1fea3-7a63-7049-8622-0ac502833d5a/proposals",
+            json!({"body": "x", "confidence": 1.5}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "proposal confidence negative",
+            "POST",
+            "/v1/namespaces/n/board/problems/01a1fea3-7a63-7049-8622-0ac502833d5a/proposals",
+            json!({"body": "x", "confidence": -0.1}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "proposal without a confidence",
+            "POST",
+            "/v1/namespaces/n/board/problems/01a1fea3-7a63-7049-8622-0ac502833d5a/proposals",
+            json!({"body": "x"}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "proposal to an unknown problem",
+            "POST",
+            "/v1/namespaces/n/board/problems/01a1fea3-7a63-7049-8622-0ac502833d5a/proposals",
+            json!({"body": "x", "confidence": 0.5}),
+            404,
+            "not_found",
+        ),
+        case(
+            "proposal to a malformed problem id",
+            "POST",
+            "/v1/namespaces/n/board/problems/not-an-id/proposals",
+            json!({"body": "x", "confidence": 0.5}),
+            404,
+            "not_found",
+        ),
+        case(
+            "vote of +2",
+            "POST",
+            "/v1/namespaces/n/board/proposals/01a1fea3-7a63-7049-8622-0ac502833d5a/votes",
+            json!({"agent_id": "a", "value": 2}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "vote of 0.5",
+            "POST",
+            "/v1/namespaces/n/board/proposals/01a1fea3-7a63-7049-8622-0ac502833d5a/votes",
+            json!({"agent_id": "a", "value": 0.5}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "vote without an agent",
+            "POST",
+            "/v1/namespaces/n/board/proposals/01a1fea3-7a63-7049-8622-0ac502833d5a/votes",
+            json!({"value": 1}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "vote on an unknown proposal",
+            "POST",
+            "/v1/namespaces/n/board/proposals/01a1fea3-7a63-7049-8622-0ac502833d5a/votes",
+            json!({"agent_id": "a", "value": 1}),
+            404,
+            "not_found",
+        ),
+        case(
+            "resolve an unknown problem",
+            "POST",
+            "/v1/namespaces/n/board/problems/01a1fea3-7a63-7049-8622-0ac502833d5a/resolve",
+            json!({"proposal_id": "01a1fea3-7a63-7049-8622-0ac502833d5b"}),
+            404,
+            "not_found",
+        ),
+        raw(
+            "problems with an unknown status",
+            "GET",
+            "/v1/namespaces/n/board/problems?status=closed",
+            b"",
+            None,
+            422,
+            "invalid_value",
+        ),
+        raw(
+            "unknown problem",
+            "GET",
+            "/v1/namespaces/n/board/problems/01a1fea3-7a63-7049-8622-0ac502833d5a",
+            b"",
+            None,
+            404,
+            "not_found",
+        ),
+        // Search over kinds and namespaces.
+        case(
+            "search with an unknown scope",
+            "POST",
+            SEARCH,
+            json!({"query": "q", "scope": "everywhere"}),
+            422,
+            "invalid_value",
+        ),
+        case(
+            "search with an unknown kind",
+            "POST",
+            SEARCH,
+            json!({"query": "q", "kinds": ["notes"]}),
+            422,
+            "invalid_value",
+        ),
         // Content types and methods.
         raw(
             "text/plain body",
@@ -713,5 +1019,167 @@ fn unusual_but_valid_text_is_stored_verbatim() {
             let (_, m) = api.get(&format!("/v1/messages/{id}")).await;
             assert_eq!(m["content"], t.as_str());
         }
+    });
+}
+
+/// The bodies of GETs of `uris`.
+async fn snapshot(api: &Api, uris: &[String]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for u in uris {
+        out.push(api.get(u).await.1);
+    }
+    out
+}
+
+/// Bad input against existing state: cycles, compare-and-set against a deleted
+/// key, a resolution with another problem's proposal, votes and proposals on a
+/// resolved problem. Each gets its code and changes nothing.
+#[test]
+fn bad_input_against_existing_state_changes_nothing() {
+    rt().block_on(async {
+        let api = api();
+        let ok = |got: (StatusCode, Value)| {
+            assert!(got.0.is_success(), "{}", got.1);
+            got.1
+        };
+        ok(api.json("PUT", "/v1/namespaces/a", json!({})).await);
+        ok(api
+            .json("PUT", "/v1/namespaces/b", json!({"parent": "a"}))
+            .await);
+        ok(api
+            .json("PUT", "/v1/namespaces/a/context/k", json!({"value": 1}))
+            .await);
+        ok(api.delete("/v1/namespaces/a/context/k").await);
+        let board = "/v1/namespaces/a/board";
+        let p = ok(api
+            .json("POST", &format!("{board}/problems"), json!({"title": "p"}))
+            .await);
+        let q = ok(api
+            .json("POST", &format!("{board}/problems"), json!({"title": "q"}))
+            .await);
+        let (pid, qid) = (p["id"].as_str().unwrap(), q["id"].as_str().unwrap());
+        let x = ok(api
+            .json(
+                "POST",
+                &format!("{board}/problems/{pid}/proposals"),
+                json!({"body": "x", "confidence": 0.5}),
+            )
+            .await);
+        let xid = x["id"].as_str().unwrap();
+        let uris = [
+            "/v1/namespaces/a".to_owned(),
+            "/v1/namespaces/b".to_owned(),
+            "/v1/namespaces/a/context/k/history".to_owned(),
+            format!("{board}/problems/{pid}"),
+            format!("{board}/problems/{qid}"),
+        ];
+        let before = snapshot(&api, &uris).await;
+        let cases: Vec<(&str, (StatusCode, Value), u16, &str)> = vec![
+            (
+                "a cycle",
+                api.json("PUT", "/v1/namespaces/a", json!({"parent": "b"}))
+                    .await,
+                409,
+                "conflict",
+            ),
+            (
+                "its own parent",
+                api.json("PUT", "/v1/namespaces/a", json!({"parent": "a"}))
+                    .await,
+                409,
+                "conflict",
+            ),
+            (
+                "compare-and-set against a deleted key",
+                api.json(
+                    "PUT",
+                    "/v1/namespaces/a/context/k",
+                    json!({"value": 2, "expected_version": 2}),
+                )
+                .await,
+                412,
+                "precondition_failed",
+            ),
+            (
+                "delete of a deleted key",
+                api.delete("/v1/namespaces/a/context/k").await,
+                404,
+                "not_found",
+            ),
+            (
+                "resolve with another problem's proposal",
+                api.json(
+                    "POST",
+                    &format!("{board}/problems/{qid}/resolve"),
+                    json!({"proposal_id": xid}),
+                )
+                .await,
+                422,
+                "invalid_value",
+            ),
+            (
+                "vote of -3 on a real proposal",
+                api.json(
+                    "POST",
+                    &format!("{board}/proposals/{xid}/votes"),
+                    json!({"agent_id": "v", "value": -3}),
+                )
+                .await,
+                422,
+                "invalid_value",
+            ),
+            (
+                "resolve with a stale If-Match version in the body",
+                api.json(
+                    "POST",
+                    &format!("{board}/problems/{pid}/resolve"),
+                    json!({"proposal_id": xid, "expected_version": 9}),
+                )
+                .await,
+                412,
+                "precondition_failed",
+            ),
+        ];
+        for (name, got, status, code) in cases {
+            assert_eq!(got.0.as_u16(), status, "{name}: {}", got.1);
+            assert_eq!(got.1["error"]["code"], code, "{name}: {}", got.1);
+        }
+        assert_eq!(
+            snapshot(&api, &uris).await,
+            before,
+            "a bad request changed something"
+        );
+        // After a resolution: proposals and votes are refused.
+        ok(api
+            .json(
+                "POST",
+                &format!("{board}/problems/{pid}/resolve"),
+                json!({"proposal_id": xid}),
+            )
+            .await);
+        let resolved = snapshot(&api, &uris).await;
+        let late = api
+            .json(
+                "POST",
+                &format!("{board}/problems/{pid}/proposals"),
+                json!({"body": "y", "confidence": 0.1}),
+            )
+            .await;
+        assert_eq!(
+            (late.0.as_u16(), late.1["error"]["code"].as_str()),
+            (409, Some("conflict"))
+        );
+        let late = api
+            .json(
+                "POST",
+                &format!("{board}/proposals/{xid}/votes"),
+                json!({"agent_id": "v", "value": 1}),
+            )
+            .await;
+        assert_eq!(
+            (late.0.as_u16(), late.1["error"]["code"].as_str()),
+            (409, Some("conflict"))
+        );
+        assert_eq!(snapshot(&api, &uris).await, resolved);
     });
 }

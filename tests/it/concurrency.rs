@@ -133,7 +133,7 @@ async fn ranking(
         .unwrap()
         .hits
         .into_iter()
-        .map(|h| (h.text().to_owned(), h.score))
+        .map(|h| (h.text().into_owned(), h.score))
         .collect()
 }
 

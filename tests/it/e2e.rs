@@ -240,3 +240,65 @@ fn cli_context_sets_reads_and_refuses_a_stale_version() {
     let got = json(&run(&["context", "get", "plan", "--namespace", "t"]));
     assert_eq!(got[0]["version"], 2);
 }
+
+/// `memoryd board`: post, propose, vote (a negative vote is a value, not a
+/// flag), resolve, show: each a separate process on one data directory.
+#[test]
+fn cli_board_posts_votes_and_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| -> Vec<Value> {
+        let out = Command::new(crate::server::binary())
+            .args(args)
+            .args(["--namespace", "dbg"])
+            .arg("--models-dir")
+            .arg(repo_path("models"))
+            .env("MEMORYD_LOG", "warn")
+            .env("RUST_BACKTRACE", "0")
+            .env("MEMORYD_DATA_DIR", dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let p = run(&[
+        "board",
+        "post",
+        "Build is red",
+        "--body",
+        "linker error on CI",
+    ]);
+    let pid = p[0]["id"].as_str().unwrap().to_owned();
+    let a = run(&[
+        "board",
+        "propose",
+        &pid,
+        "pin the toolchain",
+        "--confidence",
+        "0.4",
+    ]);
+    let b = run(&[
+        "board",
+        "propose",
+        &pid,
+        "clear the cache",
+        "--confidence",
+        "0.7",
+    ]);
+    let (aid, bid) = (a[0]["id"].as_str().unwrap(), b[0]["id"].as_str().unwrap());
+    run(&["board", "vote", aid, "1", "--agent-id", "x"]);
+    let v = run(&["board", "vote", bid, "-1", "--agent-id", "x"]);
+    assert_eq!(v[0]["score"], -1);
+    let shown = run(&["board", "show", &pid]);
+    assert_eq!(shown[0]["proposals"][0]["id"], aid, "{shown:?}");
+    let r = run(&["board", "resolve", &pid, aid, "--expected-version", "1"]);
+    assert_eq!(r[0]["status"], "resolved");
+    let listed = run(&["board", "list", "--status", "resolved"]);
+    assert_eq!(listed.len(), 1);
+}

@@ -93,4 +93,40 @@ fn locomo_dense_reproduces_reference_recall_and_hybrid_meets_its_target() {
             lexical.by_category[cat].r10
         );
     }
+
+    // `scope: inherit`: each conversation split into a parent (earlier sessions)
+    // and a child namespace, asked from the child, ranks like one namespace.
+    rt.block_on(memoryd::eval::ingest_locomo_split(
+        &engine, &samples, "split",
+    ))
+    .unwrap();
+    for (mode, single) in [
+        (SearchMode::Hybrid, &hybrid),
+        (SearchMode::Lexical, &lexical),
+        (SearchMode::Dense, &report),
+    ] {
+        let (outcomes, mut latencies) = rt
+            .block_on(memoryd::eval::ask_locomo_scoped(
+                &engine,
+                &samples,
+                "split",
+                20,
+                mode,
+                None,
+                memoryd::SearchScope::Inherit,
+            ))
+            .unwrap();
+        let split = memoryd::eval::LocomoReport::new(mode, &outcomes, 0.0, &mut latencies);
+        eprintln!(
+            "{mode:?}: one namespace R@5 {:.3} R@10 {:.3}; parent + child (inherit) R@5 {:.3} R@10 {:.3}",
+            single.overall.r5, single.overall.r10, split.overall.r5, split.overall.r10
+        );
+        assert_eq!(split.questions, single.questions);
+        assert!(
+            (split.overall.r10 - single.overall.r10).abs() <= 0.01,
+            "{mode:?}: inherit R@10 {} vs one namespace {}",
+            split.overall.r10,
+            single.overall.r10
+        );
+    }
 }

@@ -621,3 +621,157 @@ fn namespace_hierarchy_over_http() {
         assert_eq!(s, StatusCode::NOT_FOUND);
     });
 }
+
+/// The blackboard over HTTP: post, propose, vote, rank, resolve with If-Match,
+/// and the board's errors with their stable codes.
+#[test]
+fn blackboard_over_http() {
+    rt().block_on(async {
+        let api = api();
+        let base = "/v1/namespaces/bugs/board";
+        let (s, p) = api
+            .json(
+                "POST",
+                &format!("{base}/problems"),
+                json!({"title": "Upload times out", "body": "large files fail after 30 s", "agent_id": "triage"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{p}");
+        assert_eq!((p["status"].as_str(), p["version"].as_u64()), (Some("open"), Some(1)));
+        let pid = p["id"].as_str().unwrap().to_owned();
+        let mut ids = Vec::new();
+        for (body, confidence) in [("raise the proxy timeout", 0.8), ("stream the upload in chunks", 0.6)] {
+            let (s, v) = api
+                .json(
+                    "POST",
+                    &format!("{base}/problems/{pid}/proposals"),
+                    json!({"body": body, "confidence": confidence, "agent_id": "fixer"}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            ids.push(v["id"].as_str().unwrap().to_owned());
+        }
+        for agent in ["a", "b"] {
+            let (s, v) = api
+                .json(
+                    "POST",
+                    &format!("{base}/proposals/{}/votes", ids[1]),
+                    json!({"agent_id": agent, "value": 1}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+        }
+        let (s, v, headers) = api.raw("GET", &format!("{base}/problems/{pid}"), Vec::new(), None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(headers["etag"], "\"1\"");
+        assert_eq!(v["proposals"][0]["id"], ids[1].as_str(), "votes rank first: {v}");
+        assert_eq!(v["proposals"][0]["score"], 2);
+
+        assert_error(
+            api.json("POST", &format!("{base}/proposals/{}/votes", ids[0]), json!({"agent_id": "a", "value": 3}))
+                .await,
+            422,
+            "invalid_value",
+        );
+        assert_error(
+            api.json("POST", &format!("{base}/problems/{pid}/proposals"), json!({"body": "x", "confidence": 2}))
+                .await,
+            422,
+            "invalid_value",
+        );
+        let unknown = uuid::Uuid::now_v7();
+        assert_error(api.get(&format!("{base}/problems/{unknown}")).await, 404, "not_found");
+        assert_error(
+            api.json("POST", &format!("{base}/proposals/{unknown}/votes"), json!({"agent_id": "a", "value": 1}))
+                .await,
+            404,
+            "not_found",
+        );
+        assert_error(
+            api.json("POST", &format!("{base}/problems"), json!({"title": "t", "bogus": 1})).await,
+            422,
+            "invalid_value",
+        );
+
+        // Resolve with a stale If-Match: 412; with the current one: resolved.
+        let resolve = |version: &str| {
+            let body = serde_json::to_vec(&json!({"proposal_id": ids[1], "agent_id": "lead"})).unwrap();
+            let uri = format!("{base}/problems/{pid}/resolve");
+            let version = version.to_owned();
+            let app = api.app.clone();
+            async move {
+                let req = Request::builder()
+                    .method("POST")
+                    .uri(uri)
+                    .header("content-type", "application/json")
+                    .header("if-match", version)
+                    .body(Body::from(body))
+                    .unwrap();
+                let resp = app.oneshot(req).await.unwrap();
+                let status = resp.status();
+                let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+                (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+            }
+        };
+        assert_error(resolve("\"5\"").await, 412, "precondition_failed");
+        let (s, v) = resolve("\"1\"").await;
+        assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("resolved")), "{v}");
+        assert_error(resolve("\"2\"").await, 409, "conflict");
+        let (_, v) = api.get(&format!("{base}/problems?status=open")).await;
+        assert_eq!(v["problems"], json!([]), "{v}");
+        let (_, v) = api.get(&format!("{base}/problems?status=resolved")).await;
+        assert_eq!(v["problems"][0]["resolution"]["proposal_id"], ids[1].as_str());
+
+        // Searchable as kind "board".
+        let (s, v) = api
+            .json(
+                "POST",
+                "/v1/namespaces/bugs/search",
+                json!({"query": "upload timeout", "kinds": ["board"], "k": 5}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let hits = v["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 3, "{v}");
+        assert!(hits.iter().all(|h| h["kind"] == "board" && h["namespace"] == "bugs"), "{v}");
+    });
+}
+
+/// Context entries come back from search (default kinds), and `scope: inherit`
+/// reaches the parent's records, each hit naming its namespace.
+#[test]
+fn search_finds_context_and_inherits_over_http() {
+    rt().block_on(async {
+        let api = api();
+        api.json("PUT", "/v1/namespaces/l1", json!({})).await;
+        api.json("PUT", "/v1/namespaces/l2", json!({"parent": "l1"})).await;
+        let (s, v) = api
+            .json(
+                "PUT",
+                "/v1/namespaces/l1/context/customer:plan",
+                json!({"value": {"plan": "enterprise", "note": "priority support with a four hour response time"}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        api.json(
+            "POST",
+            "/v1/namespaces/l2/messages",
+            json!({"messages": [{"role": "user", "content": "my printer is jammed again"}]}),
+        )
+        .await;
+        let search = |scope: &str| {
+            let body = json!({"query": "what response time does the customer's support plan promise?", "k": 5, "scope": scope});
+            let api = &api;
+            async move { api.json("POST", "/v1/namespaces/l2/search", body).await }
+        };
+        let (s, own) = search("self").await;
+        assert_eq!(s, StatusCode::OK, "{own}");
+        assert!(own["hits"].as_array().unwrap().iter().all(|h| h["namespace"] == "l2"), "{own}");
+        let (s, all) = search("inherit").await;
+        assert_eq!(s, StatusCode::OK, "{all}");
+        let top = &all["hits"][0];
+        assert_eq!((top["kind"].as_str(), top["namespace"].as_str()), (Some("context"), Some("l1")), "{all}");
+        assert_eq!(top["context"]["key"], "customer:plan");
+        assert_error(search("everywhere").await, 422, "invalid_value");
+    });
+}

@@ -5,6 +5,7 @@
 //! --ignored`).
 
 mod bad_input;
+mod board;
 mod common;
 mod compat;
 mod concurrency;
