@@ -217,6 +217,9 @@ enum Command {
         /// Requests handled at once; more are answered 429 at once.
         #[arg(long, env = "MEMORYD_MAX_IN_FLIGHT", default_value_t = ServerConfig::default().max_in_flight)]
         max_in_flight: usize,
+        /// Event streams (SSE) open at once; more are answered 429. Streams hold no in-flight permit.
+        #[arg(long, env = "MEMORYD_MAX_STREAMS", default_value_t = ServerConfig::default().max_streams)]
+        max_streams: usize,
         /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
         #[arg(long, env = "MEMORYD_SHUTDOWN_GRACE_S", default_value_t = 30)]
         shutdown_grace_s: u64,
@@ -387,6 +390,7 @@ fn main() -> Result<()> {
             bind,
             max_body_bytes,
             max_in_flight,
+            max_streams,
             shutdown_grace_s,
         } => rt.block_on(serve(
             cli.engine,
@@ -394,6 +398,7 @@ fn main() -> Result<()> {
             ServerConfig {
                 max_body_bytes,
                 max_in_flight,
+                max_streams,
             },
             shutdown_grace_s,
         )),

@@ -71,7 +71,7 @@ pub struct Problem {
     pub id: String,
     /// Its namespace.
     pub namespace: String,
-    /// One line.
+    /// A short title.
     pub title: String,
     /// The details.
     pub body: String,
@@ -156,7 +156,7 @@ pub(crate) fn problem_text(title: &str, body: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProblem {
-    /// One line, 1..=1024 bytes.
+    /// A short title, 1..=1024 bytes.
     pub title: String,
     /// The details (may be empty; the content limit applies).
     #[serde(default)]

@@ -171,6 +171,7 @@ impl Engine {
         agent_id: Option<String>,
         text: Option<String>,
         change: (ChangeKind, Vec<String>),
+        open_problem: Option<String>,
     ) -> Result<ContextEntry> {
         let vector = match text {
             Some(t) => Some(self.inner.embed.embed(vec![t]).await?.data),
@@ -190,9 +191,20 @@ impl Engine {
             vector,
             change: Some(change),
         };
+        // Only a new problem may create the namespace; the rest need its problem.
+        let creates = open_problem.is_none() && put.expected_version == Some(0);
         let (_, committed) = self
             .inner
-            .commit(access, ns, op == ContextOp::Set, move |_| {
+            .commit(access, ns, creates, move |state| {
+                // Checked under the namespace's writer lock: no proposal or vote
+                // lands after the problem's resolution.
+                if let Some(p) = open_problem
+                    && state.entries.lock().resolved.contains(&p)
+                {
+                    return Err(Error::Conflict(format!(
+                        "problem {p} is resolved; it takes no more proposals or votes"
+                    )));
+                }
                 Ok(Mutation::PutContext(put))
             })
             .await?;
@@ -265,6 +277,7 @@ impl Engine {
                 agent_id,
                 Some(text),
                 (ChangeKind::BoardProblemCreated, vec![id]),
+                None,
             )
             .await?;
         problem_of(&entry)
@@ -325,6 +338,7 @@ impl Engine {
                     ChangeKind::BoardProposalCreated,
                     vec![id, problem_id.to_owned()],
                 ),
+                Some(problem_id.to_owned()),
             )
             .await?;
         proposal_of(&entry)
@@ -388,8 +402,9 @@ impl Engine {
                 None,
                 (
                     ChangeKind::BoardVoted,
-                    vec![proposal_id.to_owned(), problem_id],
+                    vec![proposal_id.to_owned(), problem_id.clone()],
                 ),
+                Some(problem_id),
             )
             .await?;
         proposal_of(&entry)
@@ -414,7 +429,9 @@ impl Engine {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Write)?;
         check_id("problem", problem_id)?;
-        check_id("proposal", &resolve.proposal_id)?;
+        if uuid::Uuid::parse_str(&resolve.proposal_id).is_err() {
+            return Err(Error::invalid("proposal_id", "not a proposal id"));
+        }
         let agent_id = self.board_agent(access, resolve.agent_id)?;
         let entry = self
             .board_entry(&ns, "problem", problem_id, &problem_key(problem_id))
@@ -471,6 +488,7 @@ impl Engine {
                     ChangeKind::BoardResolved,
                     vec![problem_id.to_owned(), resolve.proposal_id],
                 ),
+                None,
             )
             .await;
         match written {

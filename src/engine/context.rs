@@ -15,6 +15,10 @@ use crate::core::error::{Error, Result};
 use crate::core::types::to_micros;
 use crate::storage::{ContextPut, Mutation};
 
+/// Attempts of a write without a caller's precondition that keeps losing races
+/// (each attempt re-reads the key; another write committed in between).
+const MAX_ATTEMPTS: u32 = 64;
+
 /// One page of [`Engine::context_list`].
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ContextPage {
@@ -33,7 +37,10 @@ impl Engine {
     /// a value nested deeper than `max_context_depth`; [`Error::TooLarge`] over
     /// `max_context_value_bytes`; [`Error::Forbidden`] without `write`;
     /// [`Error::PreconditionFailed`] when `opts.expected_version` does not match
-    /// (nothing written; the error carries the current entry).
+    /// (nothing written; the error carries the current entry); the embedding
+    /// queue's errors ([`Error::Overloaded`], [`Error::ModelFailed`]) for the
+    /// value's search text; [`Error::Conflict`] when, without a precondition, the
+    /// key changed under 64 attempts in a row.
     pub async fn context_set(
         &self,
         access: &Access,
@@ -210,15 +217,22 @@ impl Engine {
                     _ => (put.value.clone(), false),
                 };
                 let text = context_text(key, &new_value);
-                let unchanged = current.as_ref().is_some_and(|c| c.search_text() == text);
+                let read_version = current.as_ref().map_or(0, |c| c.version);
+                // The stored vector is reused only for a write that lands on the
+                // version read (the caller's pin is that version, or ours below).
+                let unchanged = current.as_ref().is_some_and(|c| c.search_text() == text)
+                    && (!caller_cas || opts.expected_version == Some(read_version));
                 put.vector = if unchanged {
                     None
                 } else {
                     let e = self.inner.embed.embed(vec![text]).await?;
                     Some(e.data)
                 };
-                if pin && !caller_cas {
-                    put.expected_version = Some(current.as_ref().map_or(0, |c| c.version));
+                // A write that keeps the stored vector (same text) or merges into
+                // what was read must land on exactly the version read: pinned
+                // unless the caller pinned it already.
+                if (pin || unchanged) && !caller_cas {
+                    put.expected_version = Some(read_version);
                 }
             }
             let p = put.clone();
@@ -231,8 +245,14 @@ impl Engine {
             let committed = match result {
                 Ok((_, committed)) => committed,
                 Err(Error::PreconditionFailed { .. })
-                    if op == ContextOp::Patch && !caller_cas && attempts < 16 =>
+                    if put.expected_version.is_some() && !caller_cas =>
                 {
+                    // Lost a race against another write of the key: read again.
+                    if attempts >= MAX_ATTEMPTS {
+                        return Err(Error::Conflict(format!(
+                            "context key {key:?} changed under {MAX_ATTEMPTS} attempts in a row; retry"
+                        )));
+                    }
                     put.expected_version = None;
                     continue;
                 }
@@ -330,7 +350,9 @@ impl Engine {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Read)?;
         self.check_limit(limit)?;
-        if !prefix.is_empty() && prefix.contains(|c: char| c.is_control() || c == '/') {
+        if !prefix.is_empty()
+            && (prefix.contains(|c: char| c.is_control() || c == '/') || prefix.starts_with('~'))
+        {
             return Err(Error::invalid("prefix", "not a key prefix"));
         }
         if let Some(a) = after {

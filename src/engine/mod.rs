@@ -19,6 +19,7 @@
 mod board;
 pub mod config;
 mod context;
+mod events;
 mod namespaces;
 mod read;
 mod state;
@@ -43,6 +44,7 @@ use crate::summarize::{BoxFuture, Extractive, OpenAiChat, Summarizer, WithFallba
 pub use board::{MAX_TITLE_BYTES, ProblemPage};
 pub use config::{EngineConfig, Limits, ModelConfig, SummarizeConfig};
 pub use context::ContextPage;
+pub use events::{Event, EventFilter, EventPage};
 pub use namespaces::{MAX_DEPTH, NamespaceDetail};
 pub use read::{CheckReport, MessagePage, Stats};
 use state::NamespaceState;
@@ -63,6 +65,8 @@ pub(crate) struct Inner {
     query_cache: Option<Mutex<lru::LruCache<String, Arc<[f32]>>>>,
     /// Held while the namespace hierarchy changes (re-parenting, deletion).
     topology: tokio::sync::Mutex<()>,
+    /// Bumped after every commit: wakes event subscribers (who then read the log).
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 /// The memory engine. Cheap to clone (an `Arc`); every clone is the same engine.
@@ -181,6 +185,7 @@ impl Engine {
             namespaces: RwLock::new(BTreeMap::new()),
             query_cache,
             topology: tokio::sync::Mutex::new(()),
+            commits: tokio::sync::watch::Sender::new(0),
         });
         for record in inner.store.namespaces().await? {
             let name = NamespaceName::parse(&record.name)?;
@@ -355,7 +360,8 @@ const _: fn() = || {
 
 /// Indexes every namespace's live context entries and board documents from the
 /// store; entries stored without a vector of the model's dimension (written
-/// before entries were searchable) are embedded now. Returns how many.
+/// before entries were searchable) are embedded now, in memory only (so again
+/// on every open until they are next written). Returns how many were indexed.
 async fn load_entries(inner: &Arc<Inner>) -> Result<usize> {
     let now = chrono::Utc::now();
     let states: Vec<Arc<NamespaceState>> = inner.namespaces.read().values().cloned().collect();
@@ -374,9 +380,19 @@ async fn load_entries(inner: &Arc<Inner>) -> Result<usize> {
                 .iter()
                 .map(|&i| state::entry_text(&entries[i].0).1)
                 .collect();
-            let e = inner.background_embed.embed(texts).await?;
-            for (j, &i) in chunk.iter().enumerate() {
-                embedded.insert(i, e.row(j).to_vec());
+            // Not fatal: the entries stay readable, only not searchable until
+            // their next write or a later open.
+            match inner.background_embed.embed(texts).await {
+                Ok(e) => {
+                    for (j, &i) in chunk.iter().enumerate() {
+                        embedded.insert(i, e.row(j).to_vec());
+                    }
+                }
+                Err(err) => tracing::warn!(
+                    namespace = %ns.name,
+                    error = %err,
+                    "context entries without a stored vector could not be embedded; they are not searchable"
+                ),
             }
         }
         for (i, (entry, vector)) in entries.iter().enumerate() {

@@ -311,6 +311,22 @@ impl Engine {
                 ));
             }
         }
+        let now = chrono::Utc::now();
+        for (name, ns) in map.iter() {
+            // Every live entry must be indexed (an expired one may still be,
+            // until the sweep deletes it).
+            let live = self.inner.store.context_indexed(name.as_str(), now).await?;
+            let missing = {
+                let rows = ns.entries.lock();
+                live.iter().filter(|(e, _)| !rows.has(&e.key)).count()
+            };
+            if missing > 0 {
+                problems.push(format!(
+                    "namespace {name}: {missing} of {} live context entries and board documents are not indexed",
+                    live.len()
+                ));
+            }
+        }
         for name in store.namespaces.keys() {
             if !map.keys().any(|n| n.as_str() == name) {
                 problems.push(format!("namespace {name}: stored but not indexed"));
@@ -588,7 +604,13 @@ impl Inner {
                         else {
                             continue;
                         };
-                        entry_hit(entry, scored.score)?
+                        match entry_hit(entry, scored.score) {
+                            Ok(hit) => hit,
+                            Err(e) => {
+                                tracing::warn!(namespace = %ns.name, error = %e, "unreadable board document skipped");
+                                continue;
+                            }
+                        }
                     } else {
                         // Deleted since the index was read: skipped.
                         let Some(record) = records.remove(&scored.seq) else {

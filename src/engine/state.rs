@@ -50,15 +50,32 @@ pub(crate) struct EntryRows {
     next: u64,
     /// Proposal id → its problem's id.
     pub(crate) proposals: HashMap<String, String>,
+    /// Ids of resolved problems: proposals and votes on them are refused under
+    /// the namespace's writer lock, so none lands after a resolution.
+    pub(crate) resolved: std::collections::HashSet<String>,
 }
 
 /// First index row of context entries and board documents.
 pub(crate) const ENTRY_ROW_BASE: RowId = 1 << 62;
 
 impl EntryRows {
+    /// Whether `key` is indexed.
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.by_key.contains_key(key)
+    }
+
     /// The key indexed at `row`.
     pub(crate) fn key(&self, row: RowId) -> Option<&str> {
         self.by_row.get(&row).map(String::as_str)
+    }
+}
+
+/// Records a problem document's resolution.
+fn note_resolution(e: &mut EntryRows, entry: &ContextEntry) {
+    if let Some(id) = entry.key.strip_prefix(PROBLEM_KEY_PREFIX)
+        && entry.value.get("status").and_then(|s| s.as_str()) == Some("resolved")
+    {
+        e.resolved.insert(id.to_owned());
     }
 }
 
@@ -133,6 +150,7 @@ impl NamespaceState {
         if let Some((problem, proposal)) = parse_proposal_key(&entry.key) {
             e.proposals.insert(proposal.to_owned(), problem.to_owned());
         }
+        note_resolution(&mut e, entry);
         self.index.insert(&[IndexDoc::Entry {
             row,
             kind,
@@ -289,11 +307,10 @@ impl Inner {
             // vote, a resolution) keeps the indexed one.
             Mutation::PutContext(put) => match &committed.context {
                 Some(entry) if entry.deleted => ns.unindex_entry(&entry.key),
-                Some(entry) => {
-                    if let Some(v) = &put.vector {
-                        ns.index_entry(entry, v);
-                    }
-                }
+                Some(entry) => match &put.vector {
+                    Some(v) => ns.index_entry(entry, v),
+                    None => note_resolution(&mut ns.entries.lock(), entry),
+                },
                 None => {}
             },
             Mutation::DeleteNamespace { .. } => {

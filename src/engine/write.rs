@@ -347,6 +347,10 @@ impl Inner {
                 Ok((commit.mutation, committed))
             })
             .await?;
+            // Wake event subscribers once the change is durable and applied.
+            if !committed.changes.is_empty() {
+                inner.commits.send_modify(|n| *n = n.wrapping_add(1));
+            }
             drop(guard);
             inner.maintain(&state);
             Ok((mutation, committed))

@@ -55,7 +55,8 @@ pub enum IndexDoc<'a> {
         kind: HitKind,
         /// The text BM25 indexes.
         text: &'a str,
-        /// When it was last written (for time filters).
+        /// When its search text was last written (for time filters; a write that
+        /// keeps the text, such as a vote, does not move it).
         at: chrono::DateTime<chrono::Utc>,
         /// Its unit embedding.
         vector: &'a [f32],

@@ -5,6 +5,7 @@ pub mod api;
 pub mod board;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod namespaces;
 
 use std::sync::{Arc, OnceLock};
@@ -59,6 +60,9 @@ pub struct ServerConfig {
     /// immediately. Default 512. (Text embedding has its own bounded queue,
     /// `embed_queue_capacity`, which also answers 429 when full.)
     pub max_in_flight: usize,
+    /// Event streams (SSE) open at once; more are answered 429. Streams do not
+    /// hold `max_in_flight` permits. Default 1024.
+    pub max_streams: usize,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +70,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_in_flight: 512,
+            max_streams: 1024,
         }
     }
 }
@@ -75,6 +80,10 @@ impl Default for ServerConfig {
 pub struct AppState {
     engine: Arc<OnceLock<Engine>>,
     metrics: Option<PrometheusHandle>,
+    /// Permits of open event streams (sized by [`router`] from `max_streams`).
+    streams: Arc<tokio::sync::Semaphore>,
+    /// Set when the server shuts down: open event streams end at once.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -83,6 +92,10 @@ impl AppState {
         AppState {
             engine: Arc::new(OnceLock::new()),
             metrics: prometheus(),
+            streams: Arc::new(tokio::sync::Semaphore::new(
+                ServerConfig::default().max_streams,
+            )),
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 
@@ -166,7 +179,10 @@ fn prometheus() -> Option<PrometheusHandle> {
         board::get_problem,
         board::propose,
         board::vote,
-        board::resolve
+        board::resolve,
+        events::events,
+        events::put_consumer,
+        events::get_consumer
     ),
     components(schemas(
         ErrorResponse,
@@ -213,7 +229,11 @@ fn prometheus() -> Option<PrometheusHandle> {
         crate::core::board::NewProposal,
         crate::core::board::NewVote,
         crate::core::board::Resolve,
-        crate::engine::ProblemPage
+        crate::engine::ProblemPage,
+        crate::engine::Event,
+        crate::engine::EventPage,
+        crate::storage::ChangeKind,
+        events::ConsumerCursor
     ))
 )]
 struct ApiDoc;
@@ -227,7 +247,8 @@ pub fn openapi_json() -> String {
 
 /// The router with every route, our error bodies for unknown routes and
 /// methods, the body limit and per-route metrics.
-pub fn router(state: AppState, config: &ServerConfig) -> Router {
+pub fn router(mut state: AppState, config: &ServerConfig) -> Router {
+    state.streams = Arc::new(tokio::sync::Semaphore::new(config.max_streams));
     // Every /v1 request holds one of `max_in_flight` permits; when none is free the
     // request is answered 429 at once instead of queueing (health, metrics and the
     // OpenAPI document stay reachable under overload).
@@ -268,12 +289,14 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .merge(context::routes())
         .merge(board::routes())
+        .merge(events::routes())
         .layer(shed);
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .merge(v1)
+        .merge(events::stream_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -584,8 +607,13 @@ pub async fn serve(
     state: AppState,
     grace: Duration,
 ) -> std::io::Result<()> {
+    let closing = state.closing.clone();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal(grace))
+        .with_graceful_shutdown(async move {
+            shutdown_signal(grace).await;
+            // Event streams never finish on their own: end them now.
+            closing.send_replace(true);
+        })
         .await?;
     if let Some(e) = state.engine.get()
         && let Err(err) = e.flush().await

@@ -124,10 +124,12 @@ pub enum ChangeKind {
     /// A summary was written.
     #[serde(rename = "summary.created")]
     SummaryCreated,
-    /// A context entry got a new version (set or patched); `ids` is `[key]`.
+    /// A context entry got a new version (set or patched); `ids` is `[key,
+    /// version]` (the version in decimal).
     #[serde(rename = "context.set")]
     ContextSet,
-    /// A context entry was deleted (by a caller or by expiry); `ids` is `[key]`.
+    /// A context entry was deleted (by a caller or by expiry); `ids` is `[key,
+    /// version]` (the tombstone's version).
     #[serde(rename = "context.deleted")]
     ContextDeleted,
     /// A problem was posted to the blackboard; `ids` is `[problem id]`.

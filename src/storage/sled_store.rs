@@ -305,7 +305,7 @@ impl SledStore {
                             context.insert(entry_key, encode_json(&entry))?;
                             entries.push(match &put.change {
                                 Some((kind, ids)) => (*kind, ids.clone()),
-                                None => (kind, vec![put.key.clone()]),
+                                None => (kind, vec![put.key.clone(), entry.version.to_string()]),
                             });
                             written_context = Some(entry);
                         }

@@ -720,6 +720,23 @@ fn catalogue() -> Vec<Case> {
             422,
             "invalid_value",
         ),
+        raw(
+            "context list of the board's reserved keys",
+            "GET",
+            "/v1/namespaces/n/context?prefix=~board:",
+            b"",
+            None,
+            422,
+            "invalid_value",
+        ),
+        case(
+            "resolve naming a malformed proposal",
+            "POST",
+            "/v1/namespaces/n/board/problems/01a1fea3-7a63-7049-8622-0ac502833d5a/resolve",
+            json!({"proposal_id": "../x"}),
+            422,
+            "invalid_value",
+        ),
         // Namespaces.
         case(
             "namespace with an absent parent",

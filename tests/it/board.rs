@@ -19,7 +19,8 @@ use crate::common::rt;
 fn open(dir: &std::path::Path) -> Engine {
     let mut config = EngineConfig::with_data_dir(dir);
     config.summarize.enabled = false;
-    config.summarize.tick = Duration::from_millis(20);
+    // No background sweep during a test: expiry is seen by the reads themselves.
+    config.summarize.tick = Duration::from_secs(3600);
     let store = SledStore::open(dir).unwrap();
     Engine::open_with_store(config, Arc::new(HashEmbedder::new(16)), Arc::new(store)).unwrap()
 }
@@ -157,6 +158,9 @@ fn proposals_rank_by_votes_then_confidence_and_every_step_is_in_the_change_log()
     });
 }
 
+/// Two agents resolving at once: exactly one resolution sticks, whether the
+/// loser sees the problem resolved or loses the compare-and-set on its version
+/// (which `a_stale_expected_version_on_an_open_problem_is_412` pins down).
 #[test]
 fn two_agents_cannot_resolve_one_problem_differently() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,7 +210,8 @@ fn two_agents_cannot_resolve_one_problem_differently() {
         let d = e.board_problem(&me, ns, &p.id).await.unwrap();
         assert_eq!(d.problem.resolution, winner.resolution);
         assert_eq!(d.problem.version, 2);
-        // A stale If-Match is a 412, a resolved problem takes nothing more.
+        // A resolved problem takes nothing more (a second resolution, even with
+        // its old version, is a conflict).
         let err = e
             .board_resolve(
                 &me,
@@ -693,5 +698,243 @@ fn inherit_searches_the_ancestors_the_caller_can_read() {
             .hits;
         let found: Vec<&str> = hits.iter().map(|h| h.namespace.as_str()).collect();
         assert_eq!(found, ["agent"], "{hits:?}");
+    });
+}
+
+#[test]
+fn concurrent_votes_on_one_proposal_are_all_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let e = open(dir.path());
+        let me = Access::full();
+        let p = e.board_post(&me, "v", problem("t", "")).await.unwrap();
+        let a = e
+            .board_propose(&me, "v", &p.id, proposal("x", 0.5))
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let (e, id) = (e.clone(), a.id.clone());
+                tokio::spawn(async move {
+                    let value = if i % 4 == 0 { -1 } else { 1 };
+                    e.board_vote(
+                        &Access::full(),
+                        "v",
+                        &id,
+                        vote(&format!("agent-{i}"), value),
+                    )
+                    .await
+                    .unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let d = e.board_problem(&me, "v", &p.id).await.unwrap();
+        let got = &d.proposals[0];
+        assert_eq!((got.votes.len(), got.score), (16, 12 - 4));
+        assert_eq!(got.version, 17, "one version per vote");
+    });
+}
+
+/// Concurrent writes of one key without a precondition: merge patches are
+/// all applied, and whatever value wins, search finds the entry by that value's
+/// words and not by a lost one's (the index follows the store).
+#[test]
+fn racing_context_writes_leave_the_index_agreeing_with_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let e = open(dir.path());
+        let me = Access::full();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let e = e.clone();
+                tokio::spawn(async move {
+                    e.context_patch(
+                        &Access::full(),
+                        "race",
+                        "notes",
+                        json!({format!("m{i}"): format!("word{i}")}),
+                        ContextWrite::default(),
+                    )
+                    .await
+                    .unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let entry = e.context_get(&me, "race", "notes").await.unwrap();
+        assert_eq!(entry.version, 8);
+        assert_eq!(entry.value.as_object().unwrap().len(), 8, "{entry:?}");
+        for i in 0..8 {
+            let hits = e
+                .search(&me, "race", lexical(&format!("word{i}"), vec![]))
+                .await
+                .unwrap()
+                .hits;
+            assert_eq!(hits.len(), 1, "word{i}");
+        }
+        assert!(e.check(&me).await.unwrap().is_ok());
+    });
+}
+
+/// A hash embedder that takes 3 ms per call, like a small model: a write
+/// that embeds is still embedding (or committing) while others read the key.
+struct SlowEmbedder(HashEmbedder);
+
+impl memoryd::Embedder for SlowEmbedder {
+    fn info(&self) -> &memoryd::ModelInfo {
+        self.0.info()
+    }
+    fn embed(&self, texts: &[&str]) -> memoryd::Result<memoryd::Embeddings> {
+        std::thread::sleep(Duration::from_millis(3));
+        self.0.embed(texts)
+    }
+}
+
+/// A write whose text equals the current one reuses the stored vector; it must
+/// then land on exactly the version it read. Each round: a key holds "alpha";
+/// one agent sets "beta" (embedding, then committing) while 24 others set
+/// "alpha" again at 0.25 ms steps, so some read "alpha" just before "beta"
+/// commits. Whatever value wins, search must find the key by that value's word
+/// and not by the other's.
+#[test]
+fn a_same_text_write_racing_a_new_text_leaves_the_index_agreeing_with_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig::with_data_dir(dir.path());
+    config.summarize.enabled = false;
+    config.summarize.tick = Duration::from_secs(3600);
+    let store = SledStore::open(dir.path()).unwrap();
+    let e = Engine::open_with_store(
+        config,
+        Arc::new(SlowEmbedder(HashEmbedder::new(16))),
+        Arc::new(store),
+    )
+    .unwrap();
+    let me = Access::full();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut stale = Vec::new();
+        for round in 0..12 {
+            let key = format!("k{round}");
+            // One namespace per round: each search ranks one key.
+            let ns = format!("race{round}");
+            e.context_set(
+                &me,
+                &ns,
+                &key,
+                json!({"s": "alpha"}),
+                ContextWrite::default(),
+            )
+            .await
+            .unwrap();
+            let mut tasks = Vec::new();
+            let (e2, k2, n2) = (e.clone(), key.clone(), ns.clone());
+            tasks.push(tokio::spawn(async move {
+                e2.context_set(
+                    &Access::full(),
+                    &n2,
+                    &k2,
+                    json!({"s": "beta"}),
+                    ContextWrite::default(),
+                )
+                .await
+                .unwrap();
+            }));
+            for i in 0..24u64 {
+                let (e2, k2, n2) = (e.clone(), key.clone(), ns.clone());
+                tasks.push(tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_micros(250 * i)).await;
+                    e2.context_set(
+                        &Access::full(),
+                        &n2,
+                        &k2,
+                        json!({"s": "alpha"}),
+                        ContextWrite::default(),
+                    )
+                    .await
+                    .unwrap();
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let now = e.context_get(&me, &ns, &key).await.unwrap();
+            let word = now.value["s"].as_str().unwrap().to_owned();
+            let found = |w: &'static str| {
+                let (e, me, key, ns) = (e.clone(), me.clone(), key.clone(), ns.clone());
+                async move {
+                    e.search(&me, &ns, lexical(w, vec![HitKind::Context]))
+                        .await
+                        .unwrap()
+                        .hits
+                        .iter()
+                        .any(|h| h.id == key)
+                }
+            };
+            let (alpha, beta) = (found("alpha").await, found("beta").await);
+            if (alpha, beta) != (word == "alpha", word == "beta") {
+                stale.push(format!(
+                    "round {round}: value {word}, found by alpha {alpha}, by beta {beta}"
+                ));
+            }
+        }
+        assert!(stale.is_empty(), "{stale:#?}");
+        assert!(e.check(&me).await.unwrap().is_ok());
+    });
+}
+
+/// An entry stored without a vector (as a store written before entries were
+/// searchable holds them) is embedded on open and searchable.
+#[test]
+fn entries_stored_without_a_vector_are_embedded_on_open() {
+    use memoryd::ContextOp;
+    use memoryd::storage::{Commit, ContextPut, Mutation};
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let store = SledStore::open(dir.path()).unwrap();
+        let put = ContextPut {
+            key: "legacy".into(),
+            op: ContextOp::Set,
+            value: json!({"note": "written by an older memoryd"}),
+            expected_version: None,
+            agent_id: None,
+            expires_at: None,
+            at: chrono::Utc::now(),
+            max_value_bytes: 1 << 16,
+            keep_versions: None,
+            expire_version: None,
+            vector: None,
+            change: None,
+        };
+        memoryd::RecordStore::commit(
+            &store,
+            &Commit {
+                namespace: memoryd::NamespaceName::parse("old").unwrap(),
+                mutation: Mutation::PutContext(put),
+                actor: None,
+            },
+        )
+        .await
+        .unwrap();
+        memoryd::RecordStore::flush(&store).await.unwrap();
+    });
+    let e = open(dir.path());
+    rt().block_on(async {
+        let hits = e
+            .search(&Access::full(), "old", lexical("older memoryd", vec![]))
+            .await
+            .unwrap()
+            .hits;
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].id, "legacy");
+        assert!(e.check(&Access::full()).await.unwrap().is_ok());
     });
 }

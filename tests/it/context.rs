@@ -151,7 +151,12 @@ fn versions_compare_and_set_patch_delete_and_history() {
                 ChangeKind::ContextSet
             ]
         );
-        assert!(log[1..].iter().all(|c| c.ids == [key]));
+        // `[key, version]`: versions 1 to 5 in commit order.
+        let ids: Vec<Vec<String>> = log[1..].iter().map(|c| c.ids.clone()).collect();
+        let expected: Vec<Vec<String>> = (1..=5)
+            .map(|v| vec![key.to_owned(), v.to_string()])
+            .collect();
+        assert_eq!(ids, expected);
         assert_eq!(log[1].actor.as_deref(), Some("researcher"));
     });
     // Durable: the same state after a restart.

@@ -775,3 +775,172 @@ fn search_finds_context_and_inherits_over_http() {
         assert_error(search("everywhere").await, 422, "invalid_value");
     });
 }
+
+/// Reads SSE frames from `body` until `n` events (lines `event:`/`id:`/`data:`
+/// blocks with a data line) have arrived; keep-alive comments are skipped.
+async fn sse_events(body: &mut Body, n: usize) -> Vec<(String, String, Value)> {
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+            .await
+            .expect("an SSE frame within 10 s")
+            .expect("the stream is open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            buf.push_str(std::str::from_utf8(&data).unwrap());
+        }
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let (mut event, mut id, mut data) = (String::new(), String::new(), None);
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = Some(serde_json::from_str(v.trim()).unwrap());
+                }
+            }
+            if let Some(d) = data {
+                out.push((event, id, d));
+            }
+        }
+    }
+    out
+}
+
+/// Events over HTTP: an SSE stream replays the log then continues live with no
+/// gap or duplicate; `Last-Event-ID` resumes; long-poll waits for the next
+/// event; consumer cursors; the stream limit answers 429.
+#[test]
+fn events_stream_resume_long_poll_and_consumers() {
+    rt().block_on(async {
+        let api = api_with(
+            |_| {},
+            ServerConfig {
+                max_streams: 1,
+                ..ServerConfig::default()
+            },
+        );
+        let add = |text: &str| {
+            let body = json!({"messages": [{"role": "user", "content": text}]});
+            let api = &api;
+            async move {
+                let (s, v) = api.json("POST", "/v1/namespaces/ev/messages", body).await;
+                assert_eq!(s, StatusCode::CREATED, "{v}");
+            }
+        };
+        for t in ["one", "two", "three"] {
+            add(t).await;
+        }
+        let open = |last_event_id: Option<&str>| {
+            let mut req = Request::builder()
+                .uri("/v1/namespaces/ev/events")
+                .header("accept", "text/event-stream");
+            if let Some(id) = last_event_id {
+                req = req.header("last-event-id", id);
+            }
+            api.app.clone().oneshot(req.body(Body::empty()).unwrap())
+        };
+        let resp = open(None).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let mut body = resp.into_body();
+        let first = sse_events(&mut body, 4).await;
+        let ids: Vec<&str> = first.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(ids, ["ev:1", "ev:2", "ev:3", "ev:4"]);
+        assert_eq!(first[0].0, "namespace.created");
+        assert_eq!(first[3].2["data"]["content"], "three");
+        // Only one stream may be open: a second one is refused while this one lives.
+        let refused = open(None).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        // Live: writes after the replay arrive on the same stream, in order.
+        add("four").await;
+        add("five").await;
+        let live = sse_events(&mut body, 2).await;
+        let ids: Vec<&str> = live.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(ids, ["ev:5", "ev:6"]);
+        assert_eq!(live[1].2["data"]["content"], "five");
+        drop(body);
+
+        // Resume after a disconnect: exactly what follows the last id seen.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let resp = open(Some("ev:4")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "the permit came back");
+        let mut body = resp.into_body();
+        let resumed = sse_events(&mut body, 2).await;
+        assert_eq!(
+            (resumed[0].1.as_str(), resumed[1].1.as_str()),
+            ("ev:5", "ev:6")
+        );
+        drop(body);
+        assert_error(
+            {
+                let (s, v, _) = api
+                    .raw(
+                        "GET",
+                        "/v1/namespaces/ev/events?types=message.exploded",
+                        Vec::new(),
+                        None,
+                    )
+                    .await;
+                (s, v)
+            },
+            422,
+            "invalid_value",
+        );
+
+        // Long-poll: nothing after 6 yet; a write during the wait answers it.
+        let poll = api.get("/v1/namespaces/ev/events?after=6&wait_s=5");
+        let write = async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            add("six").await;
+        };
+        let ((s, page), ()) = tokio::join!(poll, write);
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert_eq!(page["events"][0]["seq"], 7, "{page}");
+        assert_eq!(page["next"], 7);
+        let (_, page) = api.get("/v1/namespaces/ev/events?after=7").await;
+        assert_eq!(
+            (
+                page["events"].as_array().unwrap().len(),
+                page["next"].as_u64()
+            ),
+            (0, Some(7))
+        );
+
+        // Consumer cursors.
+        let (s, v) = api
+            .json(
+                "PUT",
+                "/v1/namespaces/ev/consumers/indexer",
+                json!({"acked": 5}),
+            )
+            .await;
+        assert_eq!((s, v["acked"].as_u64()), (StatusCode::OK, Some(5)), "{v}");
+        let (_, page) = api.get("/v1/namespaces/ev/events?consumer=indexer").await;
+        let seqs: Vec<u64> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [6, 7]);
+        assert_error(
+            api.json(
+                "PUT",
+                "/v1/namespaces/ev/consumers/indexer",
+                json!({"acked": 500}),
+            )
+            .await,
+            422,
+            "invalid_value",
+        );
+    });
+}

@@ -17,6 +17,7 @@ mod embedding;
 mod engine;
 #[cfg(feature = "eval")]
 mod eval;
+mod events;
 mod http;
 mod server;
 mod summarize;

@@ -1,0 +1,291 @@
+//! Event routes: `GET /v1/namespaces/{ns}/events` as Server-Sent Events
+//! (`Accept: text/event-stream`) or JSON long-poll, and consumer cursors
+//! (`PUT`/`GET /v1/namespaces/{ns}/consumers/{name}`).
+//!
+//! Streams read the change log only ([`crate::engine::Event`]): resume with
+//! `Last-Event-ID` (`<namespace>:<seq>`), `?after=<seq>` or `?consumer=<name>`
+//! and no event is missed or repeated. Open streams hold one of `max_streams`
+//! permits (429 beyond), not the request permits, and end at once on shutdown.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorResponse};
+use super::{ApiJson, ApiPath, ApiQuery, AppState, caller};
+use crate::core::error::Error;
+use crate::engine::{Engine, EventFilter, EventPage};
+use crate::storage::ChangeKind;
+
+/// Longest long-poll wait, in seconds.
+pub const MAX_WAIT_S: u64 = 60;
+
+/// Query of `GET …/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    /// Events with a seq above this (default 0: from the start of the log). Also
+    /// `Last-Event-ID`.
+    pub after: Option<u64>,
+    /// Start after what this consumer acknowledged (`PUT …/consumers/{name}`).
+    pub consumer: Option<String>,
+    /// Comma-separated event types, e.g. `context.set,context.deleted` (default all).
+    pub types: Option<String>,
+    /// Only context events whose key starts with this.
+    pub key_prefix: Option<String>,
+    /// Long-poll: when nothing is pending, wait up to this many seconds (0..=60,
+    /// default 0) for an event.
+    pub wait_s: Option<u64>,
+    /// Changes read per page, 1..=1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// Body of `PUT …/consumers/{name}` and what both consumer routes answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerCursor {
+    /// Every event up to this seq is processed; `…/events?consumer=` resumes after it.
+    pub acked: u64,
+}
+
+/// The event routes that hold a stream (outside the in-flight request limit).
+pub(super) fn stream_routes() -> Router<AppState> {
+    Router::new().route("/v1/namespaces/{ns}/events", get(events))
+}
+
+/// The consumer routes (merged into `/v1`).
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/v1/namespaces/{ns}/consumers/{name}",
+        get(get_consumer).put(put_consumer),
+    )
+}
+
+fn filter(p: &EventParams) -> Result<EventFilter, ApiError> {
+    let mut types = Vec::new();
+    for t in p
+        .types
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|t| !t.is_empty())
+    {
+        let kind: ChangeKind = serde_json::from_value(serde_json::Value::String(t.trim().into()))
+            .map_err(|_| {
+            Error::invalid(
+                "types",
+                format!("{t:?} is not an event type (e.g. message.added, context.set)"),
+            )
+        })?;
+        types.push(kind);
+    }
+    Ok(EventFilter {
+        types,
+        key_prefix: p.key_prefix.clone(),
+    })
+}
+
+/// Where the stream starts: `Last-Event-ID`, else `consumer`, else `after`.
+async fn start(
+    engine: &Engine,
+    ns: &str,
+    headers: &HeaderMap,
+    p: &EventParams,
+) -> Result<u64, ApiError> {
+    if let Some(v) = headers.get("last-event-id") {
+        let text = v.to_str().unwrap_or_default();
+        let seq = text
+            .rsplit_once(':')
+            .filter(|(n, _)| *n == ns)
+            .and_then(|(_, s)| s.parse().ok())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "Last-Event-ID",
+                    format!("must be an event id of this namespace, \"{ns}:<seq>\""),
+                )
+            })?;
+        return Ok(seq);
+    }
+    if let Some(name) = &p.consumer {
+        if p.after.is_some() {
+            return Err(Error::invalid("after", "give either `after` or `consumer`").into());
+        }
+        return Ok(engine.consumer_acked(&caller(), ns, name).await?);
+    }
+    Ok(p.after.unwrap_or(0))
+}
+
+#[utoipa::path(get, path = "/v1/namespaces/{ns}/events",
+    params(("ns" = String, Path, description = "namespace"), EventParams,
+        ("Last-Event-ID" = Option<String>, Header, description = "resume after this event (`<namespace>:<seq>`)")),
+    responses((status = 200, description = "JSON long-poll page; with `Accept: text/event-stream`, an SSE stream of events (`event:` the type, `id:` `<namespace>:<seq>`, `data:` the event), and a `reset` event when the log no longer holds the changes asked for", body = EventPage),
+        (status = 422, body = ErrorResponse),
+        (status = 429, description = "too many open streams", body = ErrorResponse)))]
+pub(super) async fn events(
+    State(s): State<AppState>,
+    ApiPath(ns): ApiPath<String>,
+    headers: HeaderMap,
+    ApiQuery(p): ApiQuery<EventParams>,
+) -> Result<Response, ApiError> {
+    let engine = s.engine()?.clone();
+    let filter = filter(&p)?;
+    let limit = p.limit.unwrap_or(100);
+    let wait = p.wait_s.unwrap_or(0);
+    if wait > MAX_WAIT_S {
+        return Err(Error::invalid("wait_s", format!("must be 0 to {MAX_WAIT_S}")).into());
+    }
+    let after = start(&engine, &ns, &headers, &p).await?;
+    // Validates namespace, access and limit before a stream is opened.
+    let first = engine.events(&caller(), &ns, after, limit, &filter).await?;
+    let sse = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if !sse {
+        if first.next > after || wait == 0 {
+            return Ok(Json(first).into_response());
+        }
+        // Nothing yet: wait for a commit (anywhere), then read again, until the deadline.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+        let mut seen = engine.commit_counter();
+        loop {
+            let page = engine.events(&caller(), &ns, after, limit, &filter).await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if page.next > after || left.is_zero() {
+                return Ok(Json(page).into_response());
+            }
+            seen = engine.wait_for_commit(seen, left).await;
+        }
+    }
+    let Ok(permit) = s.streams.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            "too many open event streams; retry later",
+        ));
+    };
+    metrics::gauge!("memoryd_event_streams_open").increment(1.0);
+    let closing = s.closing.subscribe();
+    let state = StreamState {
+        engine,
+        ns,
+        filter,
+        limit,
+        cursor: after,
+        pending: first,
+        closing,
+        _permit: permit,
+    };
+    let stream = futures_util::stream::unfold(Some(state), |st| async move {
+        let mut st = st?;
+        loop {
+            if *st.closing.borrow() {
+                return None;
+            }
+            if let Some(oldest) = st.pending.reset.take() {
+                let data = serde_json::json!({"oldest": oldest, "requested_after": st.cursor});
+                let ev = SseEvent::default().event("reset").data(data.to_string());
+                return Some((Ok::<_, Infallible>(ev), Some(st)));
+            }
+            if !st.pending.events.is_empty() {
+                let e = st.pending.events.remove(0);
+                metrics::counter!("memoryd_events_delivered_total").increment(1);
+                let ev = SseEvent::default()
+                    .id(e.id.clone())
+                    .event(e.kind.as_str())
+                    .data(serde_json::to_string(&e).unwrap_or_default());
+                return Some((Ok(ev), Some(st)));
+            }
+            let advanced = st.pending.next > st.cursor;
+            st.cursor = st.pending.next;
+            if !advanced {
+                // Caught up: sleep until something commits (or shutdown).
+                let seen = st.engine.commit_counter();
+                let page = st
+                    .engine
+                    .events(&caller(), &st.ns, st.cursor, st.limit, &st.filter)
+                    .await;
+                match page {
+                    Ok(p) if p.next > st.cursor => {
+                        st.pending = p;
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+                let mut closing = st.closing.clone();
+                tokio::select! {
+                    _ = st.engine.wait_for_commit(seen, Duration::from_secs(15)) => {}
+                    _ = closing.wait_for(|c| *c) => return None,
+                }
+            }
+            match st
+                .engine
+                .events(&caller(), &st.ns, st.cursor, st.limit, &st.filter)
+                .await
+            {
+                Ok(p) => st.pending = p,
+                Err(_) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+/// One open stream.
+struct StreamState {
+    engine: Engine,
+    ns: String,
+    filter: EventFilter,
+    limit: usize,
+    /// Events up to this seq are delivered (or filtered out).
+    cursor: u64,
+    /// Read but not yet delivered.
+    pending: EventPage,
+    closing: tokio::sync::watch::Receiver<bool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        metrics::gauge!("memoryd_event_streams_open").decrement(1.0);
+    }
+}
+
+#[utoipa::path(put, path = "/v1/namespaces/{ns}/consumers/{name}", request_body = ConsumerCursor,
+    params(("ns" = String, Path, description = "namespace"), ("name" = String, Path, description = "consumer name")),
+    responses((status = 200, body = ConsumerCursor), (status = 422, body = ErrorResponse)))]
+pub(super) async fn put_consumer(
+    State(s): State<AppState>,
+    ApiPath((ns, name)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<ConsumerCursor>,
+) -> Result<Json<ConsumerCursor>, ApiError> {
+    let acked = s
+        .engine()?
+        .consumer_ack(&caller(), &ns, &name, body.acked)
+        .await?;
+    Ok(Json(ConsumerCursor { acked }))
+}
+
+#[utoipa::path(get, path = "/v1/namespaces/{ns}/consumers/{name}",
+    params(("ns" = String, Path, description = "namespace"), ("name" = String, Path, description = "consumer name")),
+    responses((status = 200, description = "the acknowledged seq (0: none yet)", body = ConsumerCursor),
+        (status = 422, body = ErrorResponse)))]
+pub(super) async fn get_consumer(
+    State(s): State<AppState>,
+    ApiPath((ns, name)): ApiPath<(String, String)>,
+) -> Result<Json<ConsumerCursor>, ApiError> {
+    let acked = s.engine()?.consumer_acked(&caller(), &ns, &name).await?;
+    Ok(Json(ConsumerCursor { acked }))
+}
