@@ -1,7 +1,10 @@
 //! Shared context in process: `context_get` (one sled point read + decode),
 //! `context_lookup` through a 3-level chain whose key lives at the top,
 //! `context_set` (one transaction + fsync each) and a compare-and-set write.
-//! The hash embedder stands in for the model (context writes embed nothing).
+//! The hash embedder stands in for the model: a write embeds its value's search
+//! text only when the text changes, and the counter's text (`counter`) never does,
+//! so `set_fsync` and `compare_and_set_fsync` measure the store; `http_load
+//! context` measures writes that embed with the real model.
 //!
 //! `cargo bench --bench context`
 
