@@ -5,6 +5,11 @@
 //!   each (default 10): QPS, p50/p95/p99 latency, status codes (429s included).
 //! - `context`: shared-context GET and PUT (one transaction + fsync each) over
 //!   100 keys at concurrency 1 and 64, `--seconds` each.
+//! - `events`: 100 SSE subscribers on one namespace while one writer PUTs a
+//!   context counter 100 times a second (its text never changes, so no
+//!   embedding): write → event delivered latency (from just before the PUT is
+//!   sent to the subscriber parsing the event), p50/p95/p99 over every
+//!   (event, subscriber) pair, and events delivered per second.
 //! - `mixed`: one run of 90% search / 10% add (LoCoMo questions and turns) at
 //!   concurrency 64 for `--seconds` (default 60): the same figures plus the
 //!   server's peak RSS (VmHWM) and RSS sampled every 500 ms, and 5xx count.
@@ -237,6 +242,93 @@ fn row(route: &str, c: usize, run: &mut Run) {
     );
 }
 
+/// The `events` scenario: `subscribers` SSE streams, one writer at 100 PUTs/s.
+async fn events(client: &reqwest::Client, base: &str, subscribers: usize, seconds: u64) {
+    let url = format!("{base}/v1/namespaces/ev/context/counter");
+    client
+        .put(&url)
+        .json(&json!({"value": 0}))
+        .send()
+        .await
+        .expect("seed");
+    // Start after the seed: subscribers see only the measured writes.
+    let after = 2;
+    let sent: Arc<parking_lot::Mutex<Vec<Instant>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut subs = Vec::new();
+    for _ in 0..subscribers {
+        let (client, sent, done) = (client.clone(), sent.clone(), done.clone());
+        let url = format!("{base}/v1/namespaces/ev/events?after={after}");
+        subs.push(tokio::spawn(async move {
+            let mut resp = client
+                .get(&url)
+                .header("accept", "text/event-stream")
+                .send()
+                .await
+                .expect("stream");
+            assert_eq!(resp.status(), 200);
+            let mut lat = Vec::new();
+            let mut buf = String::new();
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let chunk = tokio::time::timeout(Duration::from_millis(500), resp.chunk()).await;
+                let Ok(Ok(Some(bytes))) = chunk else { continue };
+                buf.push_str(&String::from_utf8_lossy(&bytes));
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) else {
+                        continue;
+                    };
+                    let v: serde_json::Value = serde_json::from_str(data.trim()).expect("event");
+                    if let Some(n) = v["data"]["value"].as_u64()
+                        && let Some(t) = sent.lock().get(n as usize - 1).copied()
+                    {
+                        lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        n += 1;
+        sent.lock().push(Instant::now());
+        let resp = client
+            .put(&url)
+            .json(&json!({"value": n}))
+            .send()
+            .await
+            .expect("put");
+        assert!(resp.status().is_success());
+    }
+    let elapsed = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let mut all = Vec::new();
+    for s in subs {
+        all.extend(s.await.expect("subscriber"));
+    }
+    let delivered = all.len();
+    let p = memoryd::eval::Percentiles::of(&mut all);
+    println!(
+        "events: {subscribers} SSE subscribers, 1 writer, {n} writes in {:.1} s ({:.0}/s)",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "delivered {delivered} of {} (event, subscriber) pairs, {:.0} events/s; write → delivered p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+        n as usize * subscribers,
+        delivered as f64 / elapsed.as_secs_f64(),
+        p.p50,
+        p.p95,
+        p.p99
+    );
+}
+
 fn per_status(run: &mut Run) {
     for (status, lat) in run.by_status.iter_mut() {
         let p = memoryd::eval::Percentiles::of(lat);
@@ -252,7 +344,7 @@ fn per_status(run: &mut Run) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let scenario = ["sweep", "mixed", "overload", "context"]
+    let scenario = ["sweep", "mixed", "overload", "context", "events"]
         .into_iter()
         .find(|s| args.iter().any(|a| a == s))
         .unwrap_or("sweep");
@@ -334,6 +426,13 @@ fn main() {
                         row(mode, c, &mut run);
                     }
                 }
+            });
+        }
+        "events" => {
+            let server = Server::start(&bin, &[]);
+            rt.block_on(async {
+                server.ready(&client, &turns).await;
+                events(&client, &server.base, 100, seconds).await;
             });
         }
         "mixed" => {
