@@ -220,6 +220,15 @@ enum Command {
         /// Event streams (SSE) open at once; more are answered 429. Streams hold no in-flight permit.
         #[arg(long, env = "MEMORYD_MAX_STREAMS", default_value_t = ServerConfig::default().max_streams)]
         max_streams: usize,
+        /// Seconds a connection has to deliver a complete request header (also how long an idle kept-alive connection stays open).
+        #[arg(long, env = "MEMORYD_HEADER_READ_TIMEOUT_S", default_value_t = ServerConfig::default().header_read_timeout.as_secs())]
+        header_read_timeout_s: u64,
+        /// Seconds to wait for the next piece of a request body before answering 408.
+        #[arg(long, env = "MEMORYD_BODY_READ_TIMEOUT_S", default_value_t = ServerConfig::default().body_read_timeout.as_secs())]
+        body_read_timeout_s: u64,
+        /// Connections open at once (keep it below the file-descriptor limit); more wait to be accepted.
+        #[arg(long, env = "MEMORYD_MAX_CONNECTIONS", default_value_t = ServerConfig::default().max_connections)]
+        max_connections: usize,
         /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
         #[arg(long, env = "MEMORYD_SHUTDOWN_GRACE_S", default_value_t = 30)]
         shutdown_grace_s: u64,
@@ -391,6 +400,9 @@ fn main() -> Result<()> {
             max_body_bytes,
             max_in_flight,
             max_streams,
+            header_read_timeout_s,
+            body_read_timeout_s,
+            max_connections,
             shutdown_grace_s,
         } => rt.block_on(serve(
             cli.engine,
@@ -399,6 +411,9 @@ fn main() -> Result<()> {
                 max_body_bytes,
                 max_in_flight,
                 max_streams,
+                header_read_timeout: Duration::from_secs(header_read_timeout_s.max(1)),
+                body_read_timeout: Duration::from_secs(body_read_timeout_s.max(1)),
+                max_connections,
             },
             shutdown_grace_s,
         )),
@@ -548,12 +563,16 @@ async fn serve(
     tracing::info!(addr = %listener.local_addr()?, "listening (503 until the model is loaded)");
     let loading = state.clone();
     let loader = tokio::task::spawn_blocking(move || args.open());
-    let server = tokio::spawn(server::serve(
-        listener,
-        app,
-        state,
-        Duration::from_secs(grace_s),
-    ));
+    let server = tokio::spawn(async move {
+        server::serve(
+            listener,
+            app,
+            state,
+            Duration::from_secs(grace_s),
+            &server_config,
+        )
+        .await
+    });
     match loader.await? {
         Ok(engine) => {
             let info = engine.model_info();

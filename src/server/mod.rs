@@ -63,6 +63,18 @@ pub struct ServerConfig {
     /// Event streams (SSE) open at once; more are answered 429. Streams do not
     /// hold `max_in_flight` permits. Default 1024.
     pub max_streams: usize,
+    /// A connection must deliver a request's complete header within this time
+    /// from when the server starts waiting for it, which includes the idle time
+    /// of a kept-alive connection between requests: a half-sent header or an idle
+    /// connection is closed after it. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body; the request is answered
+    /// 408 and the connection closed after it. Default 30 s.
+    pub body_read_timeout: Duration,
+    /// Connections open at once; further ones wait in the kernel's accept queue
+    /// until one closes. Keep it below the process's file-descriptor limit.
+    /// Default 4096.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +83,9 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_in_flight: 512,
             max_streams: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 }
@@ -300,6 +315,9 @@ pub fn router(mut state: AppState, config: &ServerConfig) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            config.body_read_timeout,
+        ))
         .layer(middleware::from_fn(track))
         .with_state(state)
 }
@@ -596,8 +614,15 @@ async fn embeddings(
     }))
 }
 
-/// Serves `router` on `listener` until SIGINT/SIGTERM, then stops accepting,
-/// lets in-flight requests finish (up to `grace`) and flushes the store.
+/// Serves `app` on `listener` until SIGINT/SIGTERM, then stops accepting, ends
+/// event streams, lets in-flight requests finish (up to `grace`) and flushes the
+/// store.
+///
+/// Connection-level protection ([`ServerConfig`]): at most `max_connections`
+/// open at once (further ones wait in the accept queue), a header-read timeout
+/// that also closes idle kept-alive connections, and a body-read timeout (in
+/// [`router`]). Without them one client holding thousands of half-sent requests
+/// exhausts the process's file descriptors and nobody is served.
 ///
 /// # Errors
 /// I/O errors from the listener.
@@ -606,15 +631,61 @@ pub async fn serve(
     app: Router,
     state: AppState,
     grace: Duration,
+    config: &ServerConfig,
 ) -> std::io::Result<()> {
-    let closing = state.closing.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal(grace).await;
-            // Event streams never finish on their own: end them now.
-            closing.send_replace(true);
-        })
-        .await?;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(config.header_read_timeout));
+    let shutdown = shutdown_signal(grace);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // E.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        metrics::gauge!("memoryd_connections_open").increment(1.0);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            metrics::gauge!("memoryd_connections_open").decrement(1.0);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Event streams never finish on their own: end them now.
+    state.closing.send_replace(true);
+    graceful.shutdown().await;
     if let Some(e) = state.engine.get()
         && let Err(err) = e.flush().await
     {

@@ -95,3 +95,149 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// An attacker on the same host opens many connections that each send half a
+/// request header and then nothing. With a header-read timeout of 1 s and at
+/// most 64 connections: a well-behaved client is still served (within a few
+/// header timeouts), every half-open connection is closed by the server, and so
+/// is an idle kept-alive one.
+#[test]
+fn half_open_and_idle_connections_are_closed_and_others_still_served() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &["--header-read-timeout-s", "1", "--max-connections", "64"],
+    );
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut half_open = Vec::new();
+    for _ in 0..300 {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .unwrap();
+        half_open.push(s);
+    }
+    // More connections than the server takes at once, all stalled: a good client
+    // still gets its answer once the stalled ones time out.
+    let started = Instant::now();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("{}/health", server.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(15),
+        "served only after {waited:?}"
+    );
+    // Every half-open connection is closed by the server: a read returns EOF
+    // or an error (reset), possibly after a 408, never blocks until our timeout.
+    let mut still_open = 0;
+    for s in &mut half_open {
+        if still_open > 0 {
+            break; // One is enough to fail; do not wait 10 s for each of the rest.
+        }
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                // Our own read timeout: the server left it open.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    still_open += 1;
+                    break;
+                }
+                // Reset by the server.
+                Err(_) => break,
+            }
+        }
+    }
+    assert_eq!(
+        still_open,
+        0,
+        "of {} half-open connections",
+        half_open.len()
+    );
+    let mut probe = std::net::TcpStream::connect(&addr).unwrap();
+    probe
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match probe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("the idle kept-alive connection was not closed")
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    // Answered, then kept alive idle, then closed by the header timeout (1 s).
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+/// A request whose body stalls is answered (an error) and closed after the
+/// body-read timeout instead of holding its connection and request permit.
+#[test]
+fn a_stalled_request_body_is_cut_off() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--body-read-timeout-s", "1"]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(
+        b"POST /v1/namespaces/n/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"messages\": [",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("a stalled body held the connection for 10 s")
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let head = String::from_utf8_lossy(&got);
+    assert!(head.is_empty() || head.starts_with("HTTP/1.1 4"), "{head}");
+    let (_, health) = server.get("/health");
+    assert_eq!(health["messages"], 0, "nothing stored");
+}
