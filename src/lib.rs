@@ -56,7 +56,7 @@ pub use crate::core::types::{
 };
 pub use embed::{Embedder, Embeddings, ModelInfo};
 pub use engine::{
-    CheckReport, ContextPage, Engine, EngineConfig, Event, EventFilter, EventPage, Limits,
-    MessagePage, ModelConfig, ProblemPage, Stats, SummarizeConfig, load_embedder,
+    CheckReport, ContextPage, Engine, EngineConfig, Event, EventCursor, EventFilter, EventPage,
+    Limits, MessagePage, ModelConfig, ProblemPage, Stats, SummarizeConfig, load_embedder,
 };
 pub use storage::{Change, ChangeKind, RecordStore, Retention, SledStore};

@@ -323,3 +323,130 @@ impl Engine {
         })
     }
 }
+
+/// Where a stream over a namespace and its descendants is: the last seq read
+/// per namespace. Written `ns:seq,child:seq` (namespace names hold no `,`), which
+/// is what SSE carries as the event id of such a stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventCursor(pub std::collections::BTreeMap<String, u64>);
+
+impl EventCursor {
+    /// Parses `ns:seq,child:seq` (empty: nothing read yet).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] (field `cursor`) for anything else.
+    pub fn parse(text: &str) -> Result<EventCursor> {
+        let bad = || {
+            Error::invalid(
+                "cursor",
+                "must be `<namespace>:<seq>` pairs separated by commas",
+            )
+        };
+        let mut map = std::collections::BTreeMap::new();
+        for part in text.split(',').filter(|p| !p.is_empty()) {
+            let (ns, seq) = part.rsplit_once(':').ok_or_else(bad)?;
+            NamespaceName::parse(ns).map_err(|_| bad())?;
+            map.insert(ns.to_owned(), seq.parse().map_err(|_| bad())?);
+        }
+        Ok(EventCursor(map))
+    }
+}
+
+impl std::fmt::Display for EventCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(n, s)| format!("{n}:{s}")).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+/// One page of [`Engine::events_below`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TreePage {
+    /// Events, in commit time order across namespaces (per namespace, seq order).
+    pub events: Vec<Event>,
+    /// The cursor to continue from.
+    pub cursor: EventCursor,
+    /// Namespaces whose changes right after the cursor are gone (retention), with
+    /// the oldest seq still available.
+    pub resets: Vec<(String, u64)>,
+    /// Whether any change was read (filtered or not): false means caught up.
+    pub advanced: bool,
+}
+
+impl Engine {
+    /// Events of `namespace` and every namespace below it in the hierarchy
+    /// (those the caller can read; new ones join as they appear), after
+    /// `cursor`: up to `limit` changes are read from each namespace, merged by
+    /// commit time, and the first `limit` taken, so each namespace's events stay
+    /// in seq order and none is skipped.
+    ///
+    /// # Errors
+    /// As [`Engine::events`].
+    pub async fn events_below(
+        &self,
+        access: &Access,
+        namespace: &str,
+        cursor: &EventCursor,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<TreePage> {
+        let ns = NamespaceName::parse(namespace)?;
+        access.check(&ns, Scope::Read)?;
+        self.check_limit(limit)?;
+        let mut tree = vec![ns.clone()];
+        let mut i = 0;
+        while i < tree.len() && tree.len() < 10_000 {
+            let below: Vec<NamespaceName> = self
+                .children(&tree[i])
+                .into_iter()
+                .filter(|c| access.check(c, Scope::Read).is_ok() && !tree.contains(c))
+                .collect();
+            tree.extend(below);
+            i += 1;
+        }
+        let mut all: Vec<Change> = Vec::new();
+        let mut resets = Vec::new();
+        for n in &tree {
+            let after = cursor.0.get(n.as_str()).copied().unwrap_or(0);
+            let changes = self.inner.store.changes(n.as_str(), after, limit).await?;
+            if let Some(first) = changes.first()
+                && first.seq > after.saturating_add(1)
+            {
+                resets.push((n.to_string(), first.seq));
+            }
+            all.extend(changes);
+        }
+        all.sort_by(|a, b| {
+            a.at.cmp(&b.at)
+                .then_with(|| a.namespace.cmp(&b.namespace))
+                .then(a.seq.cmp(&b.seq))
+        });
+        all.truncate(limit);
+        let mut next = cursor.clone();
+        let advanced = !all.is_empty();
+        let mut events = Vec::new();
+        for c in all {
+            next.0.insert(c.namespace.clone(), c.seq);
+            if !filter.admits(&c) {
+                continue;
+            }
+            let level = NamespaceName::parse(&c.namespace)?;
+            let data = self.event_data(&level, &c).await?;
+            events.push(Event {
+                id: format!("{}:{}", c.namespace, c.seq),
+                namespace: c.namespace,
+                seq: c.seq,
+                kind: c.kind,
+                at: c.at,
+                actor: c.actor,
+                data,
+            });
+        }
+        Ok(TreePage {
+            events,
+            cursor: next,
+            resets,
+            advanced,
+        })
+    }
+}

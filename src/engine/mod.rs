@@ -44,7 +44,7 @@ use crate::summarize::{BoxFuture, Extractive, OpenAiChat, Summarizer, WithFallba
 pub use board::{MAX_TITLE_BYTES, ProblemPage};
 pub use config::{EngineConfig, Limits, ModelConfig, SummarizeConfig};
 pub use context::ContextPage;
-pub use events::{Event, EventFilter, EventPage};
+pub use events::{Event, EventCursor, EventFilter, EventPage, TreePage};
 pub use namespaces::{MAX_DEPTH, NamespaceDetail};
 pub use read::{CheckReport, MessagePage, Stats};
 use state::NamespaceState;

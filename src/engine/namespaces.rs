@@ -237,7 +237,7 @@ impl Engine {
             .is_some_and(|s| s.record.lock().is_some())
     }
 
-    fn children(&self, ns: &NamespaceName) -> Vec<NamespaceName> {
+    pub(crate) fn children(&self, ns: &NamespaceName) -> Vec<NamespaceName> {
         self.inner
             .namespaces
             .read()

@@ -47,6 +47,26 @@ pub struct EventParams {
     pub wait_s: Option<u64>,
     /// Changes read per page, 1..=1000 (default 100).
     pub limit: Option<usize>,
+    /// Also the events of every namespace below this one in the hierarchy
+    /// (default false). Such a stream's position is a cursor of
+    /// `<namespace>:<seq>` pairs: SSE ids carry it, long-poll answers it as
+    /// `cursor`, and `cursor=` (or `Last-Event-ID`) resumes from it.
+    pub descendants: Option<bool>,
+    /// With `descendants=true`: resume from this cursor.
+    pub cursor: Option<String>,
+}
+
+/// A long-poll page of a stream with `descendants=true`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TreeEventPage {
+    /// Events, by commit time across namespaces (per namespace in seq order).
+    pub events: Vec<crate::engine::Event>,
+    /// Pass as `cursor` to continue.
+    pub cursor: String,
+    /// Namespaces whose asked-for changes are gone (retention): the oldest seq
+    /// still available in each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resets: Vec<(String, u64)>,
 }
 
 /// Body of `PUT …/consumers/{name}` and what both consumer routes answer.
@@ -143,6 +163,12 @@ pub(super) async fn events(
     if wait > MAX_WAIT_S {
         return Err(Error::invalid("wait_s", format!("must be 0 to {MAX_WAIT_S}")).into());
     }
+    if p.descendants == Some(true) {
+        return tree_events(s, engine, ns, headers, p, filter, limit, wait).await;
+    }
+    if p.cursor.is_some() {
+        return Err(Error::invalid("cursor", "only with descendants=true; use `after`").into());
+    }
     let after = start(&engine, &ns, &headers, &p).await?;
     // Validates namespace, access and limit before a stream is opened.
     let first = engine.events(&caller(), &ns, after, limit, &filter).await?;
@@ -235,6 +261,151 @@ pub(super) async fn events(
             {
                 Ok(p) => st.pending = p,
                 Err(_) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+/// `…/events?descendants=true`: the namespace and everything below it.
+#[allow(clippy::too_many_arguments)]
+async fn tree_events(
+    s: AppState,
+    engine: Engine,
+    ns: String,
+    headers: HeaderMap,
+    p: EventParams,
+    filter: EventFilter,
+    limit: usize,
+    wait: u64,
+) -> Result<Response, ApiError> {
+    use crate::engine::EventCursor;
+    if p.after.is_some() || p.consumer.is_some() {
+        return Err(Error::invalid(
+            "after",
+            "with descendants=true, resume from `cursor` (or Last-Event-ID)",
+        )
+        .into());
+    }
+    let from_header = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
+    let cursor = EventCursor::parse(from_header.as_deref().or(p.cursor.as_deref()).unwrap_or(""))?;
+    let first = engine
+        .events_below(&caller(), &ns, &cursor, limit, &filter)
+        .await?;
+    let sse = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if !sse {
+        let mut page = first;
+        if !page.advanced && wait > 0 {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+            let mut seen = engine.commit_counter();
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if page.advanced || left.is_zero() {
+                    break;
+                }
+                seen = engine.wait_for_commit(seen, left).await;
+                page = engine
+                    .events_below(&caller(), &ns, &cursor, limit, &filter)
+                    .await?;
+            }
+        }
+        return Ok(Json(TreeEventPage {
+            events: page.events,
+            cursor: page.cursor.to_string(),
+            resets: page.resets,
+        })
+        .into_response());
+    }
+    let Ok(permit) = s.streams.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            "too many open event streams; retry later",
+        ));
+    };
+    metrics::gauge!("memoryd_event_streams_open").increment(1.0);
+    struct Tree {
+        engine: Engine,
+        ns: String,
+        filter: EventFilter,
+        limit: usize,
+        /// Position after the events already sent (their SSE ids).
+        sent: EventCursor,
+        /// Position after the page read.
+        read: EventCursor,
+        pending: std::collections::VecDeque<crate::engine::Event>,
+        resets: Vec<(String, u64)>,
+        closing: tokio::sync::watch::Receiver<bool>,
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    }
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            metrics::gauge!("memoryd_event_streams_open").decrement(1.0);
+        }
+    }
+    let state = Tree {
+        engine,
+        ns,
+        filter,
+        limit,
+        sent: cursor,
+        read: first.cursor,
+        pending: first.events.into(),
+        resets: first.resets,
+        closing: s.closing.subscribe(),
+        _permit: permit,
+    };
+    let stream = futures_util::stream::unfold(Some(state), |st| async move {
+        let mut st = st?;
+        loop {
+            if *st.closing.borrow() {
+                return None;
+            }
+            if let Some((n, oldest)) = st.resets.pop() {
+                let data = serde_json::json!({"namespace": n, "oldest": oldest});
+                let ev = SseEvent::default().event("reset").data(data.to_string());
+                return Some((Ok::<_, Infallible>(ev), Some(st)));
+            }
+            if let Some(e) = st.pending.pop_front() {
+                st.sent.0.insert(e.namespace.clone(), e.seq);
+                if st.pending.is_empty() {
+                    // The page's filtered-out changes are behind us too.
+                    st.sent = st.read.clone();
+                }
+                metrics::counter!("memoryd_events_delivered_total").increment(1);
+                let ev = SseEvent::default()
+                    .id(st.sent.to_string())
+                    .event(e.kind.as_str())
+                    .data(serde_json::to_string(&e).unwrap_or_default());
+                return Some((Ok(ev), Some(st)));
+            }
+            st.sent = st.read.clone();
+            let seen = st.engine.commit_counter();
+            let page = st
+                .engine
+                .events_below(&caller(), &st.ns, &st.read, st.limit, &st.filter)
+                .await;
+            match page {
+                Ok(p) if p.advanced => {
+                    st.read = p.cursor;
+                    st.pending = p.events.into();
+                    st.resets = p.resets;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+            let mut closing = st.closing.clone();
+            tokio::select! {
+                _ = st.engine.wait_for_commit(seen, Duration::from_secs(15)) => {}
+                _ = closing.wait_for(|c| *c) => return None,
             }
         }
     });

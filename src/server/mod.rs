@@ -248,7 +248,8 @@ fn prometheus() -> Option<PrometheusHandle> {
         crate::engine::Event,
         crate::engine::EventPage,
         crate::storage::ChangeKind,
-        events::ConsumerCursor
+        events::ConsumerCursor,
+        events::TreeEventPage
     ))
 )]
 struct ApiDoc;

@@ -213,3 +213,73 @@ fn asking_for_changes_older_than_the_retention_says_reset() {
         assert_eq!(page.reset, None);
     });
 }
+
+#[test]
+fn descendants_follow_the_tree_each_namespace_in_order_none_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (e, _) = open(dir.path());
+        let me = Access::full();
+        e.create_namespace(&me, "team", None, Default::default())
+            .await
+            .unwrap();
+        e.create_namespace(&me, "team.a", Some("team"), Default::default())
+            .await
+            .unwrap();
+        e.create_namespace(&me, "other", None, Default::default())
+            .await
+            .unwrap();
+        for i in 0..5 {
+            e.add(&me, "team", NewMessage::new(Role::User, format!("t{i}")))
+                .await
+                .unwrap();
+            e.add(&me, "team.a", NewMessage::new(Role::User, format!("a{i}")))
+                .await
+                .unwrap();
+            e.add(&me, "other", NewMessage::new(Role::User, format!("o{i}")))
+                .await
+                .unwrap();
+        }
+        let all = EventFilter::default();
+        // Small pages: the cursor must carry every namespace's position.
+        let mut cursor = memoryd::EventCursor::default();
+        let mut seen: Vec<(String, u64)> = Vec::new();
+        loop {
+            let page = e.events_below(&me, "team", &cursor, 3, &all).await.unwrap();
+            if !page.advanced {
+                break;
+            }
+            seen.extend(page.events.iter().map(|ev| (ev.namespace.clone(), ev.seq)));
+            cursor = page.cursor;
+        }
+        let of =
+            |ns: &str| -> Vec<u64> { seen.iter().filter(|s| s.0 == ns).map(|s| s.1).collect() };
+        assert_eq!(of("team"), (1..=6).collect::<Vec<u64>>());
+        assert_eq!(of("team.a"), (1..=6).collect::<Vec<u64>>());
+        assert!(of("other").is_empty(), "not below team");
+        assert_eq!(cursor.to_string(), "team:6,team.a:6");
+        assert_eq!(
+            memoryd::EventCursor::parse(&cursor.to_string()).unwrap(),
+            cursor
+        );
+        // A namespace created below later joins from its first event.
+        e.create_namespace(&me, "team.b", Some("team.a"), Default::default())
+            .await
+            .unwrap();
+        e.add(&me, "team.b", NewMessage::new(Role::User, "b0"))
+            .await
+            .unwrap();
+        let page = e
+            .events_below(&me, "team", &cursor, 10, &all)
+            .await
+            .unwrap();
+        let got: Vec<(String, u64)> = page
+            .events
+            .iter()
+            .map(|ev| (ev.namespace.clone(), ev.seq))
+            .collect();
+        assert_eq!(got, [("team.b".to_owned(), 1), ("team.b".to_owned(), 2)]);
+        assert!(memoryd::EventCursor::parse("team:x").is_err());
+        assert!(memoryd::EventCursor::parse("a b:1").is_err());
+    });
+}

@@ -944,3 +944,68 @@ fn events_stream_resume_long_poll_and_consumers() {
         );
     });
 }
+
+/// `descendants=true` over HTTP: long-poll answers a cursor of every
+/// namespace's position; SSE ids are that cursor, and `Last-Event-ID` resumes.
+#[test]
+fn events_of_descendants_over_http() {
+    rt().block_on(async {
+        let api = api();
+        api.json("PUT", "/v1/namespaces/root", json!({})).await;
+        api.json("PUT", "/v1/namespaces/leaf", json!({"parent": "root"}))
+            .await;
+        for ns in ["root", "leaf"] {
+            let (s, v) = api
+                .json(
+                    "POST",
+                    &format!("/v1/namespaces/{ns}/messages"),
+                    json!({"messages": [{"role": "user", "content": format!("hello from {ns}")}]}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+        }
+        let (s, page) = api.get("/v1/namespaces/root/events?descendants=true").await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert_eq!(page["events"].as_array().unwrap().len(), 4, "{page}");
+        assert_eq!(page["cursor"], "leaf:2,root:2");
+        let (_, more) = api
+            .get("/v1/namespaces/root/events?descendants=true&cursor=leaf:1,root:2")
+            .await;
+        assert_eq!(more["events"][0]["id"], "leaf:2", "{more}");
+        assert_error(
+            api.get("/v1/namespaces/root/events?descendants=true&after=3")
+                .await,
+            422,
+            "invalid_value",
+        );
+        assert_error(
+            api.get("/v1/namespaces/root/events?descendants=true&cursor=nope")
+                .await,
+            422,
+            "invalid_value",
+        );
+        // SSE: ids are cursors; resuming from the first one yields the rest.
+        let open = |last: Option<&str>| {
+            let mut req = Request::builder()
+                .uri("/v1/namespaces/root/events?descendants=true")
+                .header("accept", "text/event-stream");
+            if let Some(id) = last {
+                req = req.header("last-event-id", id);
+            }
+            api.app.clone().oneshot(req.body(Body::empty()).unwrap())
+        };
+        let mut body = open(None).await.unwrap().into_body();
+        let events = sse_events(&mut body, 4).await;
+        assert_eq!(events[3].1, "leaf:2,root:2", "{events:?}");
+        drop(body);
+        let first = events[0].1.clone();
+        let mut body = open(Some(&first)).await.unwrap().into_body();
+        let rest = sse_events(&mut body, 3).await;
+        let ids: Vec<&str> = rest.iter().map(|e| e.2["id"].as_str().unwrap()).collect();
+        let all: Vec<&str> = events[1..]
+            .iter()
+            .map(|e| e.2["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, all);
+    });
+}
