@@ -229,6 +229,11 @@ enum Command {
         /// Connections open at once (keep it below the file-descriptor limit); more wait to be accepted.
         #[arg(long, env = "MEMORYD_MAX_CONNECTIONS", default_value_t = ServerConfig::default().max_connections)]
         max_connections: usize,
+        /// Serve a non-loopback address without authentication. memoryd has no API keys yet,
+        /// so without this flag it refuses any address but loopback: anyone who reaches the
+        /// port could read, overwrite and delete every namespace.
+        #[arg(long, env = "MEMORYD_INSECURE_NO_AUTH")]
+        insecure_no_auth: bool,
         /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
         #[arg(long, env = "MEMORYD_SHUTDOWN_GRACE_S", default_value_t = 30)]
         shutdown_grace_s: u64,
@@ -403,20 +408,33 @@ fn main() -> Result<()> {
             header_read_timeout_s,
             body_read_timeout_s,
             max_connections,
+            insecure_no_auth,
             shutdown_grace_s,
-        } => rt.block_on(serve(
-            cli.engine,
-            bind,
-            ServerConfig {
-                max_body_bytes,
-                max_in_flight,
-                max_streams,
-                header_read_timeout: Duration::from_secs(header_read_timeout_s.max(1)),
-                body_read_timeout: Duration::from_secs(body_read_timeout_s.max(1)),
-                max_connections,
-            },
-            shutdown_grace_s,
-        )),
+        } => {
+            if !bind.ip().is_loopback() {
+                if !insecure_no_auth {
+                    bail!(
+                        "refusing to serve {bind} without authentication: memoryd has no API keys yet, so \
+                         anyone who reaches the port could read and change every namespace. Bind a \
+                         loopback address (127.0.0.1, ::1) or pass --insecure-no-auth"
+                    );
+                }
+                tracing::warn!(%bind, "serving a non-loopback address WITHOUT authentication (--insecure-no-auth)");
+            }
+            rt.block_on(serve(
+                cli.engine,
+                bind,
+                ServerConfig {
+                    max_body_bytes,
+                    max_in_flight,
+                    max_streams,
+                    header_read_timeout: Duration::from_secs(header_read_timeout_s.max(1)),
+                    body_read_timeout: Duration::from_secs(body_read_timeout_s.max(1)),
+                    max_connections,
+                },
+                shutdown_grace_s,
+            ))
+        }
         #[cfg(not(feature = "eval"))]
         Command::Eval { .. } => bail!(
             "this memoryd was built without evaluation; build it with `cargo build --release --features eval`"

@@ -238,6 +238,28 @@ impl Engine {
     }
 
     async fn event_data(&self, ns: &NamespaceName, c: &Change) -> Result<Value> {
+        // Board items and namespace entries are read as they are now; the rest
+        // never changes once committed and is cached.
+        let immutable = matches!(
+            c.kind,
+            ChangeKind::MessageAdded
+                | ChangeKind::MessageDeleted
+                | ChangeKind::SummaryCreated
+                | ChangeKind::ContextSet
+                | ChangeKind::ContextDeleted
+        );
+        let key = (c.namespace.clone(), c.seq);
+        if immutable && let Some(v) = self.inner.event_data.lock().get(&key) {
+            return Ok(v.clone());
+        }
+        let v = self.build_event_data(ns, c).await?;
+        if immutable && !v.is_null() {
+            self.inner.event_data.lock().put(key, v.clone());
+        }
+        Ok(v)
+    }
+
+    async fn build_event_data(&self, ns: &NamespaceName, c: &Change) -> Result<Value> {
         let first = c.ids.first().map(String::as_str).unwrap_or_default();
         let record = |id: &str| {
             let id = id.to_owned();

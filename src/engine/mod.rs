@@ -67,6 +67,10 @@ pub(crate) struct Inner {
     topology: tokio::sync::Mutex<()>,
     /// Bumped after every commit: wakes event subscribers (who then read the log).
     commits: tokio::sync::watch::Sender<u64>,
+    /// Event data that never changes (a message or summary as added, a context
+    /// version), by namespace and seq: many subscribers of one namespace build
+    /// each event once.
+    event_data: Mutex<lru::LruCache<(String, u64), serde_json::Value>>,
 }
 
 /// The memory engine. Cheap to clone (an `Arc`); every clone is the same engine.
@@ -186,6 +190,9 @@ impl Engine {
             query_cache,
             topology: tokio::sync::Mutex::new(()),
             commits: tokio::sync::watch::Sender::new(0),
+            event_data: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(4096).expect("non-zero"),
+            )),
         });
         for record in inner.store.namespaces().await? {
             let name = NamespaceName::parse(&record.name)?;

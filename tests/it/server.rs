@@ -241,3 +241,59 @@ fn a_stalled_request_body_is_cut_off() {
     let (_, health) = server.get("/health");
     assert_eq!(health["messages"], 0, "nothing stored");
 }
+
+/// Security errs closed: with no API keys, `serve` refuses a non-loopback
+/// address unless told `--insecure-no-auth`.
+#[test]
+fn serving_a_non_loopback_address_without_auth_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(crate::server::binary())
+        .args(["serve", "--bind", &format!("0.0.0.0:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--models-dir")
+        .arg(repo_path("models"))
+        .env("MEMORYD_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--insecure-no-auth"), "{stderr}");
+    // With the flag it starts and serves (here reached through loopback).
+    let mut child = Command::new(crate::server::binary())
+        .args([
+            "serve",
+            "--bind",
+            &format!("0.0.0.0:{port}"),
+            "--insecure-no-auth",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--models-dir")
+        .arg(repo_path("models"))
+        .env("MEMORYD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let healthy = loop {
+        if let Ok(r) = reqwest::blocking::get(format!("http://127.0.0.1:{port}/health"))
+            && r.status() == 200
+        {
+            break true;
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(healthy, "memoryd --insecure-no-auth did not serve");
+}
