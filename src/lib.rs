@@ -56,7 +56,8 @@ pub use crate::core::types::{
 };
 pub use embed::{Embedder, Embeddings, ModelInfo};
 pub use engine::{
-    CheckReport, ContextPage, Engine, EngineConfig, Event, EventCursor, EventFilter, EventPage,
-    Limits, MessagePage, ModelConfig, ProblemPage, Stats, SummarizeConfig, load_embedder,
+    AuditPage, AuditQuery, AuditReport, CheckReport, ContextPage, Engine, EngineConfig, Event,
+    EventCursor, EventFilter, EventPage, Limits, MessagePage, ModelConfig, ProblemPage, Stats,
+    SummarizeConfig, load_embedder,
 };
-pub use storage::{Change, ChangeKind, RecordStore, Retention, SledStore};
+pub use storage::{AuditEntry, Change, ChangeKind, RecordStore, Retention, SledStore};

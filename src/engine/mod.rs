@@ -16,6 +16,7 @@
 //! flush (group commit). Indexes are rebuilt from the store on open, so they
 //! always agree with it.
 
+mod audit;
 mod board;
 pub mod config;
 mod context;
@@ -41,6 +42,7 @@ use crate::policy::{Job, JobRunner};
 use crate::search::IndexDoc;
 use crate::storage::{Record, RecordKind, RecordStore, SledStore};
 use crate::summarize::{BoxFuture, Extractive, OpenAiChat, Summarizer, WithFallback};
+pub use audit::{AuditPage, AuditQuery, AuditReport};
 pub use board::{MAX_TITLE_BYTES, ProblemPage};
 pub use config::{EngineConfig, Limits, ModelConfig, SummarizeConfig};
 pub use context::ContextPage;

@@ -197,7 +197,8 @@ fn prometheus() -> Option<PrometheusHandle> {
         board::resolve,
         events::events,
         events::put_consumer,
-        events::get_consumer
+        events::get_consumer,
+        audit
     ),
     components(schemas(
         ErrorResponse,
@@ -249,10 +250,55 @@ fn prometheus() -> Option<PrometheusHandle> {
         crate::engine::EventPage,
         crate::storage::ChangeKind,
         events::ConsumerCursor,
-        events::TreeEventPage
+        events::TreeEventPage,
+        crate::storage::AuditEntry,
+        crate::engine::AuditPage
     ))
 )]
 struct ApiDoc;
+
+/// Query of `GET /v1/audit`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only changes made as this agent.
+    pub agent_id: Option<String>,
+    /// Only this action (a change kind, e.g. `context.set`).
+    pub action: Option<crate::storage::ChangeKind>,
+    /// Only entries at or after this time (RFC 3339).
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only entries before this time (RFC 3339).
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Entries with seq above this (the previous page's `next`).
+    pub after: Option<u64>,
+    /// Page size, 1..=1000. Default 100.
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/audit", params(AuditParams),
+    responses((status = 200, description = "audit entries, oldest first (needs admin)", body = crate::engine::AuditPage),
+        (status = 422, body = ErrorResponse)))]
+async fn audit(
+    State(s): State<AppState>,
+    ApiQuery(p): ApiQuery<AuditParams>,
+) -> Result<Json<crate::engine::AuditPage>, ApiError> {
+    let query = crate::engine::AuditQuery {
+        namespace: p.namespace,
+        agent_id: p.agent_id,
+        action: p.action,
+        from: p.from,
+        to: p.to,
+        after: p.after.unwrap_or(0),
+    };
+    Ok(Json(
+        s.engine()?
+            .audit(&caller(), &query, p.limit.unwrap_or(100))
+            .await?,
+    ))
+}
 
 /// The OpenAPI document of this API, as committed in `docs/openapi.json`.
 pub fn openapi_json() -> String {
@@ -306,6 +352,7 @@ pub fn router(mut state: AppState, config: &ServerConfig) -> Router {
         .merge(context::routes())
         .merge(board::routes())
         .merge(events::routes())
+        .route("/v1/audit", get(audit))
         .layer(shed);
     Router::new()
         .route("/health", get(health))

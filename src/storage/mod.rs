@@ -280,6 +280,57 @@ pub struct ContextPut {
     pub change: Option<(ChangeKind, Vec<String>)>,
 }
 
+/// One entry of the audit log: a hash chain over every change, written in the
+/// same transaction as the change. `hash = SHA-256(prev_hash ‖ the entry's JSON
+/// without `hash`)` (hex), from a `prev_hash` of 64 zeros; editing, deleting or
+/// reordering an entry breaks every hash after it
+/// ([`crate::Engine::audit_verify`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// Global, gap-free, from 1.
+    pub seq: u64,
+    /// When the change was committed.
+    pub at: DateTime<Utc>,
+    /// The API key that made it, or `local` (the library, the CLI, a server
+    /// without keys).
+    pub key_id: String,
+    /// The agent it was made as, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// What happened (the change kind).
+    pub action: ChangeKind,
+    /// The namespace.
+    pub namespace: String,
+    /// The change's ids (message, summary or board ids; `[key, version]` for
+    /// context).
+    pub target: Vec<String>,
+    /// SHA-256 (hex) of the bytes stored for the record written, when the change
+    /// wrote one (messages, summaries, context versions, board documents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_sha256: Option<String>,
+    /// The previous entry's `hash`.
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+impl AuditEntry {
+    /// The hash this entry must carry: SHA-256 over `prev_hash` and the entry's
+    /// canonical JSON with `hash` empty.
+    pub fn expected_hash(&self) -> String {
+        use sha2::Digest;
+        let mut body = self.clone();
+        body.hash = String::new();
+        let mut h = sha2::Sha256::new();
+        h.update(self.prev_hash.as_bytes());
+        h.update(serde_json::to_vec(&body).unwrap_or_default());
+        hex::encode(h.finalize())
+    }
+}
+
+/// `prev_hash` of the first audit entry.
+pub const AUDIT_GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 /// A mutation with its namespace and author.
 #[derive(Debug, Clone)]
 pub struct Commit {
@@ -475,6 +526,12 @@ pub trait RecordStore: Send + Sync + 'static {
         namespace: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<(ContextEntry, Option<Vec<f32>>)>>;
+
+    /// Audit entries with seq above `after`, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>>;
 
     /// Versions of a key above `after`, oldest first, at most `limit`.
     ///

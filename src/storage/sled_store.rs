@@ -13,6 +13,7 @@
 //! | `context_history` | namespace name, `0x00`, key, `0x00`, version (u64 big-endian) | one version (JSON) |
 //! | `context_vectors` | namespace name, `0x00`, key | the current version's search vector (as in `vectors`, with a format byte) |
 //! | `context_expiry` | expiry (µs since the epoch, u64 big-endian), namespace name, `0x00`, key | empty: the entries that expire, in time order |
+//! | `audit` | seq (u64 big-endian); and `"head"` | an audit entry (JSON); the head: `{seq, hash}` of the last one |
 //! | `kv` | any UTF-8 key | bytes (the compare-and-set key space) |
 //!
 //! Rows come from sled's monotonic `generate_id`, so iterating `messages` yields
@@ -33,12 +34,27 @@ use super::codec::{
     encode_namespace, encode_vector, micros, parse_id,
 };
 use super::{
-    Change, ChangeKind, Commit, Committed, NamespaceRecord, Record, RecordKind, RecordStore,
-    Retention, RowId, StoreCheck, StoredRecord, blocking,
+    AUDIT_GENESIS, AuditEntry, Change, ChangeKind, Commit, Committed, NamespaceRecord, Record,
+    RecordKind, RecordStore, Retention, RowId, StoreCheck, StoredRecord, blocking,
 };
 use crate::core::context::{ContextEntry, ContextVersion};
 use crate::core::error::{Error, Result};
 use crate::embed::ModelInfo;
+
+/// Key of the audit chain's head in the `audit` tree.
+const AUDIT_HEAD: &[u8] = b"head";
+
+/// The last audit entry's seq and hash.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AuditHead {
+    seq: u64,
+    hash: String,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
 
 /// The sled-backed [`RecordStore`]. Cheap to clone (sled handles are shared).
 #[derive(Clone)]
@@ -55,6 +71,7 @@ pub struct SledStore {
     context_history: sled::Tree,
     context_expiry: sled::Tree,
     context_vectors: sled::Tree,
+    audit: sled::Tree,
     kv: sled::Tree,
 }
 
@@ -129,6 +146,7 @@ impl SledStore {
             context_history: tree("context_history")?,
             context_expiry: tree("context_expiry")?,
             context_vectors: tree("context_vectors")?,
+            audit: tree("audit")?,
             kv: tree("kv")?,
             db,
         })
@@ -152,6 +170,7 @@ impl SledStore {
             &self.context_history,
             &self.context_expiry,
             &self.context_vectors,
+            &self.audit,
         )
             .transaction(
                 |(
@@ -165,6 +184,7 @@ impl SledStore {
                     history,
                     expiry,
                     context_vectors,
+                    audit,
                 )|
                  -> TxResult<Committed> {
                     let stored = match namespaces.get(name.as_bytes())? {
@@ -176,6 +196,8 @@ impl SledStore {
                     };
                     let live = stored.as_ref().is_some_and(|s| !s.deleted);
                     let mut entries: Vec<(ChangeKind, Vec<String>)> = Vec::new();
+                    // Entry index → SHA-256 of the record bytes it wrote.
+                    let mut digests: Vec<(usize, String)> = Vec::new();
                     let mut ns = match stored {
                         Some(s) if !s.deleted => s,
                         previous => {
@@ -242,6 +264,7 @@ impl SledStore {
                                 ids.insert(&id[..], &row[..])?;
                                 rows.push(u64::from_be_bytes(*row));
                                 entries.push((ChangeKind::MessageAdded, vec![id_text.clone()]));
+                                digests.push((entries.len() - 1, sha256_hex(msg)));
                             }
                         }
                         Encoded::Delete(items) => {
@@ -276,6 +299,7 @@ impl SledStore {
                             ids.insert(&id[..], &row[..])?;
                             rows.push(u64::from_be_bytes(*row));
                             entries.push((ChangeKind::SummaryCreated, change_ids.clone()));
+                            digests.push((entries.len() - 1, sha256_hex(record)));
                             for (r, uid, id_text) in evict {
                                 remove_record(messages, vectors, ids, r, uid)?;
                                 entries.push((ChangeKind::MessageDeleted, vec![id_text.clone()]));
@@ -302,7 +326,9 @@ impl SledStore {
                             } else if let Some(v) = &put.vector {
                                 context_vectors.insert(entry_key.as_slice(), encode_vector(v))?;
                             }
-                            context.insert(entry_key, encode_json(&entry))?;
+                            let bytes = encode_json(&entry);
+                            digests.push((entries.len(), sha256_hex(&bytes)));
+                            context.insert(entry_key, bytes)?;
                             entries.push(match &put.change {
                                 Some((kind, ids)) => (*kind, ids.clone()),
                                 None => (kind, vec![put.key.clone(), entry.version.to_string()]),
@@ -349,6 +375,41 @@ impl SledStore {
                         }
                     }
                     let mut written = Vec::with_capacity(entries.len());
+                    let mut head: AuditHead = match audit.get(AUDIT_HEAD)? {
+                        Some(b) => {
+                            decode_json("audit", &b).map_err(ConflictableTransactionError::Abort)?
+                        }
+                        None => AuditHead {
+                            seq: 0,
+                            hash: AUDIT_GENESIS.to_owned(),
+                        },
+                    };
+                    for (i, (kind, ids)) in entries.iter().enumerate() {
+                        let mut entry = AuditEntry {
+                            seq: head.seq + 1,
+                            at: now,
+                            key_id: "local".to_owned(),
+                            agent_id: actor.clone(),
+                            action: *kind,
+                            namespace: name.to_owned(),
+                            target: ids.clone(),
+                            value_sha256: digests
+                                .iter()
+                                .find(|(j, _)| *j == i)
+                                .map(|(_, d)| d.clone()),
+                            prev_hash: head.hash.clone(),
+                            hash: String::new(),
+                        };
+                        entry.hash = entry.expected_hash();
+                        audit.insert(&entry.seq.to_be_bytes()[..], encode_json(&entry))?;
+                        head = AuditHead {
+                            seq: entry.seq,
+                            hash: entry.hash,
+                        };
+                    }
+                    if !entries.is_empty() {
+                        audit.insert(AUDIT_HEAD, encode_json(&head))?;
+                    }
                     for (kind, ids) in entries {
                         ns.record.last_seq += 1;
                         let change = Change {
@@ -647,6 +708,26 @@ impl RecordStore for SledStore {
             .then(|| context::key(namespace, "~"));
         blocking(move || {
             store.context_list_sync(&start, after.as_deref(), stop.as_deref(), limit, now)
+        })
+        .await
+    }
+
+    async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let store = self.clone();
+        blocking(move || {
+            let Some(start) = after.checked_add(1) else {
+                return Ok(Vec::new());
+            };
+            store
+                .audit
+                .range(start.to_be_bytes()..)
+                .filter(|kv| kv.as_ref().map_or(true, |(k, _)| k.len() == 8))
+                .take(limit)
+                .map(|kv| {
+                    let (_, v) = kv.map_err(Error::storage)?;
+                    decode_json("audit", &v)
+                })
+                .collect()
         })
         .await
     }

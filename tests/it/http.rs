@@ -1009,3 +1009,28 @@ fn events_of_descendants_over_http() {
         assert_eq!(ids, all);
     });
 }
+
+/// `GET /v1/audit`: the chain's entries with filters; a bad filter is a 422.
+#[test]
+fn audit_over_http() {
+    rt().block_on(async {
+        let api = api();
+        api.json(
+            "POST",
+            "/v1/namespaces/au/messages",
+            json!({"messages": [{"role": "user", "content": "audited", "agent_id": "x"}]}),
+        )
+        .await;
+        let (s, v) = api.get("/v1/audit?namespace=au&action=message.added").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let entries = v["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{v}");
+        assert_eq!(entries[0]["hash"].as_str().unwrap().len(), 64);
+        assert_error(
+            api.get("/v1/audit?action=exploded").await,
+            422,
+            "invalid_value",
+        );
+        assert_error(api.get("/v1/audit?limit=0").await, 422, "invalid_value");
+    });
+}

@@ -4,6 +4,7 @@
 //! with a reason; `.ci/run` runs them (`cargo test --release --features eval --
 //! --ignored`).
 
+mod audit;
 mod bad_input;
 mod board;
 mod common;
