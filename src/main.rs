@@ -223,7 +223,7 @@ enum Command {
         /// Seconds a connection has to deliver a complete request header (also how long an idle kept-alive connection stays open).
         #[arg(long, env = "MEMORYD_HEADER_READ_TIMEOUT_S", default_value_t = ServerConfig::default().header_read_timeout.as_secs())]
         header_read_timeout_s: u64,
-        /// Seconds to wait for the next piece of a request body before answering 408.
+        /// Seconds to wait for the next piece of a request body before failing the request.
         #[arg(long, env = "MEMORYD_BODY_READ_TIMEOUT_S", default_value_t = ServerConfig::default().body_read_timeout.as_secs())]
         body_read_timeout_s: u64,
         /// Connections open at once (keep it below the file-descriptor limit); more wait to be accepted.

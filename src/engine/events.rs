@@ -397,7 +397,9 @@ pub struct TreePage {
 
 impl Engine {
     /// Events of `namespace` and every namespace below it in the hierarchy
-    /// (those the caller can read; new ones join as they appear), after
+    /// (those the caller can read; new ones join as they appear; a namespace
+    /// deleted since leaves the tree, so events it committed after the cursor
+    /// and its `namespace.deleted` are not in this stream), after
     /// `cursor`: up to `limit` changes are read from each namespace, merged by
     /// commit time, and the first `limit` taken, so each namespace's events stay
     /// in seq order and none is skipped.
@@ -416,34 +418,52 @@ impl Engine {
         access.check(&ns, Scope::Read)?;
         self.check_limit(limit)?;
         let mut tree = vec![ns.clone()];
+        let mut members: std::collections::HashSet<NamespaceName> = tree.iter().cloned().collect();
         let mut i = 0;
-        while i < tree.len() && tree.len() < 10_000 {
+        while i < tree.len() {
             let below: Vec<NamespaceName> = self
                 .children(&tree[i])
                 .into_iter()
-                .filter(|c| access.check(c, Scope::Read).is_ok() && !tree.contains(c))
+                .filter(|c| access.check(c, Scope::Read).is_ok() && members.insert(c.clone()))
                 .collect();
             tree.extend(below);
             i += 1;
         }
-        let mut all: Vec<Change> = Vec::new();
-        let mut resets = Vec::new();
+        // Each namespace's changes in seq order, keyed by a commit time made
+        // monotone within the namespace (a clock stepping back cannot reorder a
+        // namespace's own events), then merged.
+        let mut all: Vec<(DateTime<Utc>, Change)> = Vec::new();
+        let mut gaps = Vec::new();
         for n in &tree {
             let after = cursor.0.get(n.as_str()).copied().unwrap_or(0);
             let changes = self.inner.store.changes(n.as_str(), after, limit).await?;
             if let Some(first) = changes.first()
                 && first.seq > after.saturating_add(1)
             {
-                resets.push((n.to_string(), first.seq));
+                gaps.push((n.to_string(), first.seq));
             }
-            all.extend(changes);
+            let mut at = DateTime::<Utc>::MIN_UTC;
+            for c in changes {
+                at = at.max(c.at);
+                all.push((at, c));
+            }
         }
-        all.sort_by(|a, b| {
-            a.at.cmp(&b.at)
-                .then_with(|| a.namespace.cmp(&b.namespace))
-                .then(a.seq.cmp(&b.seq))
+        all.sort_by(|(a, x), (b, y)| {
+            a.cmp(b)
+                .then_with(|| x.namespace.cmp(&y.namespace))
+                .then(x.seq.cmp(&y.seq))
         });
         all.truncate(limit);
+        // A reset only for namespaces whose first change is in this page (else it
+        // would be reported again on the next one).
+        let resets: Vec<(String, u64)> = gaps
+            .into_iter()
+            .filter(|(n, first)| {
+                all.iter()
+                    .any(|(_, c)| c.namespace == *n && c.seq == *first)
+            })
+            .collect();
+        let all: Vec<Change> = all.into_iter().map(|(_, c)| c).collect();
         let mut next = cursor.clone();
         let advanced = !all.is_empty();
         let mut events = Vec::new();

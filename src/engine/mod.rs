@@ -72,7 +72,8 @@ pub(crate) struct Inner {
     /// Event data that never changes (a message or summary as added, a context
     /// version), by namespace and seq: many subscribers of one namespace build
     /// each event once.
-    event_data: Mutex<lru::LruCache<(String, u64), serde_json::Value>>,
+    /// Cleared by every delete, so deleted text is never served from it.
+    pub(crate) event_data: Mutex<lru::LruCache<(String, u64), serde_json::Value>>,
 }
 
 /// The memory engine. Cheap to clone (an `Arc`); every clone is the same engine.

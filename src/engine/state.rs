@@ -277,6 +277,8 @@ impl Inner {
                 metrics::counter!("memoryd_messages_added_total").increment(items.len() as u64);
             }
             Mutation::DeleteMessages(items) => {
+                // Cached event data may hold the deleted text.
+                self.event_data.lock().clear();
                 let rows: Vec<RowId> = items.iter().map(|(r, _)| *r).collect();
                 ns.index.remove(&rows);
                 ns.short_term.lock().remove(&rows);
@@ -296,6 +298,9 @@ impl Inner {
                     }]);
                 }
                 let evicted: Vec<RowId> = evict.iter().map(|(r, _)| *r).collect();
+                if !evicted.is_empty() {
+                    self.event_data.lock().clear();
+                }
                 ns.index.remove(&evicted);
                 ns.summarized_upto.store(*upto, Ordering::Release);
                 let mut st = ns.short_term.lock();
@@ -306,7 +311,10 @@ impl Inner {
             // A new text brings a new vector; a write that keeps the text (a
             // vote, a resolution) keeps the indexed one.
             Mutation::PutContext(put) => match &committed.context {
-                Some(entry) if entry.deleted => ns.unindex_entry(&entry.key),
+                Some(entry) if entry.deleted => {
+                    self.event_data.lock().clear();
+                    ns.unindex_entry(&entry.key)
+                }
                 Some(entry) => match &put.vector {
                     Some(v) => ns.index_entry(entry, v),
                     None => note_resolution(&mut ns.entries.lock(), entry),
@@ -314,6 +322,7 @@ impl Inner {
                 None => {}
             },
             Mutation::DeleteNamespace { .. } => {
+                self.event_data.lock().clear();
                 ns.deleted.store(true, Ordering::Release);
                 self.namespaces.write().remove(&ns.name);
             }

@@ -180,16 +180,21 @@ pub(super) async fn events(
         if first.next > after || wait == 0 {
             return Ok(Json(first).into_response());
         }
-        // Nothing yet: wait for a commit (anywhere), then read again, until the deadline.
+        // Nothing yet: wait for a commit (anywhere), then read again, until the
+        // deadline or shutdown.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
         let mut seen = engine.commit_counter();
+        let mut closing = s.closing.subscribe();
         loop {
             let page = engine.events(&caller(), &ns, after, limit, &filter).await?;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if page.next > after || left.is_zero() {
+            if page.next > after || left.is_zero() || *closing.borrow() {
                 return Ok(Json(page).into_response());
             }
-            seen = engine.wait_for_commit(seen, left).await;
+            tokio::select! {
+                n = engine.wait_for_commit(seen, left) => seen = n,
+                _ = closing.wait_for(|c| *c) => {}
+            }
         }
     }
     let Ok(permit) = s.streams.clone().try_acquire_owned() else {
@@ -293,6 +298,8 @@ async fn tree_events(
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
     let cursor = EventCursor::parse(from_header.as_deref().or(p.cursor.as_deref()).unwrap_or(""))?;
+    // Taken before the first read, so a commit landing during it still wakes us.
+    let mut seen = engine.commit_counter();
     let first = engine
         .events_below(&caller(), &ns, &cursor, limit, &filter)
         .await?;
@@ -304,13 +311,16 @@ async fn tree_events(
         let mut page = first;
         if !page.advanced && wait > 0 {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-            let mut seen = engine.commit_counter();
+            let mut closing = s.closing.subscribe();
             loop {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if page.advanced || left.is_zero() {
+                if page.advanced || left.is_zero() || *closing.borrow() {
                     break;
                 }
-                seen = engine.wait_for_commit(seen, left).await;
+                tokio::select! {
+                    n = engine.wait_for_commit(seen, left) => seen = n,
+                    _ = closing.wait_for(|c| *c) => break,
+                }
                 page = engine
                     .events_below(&caller(), &ns, &cursor, limit, &filter)
                     .await?;

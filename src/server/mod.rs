@@ -68,8 +68,8 @@ pub struct ServerConfig {
     /// of a kept-alive connection between requests: a half-sent header or an idle
     /// connection is closed after it. Default 10 s.
     pub header_read_timeout: Duration,
-    /// Longest wait for the next piece of a request body; the request is answered
-    /// 408 and the connection closed after it. Default 30 s.
+    /// Longest wait for the next piece of a request body; the request then fails
+    /// (400 `bad_body`) instead of holding its connection and permit. Default 30 s.
     pub body_read_timeout: Duration,
     /// Connections open at once; further ones wait in the kernel's accept queue
     /// until one closes. Keep it below the process's file-descriptor limit.
@@ -687,15 +687,14 @@ pub async fn serve(
 
     let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1 only: detecting HTTP/2 first waits for 24 bytes with no timeout, so
+    // a connection that sends nothing would hold its permit forever; with HTTP/1
+    // the header timer runs from the moment the connection is accepted.
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(config.header_read_timeout));
     let shutdown = shutdown_signal(grace);
     tokio::pin!(shutdown);
     loop {
@@ -718,7 +717,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
         metrics::gauge!("memoryd_connections_open").increment(1.0);

@@ -379,6 +379,10 @@ impl SledStore {
                         Some(b) => {
                             decode_json("audit", &b).map_err(ConflictableTransactionError::Abort)?
                         }
+                        // No head but entries: never start the chain over them.
+                        None if audit.get(1u64.to_be_bytes())?.is_some() => {
+                            return abort(corrupt("audit", "the chain's head is missing"));
+                        }
                         None => AuditHead {
                             seq: 0,
                             hash: AUDIT_GENESIS.to_owned(),

@@ -97,7 +97,7 @@ impl Drop for Server {
 }
 
 /// An attacker on the same host opens many connections that each send half a
-/// request header and then nothing. With a header-read timeout of 1 s and at
+/// request header and then nothing (and some that send nothing at all). With a header-read timeout of 1 s and at
 /// most 64 connections: a well-behaved client is still served (within a few
 /// header timeouts), every half-open connection is closed by the server, and so
 /// is an idle kept-alive one.
@@ -116,6 +116,10 @@ fn half_open_and_idle_connections_are_closed_and_others_still_served() {
         s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             .unwrap();
         half_open.push(s);
+    }
+    // And connections that send nothing at all.
+    for _ in 0..50 {
+        half_open.push(std::net::TcpStream::connect(&addr).unwrap());
     }
     // More connections than the server takes at once, all stalled: a good client
     // still gets its answer once the stalled ones time out.
