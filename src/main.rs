@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+#[path = "cli/audit.rs"]
+mod audit_cli;
 #[path = "cli/board.rs"]
 mod board_cli;
 #[path = "cli/context.rs"]
@@ -301,7 +303,7 @@ enum Command {
     /// The audit log: verify its hash chain (exit 1 at the first broken entry) or export it.
     Audit {
         #[command(subcommand)]
-        command: AuditCommand,
+        command: audit_cli::AuditCommand,
     },
     /// The blackboard: post problems, propose, vote, resolve, show, list.
     Board {
@@ -315,14 +317,6 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Walk the chain: gap-free seqs, each prev_hash the previous hash, each hash recomputed.
-    Verify,
-    /// Every entry as JSON Lines, oldest first.
-    Export,
 }
 
 #[derive(Subcommand)]
@@ -675,33 +669,7 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&engine.stats())?);
             Ok(())
         }
-        Command::Audit {
-            command: AuditCommand::Verify,
-        } => {
-            let report = engine.audit_verify(&me).await?;
-            println!("{}", serde_json::to_string(&report)?);
-            if let Some((seq, why)) = report.first_bad {
-                bail!("the audit chain is broken at entry {seq}: {why}");
-            }
-            Ok(())
-        }
-        Command::Audit {
-            command: AuditCommand::Export,
-        } => {
-            let mut out = std::io::stdout().lock();
-            let mut query = memoryd::AuditQuery::default();
-            loop {
-                let page = engine.audit(&me, &query, 1000).await?;
-                for e in &page.entries {
-                    writeln!(out, "{}", serde_json::to_string(e)?)?;
-                }
-                if page.entries.is_empty() || page.next == query.after {
-                    break;
-                }
-                query.after = page.next;
-            }
-            Ok(())
-        }
+        Command::Audit { command } => audit_cli::run(&engine, command).await,
         Command::Check => {
             let report = engine.check(&me).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -130,7 +130,8 @@ fn check_id(what: &'static str, id: &str) -> Result<()> {
 }
 
 impl Engine {
-    fn board_agent(&self, access: &Access, given: Option<String>) -> Result<Option<String>> {
+    /// The author of a write: `given`, else the caller's agent; checked as a label.
+    pub(crate) fn author(&self, access: &Access, given: Option<String>) -> Result<Option<String>> {
         let agent = given.or_else(|| access.agent_id.clone());
         if let Some(a) = &agent {
             let max = self.inner.config.limits.max_label_bytes;
@@ -254,7 +255,7 @@ impl Engine {
             ));
         }
         self.check_text("body", &problem.body, false)?;
-        let agent_id = self.board_agent(access, problem.agent_id)?;
+        let agent_id = self.author(access, problem.agent_id)?;
         let id = uuid::Uuid::now_v7().to_string();
         let doc = ProblemDoc {
             title: problem.title,
@@ -303,7 +304,7 @@ impl Engine {
         if !(0.0..=1.0).contains(&proposal.confidence) {
             return Err(Error::invalid("confidence", "must be a number from 0 to 1"));
         }
-        let agent_id = self.board_agent(access, proposal.agent_id)?;
+        let agent_id = self.author(access, proposal.agent_id)?;
         let problem = problem_of(
             &self
                 .board_entry(&ns, "problem", problem_id, &problem_key(problem_id))
@@ -363,7 +364,7 @@ impl Engine {
         if vote.value != 1 && vote.value != -1 {
             return Err(Error::invalid("value", "must be 1 or -1"));
         }
-        let Some(agent) = self.board_agent(access, vote.agent_id)? else {
+        let Some(agent) = self.author(access, vote.agent_id)? else {
             return Err(Error::invalid(
                 "agent_id",
                 "a vote needs the voter's agent id (one vote per agent)",
@@ -432,7 +433,7 @@ impl Engine {
         if uuid::Uuid::parse_str(&resolve.proposal_id).is_err() {
             return Err(Error::invalid("proposal_id", "not a proposal id"));
         }
-        let agent_id = self.board_agent(access, resolve.agent_id)?;
+        let agent_id = self.author(access, resolve.agent_id)?;
         let entry = self
             .board_entry(&ns, "problem", problem_id, &problem_key(problem_id))
             .await?;

@@ -133,16 +133,7 @@ impl Engine {
             ));
         }
         check_strings(&value)?;
-        let agent_id = opts.agent_id.or_else(|| access.agent_id.clone());
-        if let Some(a) = &agent_id {
-            if a.is_empty() || a.len() > limits.max_label_bytes {
-                return Err(Error::invalid(
-                    "agent_id",
-                    format!("must be 1 to {} bytes", limits.max_label_bytes),
-                ));
-            }
-            validate::label("agent_id", a)?;
-        }
+        let agent_id = self.author(access, opts.agent_id)?;
         let at = to_micros(Utc::now());
         let expires_at = match (opts.expires_at, opts.ttl_s) {
             (Some(t), _) => Some(to_micros(t)),

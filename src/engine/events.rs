@@ -134,16 +134,7 @@ impl Engine {
             if !filter.admits(&c) {
                 continue;
             }
-            let data = self.event_data(&ns, &c).await?;
-            events.push(Event {
-                id: format!("{}:{}", c.namespace, c.seq),
-                namespace: c.namespace,
-                seq: c.seq,
-                kind: c.kind,
-                at: c.at,
-                actor: c.actor,
-                data,
-            });
+            events.push(self.event(&ns, c).await?);
         }
         Ok(EventPage {
             events,
@@ -235,6 +226,20 @@ impl Engine {
                 None => 0,
             },
         )
+    }
+
+    /// A change with its data, as an [`Event`].
+    async fn event(&self, ns: &NamespaceName, c: Change) -> Result<Event> {
+        let data = self.event_data(ns, &c).await?;
+        Ok(Event {
+            id: format!("{}:{}", c.namespace, c.seq),
+            namespace: c.namespace,
+            seq: c.seq,
+            kind: c.kind,
+            at: c.at,
+            actor: c.actor,
+            data,
+        })
     }
 
     async fn event_data(&self, ns: &NamespaceName, c: &Change) -> Result<Value> {
@@ -473,16 +478,7 @@ impl Engine {
                 continue;
             }
             let level = NamespaceName::parse(&c.namespace)?;
-            let data = self.event_data(&level, &c).await?;
-            events.push(Event {
-                id: format!("{}:{}", c.namespace, c.seq),
-                namespace: c.namespace,
-                seq: c.seq,
-                kind: c.kind,
-                at: c.at,
-                actor: c.actor,
-                data,
-            });
+            events.push(self.event(&level, c).await?);
         }
         Ok(TreePage {
             events,

@@ -197,14 +197,7 @@ pub(super) async fn events(
             }
         }
     }
-    let Ok(permit) = s.streams.clone().try_acquire_owned() else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "overloaded",
-            "too many open event streams; retry later",
-        ));
-    };
-    metrics::gauge!("memoryd_event_streams_open").increment(1.0);
+    let permit = stream_permit(&s)?;
     let closing = s.closing.subscribe();
     let state = StreamState {
         engine,
@@ -229,12 +222,8 @@ pub(super) async fn events(
             }
             if !st.pending.events.is_empty() {
                 let e = st.pending.events.remove(0);
-                metrics::counter!("memoryd_events_delivered_total").increment(1);
-                let ev = SseEvent::default()
-                    .id(e.id.clone())
-                    .event(e.kind.as_str())
-                    .data(serde_json::to_string(&e).unwrap_or_default());
-                return Some((Ok(ev), Some(st)));
+                let id = e.id.clone();
+                return Some((Ok(sse_event(&e, id)), Some(st)));
             }
             let advanced = st.pending.next > st.cursor;
             st.cursor = st.pending.next;
@@ -333,14 +322,7 @@ async fn tree_events(
         })
         .into_response());
     }
-    let Ok(permit) = s.streams.clone().try_acquire_owned() else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "overloaded",
-            "too many open event streams; retry later",
-        ));
-    };
-    metrics::gauge!("memoryd_event_streams_open").increment(1.0);
+    let permit = stream_permit(&s)?;
     struct Tree {
         engine: Engine,
         ns: String,
@@ -389,12 +371,8 @@ async fn tree_events(
                     // The page's filtered-out changes are behind us too.
                     st.sent = st.read.clone();
                 }
-                metrics::counter!("memoryd_events_delivered_total").increment(1);
-                let ev = SseEvent::default()
-                    .id(st.sent.to_string())
-                    .event(e.kind.as_str())
-                    .data(serde_json::to_string(&e).unwrap_or_default());
-                return Some((Ok(ev), Some(st)));
+                let id = st.sent.to_string();
+                return Some((Ok(sse_event(&e, id)), Some(st)));
             }
             st.sent = st.read.clone();
             let seen = st.engine.commit_counter();
@@ -422,6 +400,29 @@ async fn tree_events(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// One of the `max_streams` permits (counted in `memoryd_event_streams_open`
+/// until the stream's state drops), or 429.
+fn stream_permit(s: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let permit = s.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            "too many open event streams; retry later",
+        )
+    })?;
+    metrics::gauge!("memoryd_event_streams_open").increment(1.0);
+    Ok(permit)
+}
+
+/// An event as SSE: `id` (where a resume starts), `event` its type, `data` its JSON.
+fn sse_event(e: &crate::engine::Event, id: String) -> SseEvent {
+    metrics::counter!("memoryd_events_delivered_total").increment(1);
+    SseEvent::default()
+        .id(id)
+        .event(e.kind.as_str())
+        .data(serde_json::to_string(e).unwrap_or_default())
 }
 
 /// One open stream.
