@@ -49,7 +49,11 @@ pub use crate::core::board::{
 };
 pub use crate::core::context::{ContextEntry, ContextOp, ContextVersion, ContextWrite};
 pub use crate::core::error::{Error, ErrorKind, Result};
+/// API-key helpers (token format, durations).
+pub use crate::core::keys;
+pub use crate::core::keys::{ApiKey, CreatedKey, NewKey};
 pub use crate::core::params::{Bm25Params, HybridParams, IndexConfig};
+pub use crate::core::redact::Redaction;
 pub use crate::core::types::{
     Filter, Hit, HitKind, Interaction, Message, NamespaceInfo, NewMessage, Query, Role, SearchMode,
     SearchRequest, SearchResults, SearchScope, Summary,

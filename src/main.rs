@@ -13,6 +13,8 @@ mod audit_cli;
 mod board_cli;
 #[path = "cli/context.rs"]
 mod context_cli;
+#[path = "cli/keys.rs"]
+mod keys_cli;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use memoryd::server::{self, AppState, ServerConfig};
@@ -199,11 +201,6 @@ impl EngineArgs {
             .clone()
             .unwrap_or_else(|| EngineConfig::default().data_dir)
     }
-
-    fn open(&self) -> Result<Engine> {
-        Engine::open(self.config())
-            .with_context(|| format!("opening {}", self.data_dir().display()))
-    }
 }
 
 #[derive(Subcommand)]
@@ -231,11 +228,15 @@ enum Command {
         /// Connections open at once (keep it below the file-descriptor limit); more wait to be accepted.
         #[arg(long, env = "MEMORYD_MAX_CONNECTIONS", default_value_t = ServerConfig::default().max_connections)]
         max_connections: usize,
-        /// Serve a non-loopback address without authentication. memoryd has no API keys yet,
-        /// so without this flag it refuses any address but loopback: anyone who reaches the
-        /// port could read, overwrite and delete every namespace.
+        /// Serve a non-loopback address while no API key exists, without authentication
+        /// (logged as a warning). Without it memoryd refuses to serve anything but loopback
+        /// until a key exists (`memoryd keys create`): anyone who reaches the port could read,
+        /// overwrite and delete every namespace. Once a key exists every request needs a token.
         #[arg(long, env = "MEMORYD_INSECURE_NO_AUTH")]
         insecure_no_auth: bool,
+        /// Also record context reads (get, list, history) in the audit log.
+        #[arg(long, env = "MEMORYD_AUDIT_READS")]
+        audit_reads: bool,
         /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
         #[arg(long, env = "MEMORYD_SHUTDOWN_GRACE_S", default_value_t = 30)]
         shutdown_grace_s: u64,
@@ -304,6 +305,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit_cli::AuditCommand,
+    },
+    /// API keys: create (the token is printed once), list, revoke.
+    Keys {
+        #[command(subcommand)]
+        command: keys_cli::KeysCommand,
     },
     /// The blackboard: post problems, propose, vote, resolve, show, list.
     Board {
@@ -416,20 +422,13 @@ fn main() -> Result<()> {
             body_read_timeout_s,
             max_connections,
             insecure_no_auth,
+            audit_reads,
             shutdown_grace_s,
         } => {
-            if !bind.ip().is_loopback() {
-                if !insecure_no_auth {
-                    bail!(
-                        "refusing to serve {bind} without authentication: memoryd has no API keys yet, so \
-                         anyone who reaches the port could read and change every namespace. Bind a \
-                         loopback address (127.0.0.1, ::1) or pass --insecure-no-auth"
-                    );
-                }
-                tracing::warn!(%bind, "serving a non-loopback address WITHOUT authentication (--insecure-no-auth)");
-            }
+            let loopback = bind.ip().is_loopback();
             rt.block_on(serve(
                 cli.engine,
+                audit_reads,
                 bind,
                 ServerConfig {
                     max_body_bytes,
@@ -438,6 +437,7 @@ fn main() -> Result<()> {
                     header_read_timeout: Duration::from_secs(header_read_timeout_s.max(1)),
                     body_read_timeout: Duration::from_secs(body_read_timeout_s.max(1)),
                     max_connections,
+                    anonymous: loopback || insecure_no_auth,
                 },
                 shutdown_grace_s,
             ))
@@ -562,6 +562,9 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::Keys { command } if command.is_remote() => {
+            rt.block_on(keys_cli::run_remote(command))
+        }
         command => {
             // One-shot commands leave summarization to the server (it resumes
             // from the store); a short-lived process would only start windows.
@@ -576,6 +579,7 @@ fn main() -> Result<()> {
 
 async fn serve(
     args: EngineArgs,
+    audit_reads: bool,
     bind: SocketAddr,
     server_config: ServerConfig,
     grace_s: u64,
@@ -587,7 +591,12 @@ async fn serve(
         .with_context(|| format!("binding {bind}"))?;
     tracing::info!(addr = %listener.local_addr()?, "listening (503 until the model is loaded)");
     let loading = state.clone();
-    let loader = tokio::task::spawn_blocking(move || args.open());
+    let anonymous = server_config.anonymous;
+    let loader = tokio::task::spawn_blocking(move || {
+        let mut config = args.config();
+        config.audit_reads = audit_reads;
+        Engine::open(config).with_context(|| format!("opening {}", args.data_dir().display()))
+    });
     let server = tokio::spawn(async move {
         server::serve(
             listener,
@@ -600,6 +609,18 @@ async fn serve(
     });
     match loader.await? {
         Ok(engine) => {
+            if !bind.ip().is_loopback() && !engine.auth_required() {
+                if !anonymous {
+                    server.abort();
+                    bail!(
+                        "refusing to serve {bind}: no API key exists, so anyone who reaches the port could \
+                         read and change every namespace. Create one first (`memoryd keys create --name admin \
+                         --namespaces '*' --scopes admin` with the server stopped), bind a loopback address \
+                         (127.0.0.1, ::1), or pass --insecure-no-auth"
+                    );
+                }
+                tracing::warn!(%bind, "serving a non-loopback address WITHOUT authentication (--insecure-no-auth, no API keys)");
+            }
             let info = engine.model_info();
             tracing::info!(model = %info.id, dim = info.dim, "ready");
             loading.set_engine(engine);
@@ -698,6 +719,7 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
         }
         Command::Context { command } => context_cli::run(&engine, command).await,
         Command::Board { command } => board_cli::run(&engine, command).await,
+        Command::Keys { command } => keys_cli::run(&engine, command).await,
         Command::Serve { .. } | Command::Model { .. } | Command::Openapi | Command::Eval { .. } => {
             unreachable!("handled in main")
         }

@@ -3,8 +3,9 @@
 //!
 //! Every engine operation takes the caller's `&Access` and checks it before doing
 //! anything (the shape Qdrant gives its `Access` parameter). Front ends build it
-//! from what authenticated the request; until API keys exist every front end
-//! passes [`Access::full`].
+//! from what authenticated the request ([`crate::Engine::authenticate`] for an
+//! API key); the library's own callers and a loopback server without keys pass
+//! [`Access::full`].
 
 use std::fmt;
 
@@ -68,7 +69,10 @@ pub fn validate_namespace(ns: &str) -> Result<()> {
 
 /// What a caller may do. A scope does not imply another: `delete` without
 /// `write` may delete but not add.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Search, list, read records and summaries.
     Read,
@@ -91,6 +95,26 @@ impl Scope {
         }
     }
 
+    /// Parses `read`, `write`, `delete` or `admin`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] (field `scopes`) for anything else.
+    pub fn parse(s: &str) -> Result<Scope> {
+        match s {
+            "read" => Ok(Scope::Read),
+            "write" => Ok(Scope::Write),
+            "delete" => Ok(Scope::Delete),
+            "admin" => Ok(Scope::Admin),
+            other => Err(Error::invalid(
+                "scopes",
+                format!(
+                    "{:?} is not a scope; use read, write, delete or admin",
+                    other.chars().take(50).collect::<String>()
+                ),
+            )),
+        }
+    }
+
     fn bit(self) -> u8 {
         match self {
             Scope::Read => 1,
@@ -101,65 +125,168 @@ impl Scope {
     }
 }
 
-/// A namespace pattern: `name` (exactly that namespace), `prefix*` (every name
-/// that starts with `prefix`) or `*` (every namespace). `**` is accepted as a
-/// synonym of `*`.
+/// A namespace pattern of an API key or [`Access`]:
+///
+/// - `name`: exactly that namespace;
+/// - a glob with `*` (any run of name characters, possibly empty) anywhere:
+///   `tenant-7-*`, `*-scratch`, `team-*-notes`; `*` (or `**`) alone is every
+///   namespace;
+/// - `name/**`: that namespace and every namespace below it in the parent
+///   hierarchy (children, grandchildren, …), judged when the request is made, so
+///   re-parenting a namespace moves it in or out of the pattern. Needs the
+///   engine's hierarchy, which [`crate::Engine::bind`] and
+///   [`crate::Engine::authenticate`] attach; an [`Access`] without it matches
+///   only `name` itself (it errs closed).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct NamespacePattern(String);
+pub struct NamespacePattern(Pattern);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Pattern {
+    All,
+    Exact(String),
+    Glob(String),
+    Subtree(String),
+}
 
 impl NamespacePattern {
     /// Parses a pattern.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] when the part before a trailing `*` is not a valid
-    /// namespace prefix or a `*` appears elsewhere.
+    /// [`Error::InvalidInput`] (field `namespaces`) when the text is not a
+    /// namespace name, a glob whose non-`*` characters are namespace characters,
+    /// or `name/**`.
     pub fn parse(p: &str) -> Result<NamespacePattern> {
-        let p = if p == "**" { "*" } else { p };
-        let body = p.strip_suffix('*').unwrap_or(p);
-        let valid_body = body.is_empty() && p == "*"
-            || (!body.contains('*') && NamespaceName::parse(body).is_ok());
-        if !valid_body {
-            return Err(Error::invalid(
+        let bad = || {
+            Error::invalid(
                 "namespaces",
-                format!("{p:?} is not a namespace, `prefix*` or `*`"),
-            ));
+                format!(
+                    "{:?} is not a namespace name, a `*` glob (`tenant-7-*`) or `name/**`",
+                    p.chars().take(200).collect::<String>()
+                ),
+            )
+        };
+        if p == "*" || p == "**" {
+            return Ok(NamespacePattern(Pattern::All));
         }
-        Ok(NamespacePattern(p.to_owned()))
+        if let Some(name) = p.strip_suffix("/**") {
+            return NamespaceName::parse(name)
+                .map(|n| NamespacePattern(Pattern::Subtree(n.0)))
+                .map_err(|_| bad());
+        }
+        if p.contains('*') {
+            let ok = p.len() <= MAX_NAMESPACE_LEN
+                && !p.contains("**")
+                && p.bytes()
+                    .all(|b| b == b'*' || b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+            return if ok {
+                Ok(NamespacePattern(Pattern::Glob(p.to_owned())))
+            } else {
+                Err(bad())
+            };
+        }
+        NamespaceName::parse(p)
+            .map(|n| NamespacePattern(Pattern::Exact(n.0)))
+            .map_err(|_| bad())
     }
 
-    /// Whether `ns` matches.
+    /// Whether `ns` matches by name alone (a `name/**` pattern matches `name`
+    /// here; its descendants need the hierarchy, see [`Access::covers`]).
     pub fn matches(&self, ns: &str) -> bool {
-        match self.0.strip_suffix('*') {
-            Some(prefix) => ns.starts_with(prefix),
-            None => self.0 == ns,
+        match &self.0 {
+            Pattern::All => true,
+            Pattern::Exact(n) | Pattern::Subtree(n) => n == ns,
+            Pattern::Glob(g) => glob_match(g.as_bytes(), ns.as_bytes()),
+        }
+    }
+
+    fn subtree(&self) -> Option<&str> {
+        match &self.0 {
+            Pattern::Subtree(n) => Some(n),
+            _ => None,
         }
     }
 }
 
+impl fmt::Display for NamespacePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Pattern::All => f.write_str("*"),
+            Pattern::Exact(n) | Pattern::Glob(n) => f.write_str(n),
+            Pattern::Subtree(n) => write!(f, "{n}/**"),
+        }
+    }
+}
+
+/// `*` matches any run of bytes (iterative wildcard matching with one
+/// backtrack point: linear in practice, O(len(glob)·len(name)) at worst).
+fn glob_match(glob: &[u8], name: &[u8]) -> bool {
+    let (mut g, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if g < glob.len() && glob[g] == b'*' {
+            star = Some((g, n));
+            g += 1;
+        } else if g < glob.len() && glob[g] == name[n] {
+            g += 1;
+            n += 1;
+        } else if let Some((sg, sn)) = star {
+            g = sg + 1;
+            n = sn + 1;
+            star = Some((sg, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    glob[g..].iter().all(|&b| b == b'*')
+}
+
+/// The parent of a namespace by name (`None` at a root or for an unknown
+/// name): how [`Access`] judges `name/**` patterns. The engine supplies it.
+pub type ParentOf = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// The caller of an engine operation: which namespaces and scopes it may use,
-/// and who it is (for the change log's `actor`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// who it is (for the change log's `actor` and the audit log's `key_id`), and
+/// what its reads mask ([`crate::core::redact::Redaction`]).
+#[derive(Clone)]
 pub struct Access {
     /// The API key's id, when a key authenticated the caller.
     pub key_id: Option<String>,
-    /// The agent the caller acts as, recorded as the actor of its changes.
+    /// The agent the caller acts as, recorded as the actor of its changes. When
+    /// set, a write naming another agent is refused ([`Error::Forbidden`]).
     pub agent_id: Option<String>,
+    /// Masking applied to everything this caller reads (`None`: none).
+    pub redaction: Option<std::sync::Arc<crate::core::redact::Redaction>>,
     namespaces: Vec<NamespacePattern>,
     scopes: u8,
+    parents: Option<ParentOf>,
+}
+
+impl fmt::Debug for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Access")
+            .field("key_id", &self.key_id)
+            .field("agent_id", &self.agent_id)
+            .field("namespaces", &self.namespaces)
+            .field("scopes", &self.scope_names())
+            .field("redaction", &self.redaction)
+            .finish()
+    }
 }
 
 impl Access {
-    /// Every namespace, every scope: the library's own callers and, until API keys
-    /// exist, every front end.
+    /// Every namespace, every scope: the library's own callers, the CLI on its
+    /// own data directory, and a loopback server with no API keys.
     pub fn full() -> Access {
         Access {
             key_id: None,
             agent_id: None,
-            namespaces: vec![NamespacePattern("*".into())],
+            redaction: None,
+            namespaces: vec![NamespacePattern(Pattern::All)],
             scopes: Scope::Read.bit()
                 | Scope::Write.bit()
                 | Scope::Delete.bit()
                 | Scope::Admin.bit(),
+            parents: None,
         }
     }
 
@@ -168,8 +295,10 @@ impl Access {
         Access {
             key_id: None,
             agent_id: None,
+            redaction: None,
             namespaces,
             scopes: scopes.iter().fold(0, |acc, s| acc | s.bit()),
+            parents: None,
         }
     }
 
@@ -179,14 +308,80 @@ impl Access {
         self
     }
 
+    /// The same access, judging `name/**` patterns with `parents`.
+    pub fn with_parents(mut self, parents: ParentOf) -> Access {
+        self.parents = Some(parents);
+        self
+    }
+
+    /// The caller's namespace patterns.
+    pub fn patterns(&self) -> &[NamespacePattern] {
+        &self.namespaces
+    }
+
+    /// The caller's scopes by name.
+    pub fn scope_names(&self) -> Vec<&'static str> {
+        [Scope::Read, Scope::Write, Scope::Delete, Scope::Admin]
+            .into_iter()
+            .filter(|s| self.scopes & s.bit() != 0)
+            .map(Scope::as_str)
+            .collect()
+    }
+
     /// Whether the caller holds `scope` (admin holds every scope).
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes & (scope.bit() | Scope::Admin.bit()) != 0
     }
 
-    /// Whether `ns` is one of the caller's namespaces.
+    /// Whether `ns` is one of the caller's namespaces: a pattern matches its
+    /// name, or a `name/**` pattern names it or one of its ancestors.
     pub fn covers(&self, ns: &str) -> bool {
-        self.namespaces.iter().any(|p| p.matches(ns))
+        if self.namespaces.iter().any(|p| p.matches(ns)) {
+            return true;
+        }
+        let (Some(parents), true) = (
+            &self.parents,
+            self.namespaces.iter().any(|p| p.subtree().is_some()),
+        ) else {
+            return false;
+        };
+        // Walk up (bounded: the hierarchy is acyclic and at most a few levels
+        // deep, the bound guards against a resolver that is neither).
+        let mut current = ns.to_owned();
+        for _ in 0..64 {
+            let Some(parent) = parents(&current) else {
+                return false;
+            };
+            if self.namespaces.iter().any(|p| p.subtree() == Some(&parent)) {
+                return true;
+            }
+            current = parent;
+        }
+        false
+    }
+
+    /// Whether a namespace about to be created with parent `parent` would be
+    /// covered through a `name/**` pattern naming `parent` or one of its
+    /// ancestors.
+    pub fn covers_child_of(&self, parent: &NamespaceName) -> bool {
+        let named = |n: &str| self.namespaces.iter().any(|p| p.subtree() == Some(n));
+        if named(parent.as_str()) {
+            return true;
+        }
+        let Some(parents) = &self.parents else {
+            return false;
+        };
+        let mut current = parent.as_str().to_owned();
+        for _ in 0..64 {
+            let Some(up) = parents(&current) else {
+                return false;
+            };
+            if named(&up) {
+                return true;
+            }
+            current = up;
+        }
+        false
     }
 
     /// Checks that the caller may use `scope` on `ns`.
@@ -208,7 +403,8 @@ impl Access {
         Ok(())
     }
 
-    /// Checks an engine-wide operation (it needs `admin`).
+    /// Checks an engine-wide operation (it needs `admin` on every namespace:
+    /// the pattern `*`).
     ///
     /// # Errors
     /// [`Error::Forbidden`].
@@ -217,13 +413,13 @@ impl Access {
             Ok(())
         } else {
             Err(Error::Forbidden(
-                "this operation needs the `admin` scope on every namespace".into(),
+                "this operation needs the `admin` scope on every namespace (`*`)".into(),
             ))
         }
     }
 
     fn covers_all(&self) -> bool {
-        self.namespaces.iter().any(|p| p.0 == "*")
+        self.namespaces.iter().any(|p| p.0 == Pattern::All)
     }
 }
 
@@ -263,7 +459,51 @@ mod tests {
         assert!(a.check_admin().is_err());
         assert!(Access::full().check(&ns("any"), Scope::Delete).is_ok());
         assert!(Access::full().check_admin().is_ok());
-        assert!(NamespacePattern::parse("a*b").is_err());
-        assert!(NamespacePattern::parse("a/**").is_err());
+        assert!(NamespacePattern::parse("a/b").is_err());
+        assert!(NamespacePattern::parse("a**").is_err());
+        assert!(NamespacePattern::parse("/**").is_err());
+        assert!(NamespacePattern::parse("a b*").is_err());
+    }
+
+    #[test]
+    fn globs_match_anywhere() {
+        let p = |s: &str| NamespacePattern::parse(s).unwrap();
+        assert!(p("tenant-7-*").matches("tenant-7-x"));
+        assert!(p("tenant-7-*").matches("tenant-7-"));
+        assert!(!p("tenant-7-*").matches("tenant-70"));
+        assert!(p("*-scratch").matches("a-scratch"));
+        assert!(!p("*-scratch").matches("a-scratch2"));
+        assert!(p("team-*-notes").matches("team-a-b-notes"));
+        assert!(!p("team-*-notes").matches("team-notes"));
+        assert!(p("a*b*c").matches("abc"));
+        assert!(p("a*b*c").matches("axxbyyc"));
+        assert!(!p("a*b*c").matches("axxbyy"));
+        assert!(p("*").matches("anything"));
+        assert_eq!(p("team/**").to_string(), "team/**");
+        assert_eq!(p("**").to_string(), "*");
+    }
+
+    #[test]
+    fn subtree_patterns_follow_the_hierarchy() {
+        use std::sync::Arc;
+        let ns = |s: &str| NamespaceName::parse(s).unwrap();
+        // org <- team-a <- team-a-bot ; other
+        let parents: ParentOf = Arc::new(|n: &str| match n {
+            "team-a" => Some("org".into()),
+            "team-a-bot" => Some("team-a".into()),
+            _ => None,
+        });
+        let key = Access::new(
+            vec![NamespacePattern::parse("team-a/**").unwrap()],
+            &[Scope::Read],
+        );
+        // Without the hierarchy only the named namespace is covered.
+        assert!(key.covers("team-a"));
+        assert!(!key.covers("team-a-bot"));
+        let key = key.with_parents(parents);
+        assert!(key.check(&ns("team-a"), Scope::Read).is_ok());
+        assert!(key.check(&ns("team-a-bot"), Scope::Read).is_ok());
+        assert!(key.check(&ns("org"), Scope::Read).is_err());
+        assert!(key.check(&ns("other"), Scope::Read).is_err());
     }
 }

@@ -1,10 +1,13 @@
 //! The vocabulary every other module speaks, with no I/O: the data model
 //! ([`types`]), errors and their stable codes ([`error`]), the caller and the
-//! validated namespace name ([`access`]), and search parameters ([`params`]).
+//! validated namespace name ([`access`]), API keys ([`keys`]), read-time
+//! redaction ([`redact`]) and search parameters ([`params`]).
 
 pub mod access;
 pub mod board;
 pub mod context;
 pub mod error;
+pub mod keys;
 pub mod params;
+pub mod redact;
 pub mod types;

@@ -49,15 +49,22 @@ impl Engine {
     /// Audit entries matching `query`, oldest first, at most `limit` (1..=`max_k`).
     ///
     /// # Errors
-    /// [`crate::Error::Forbidden`] without `admin`; [`crate::Error::InvalidInput`]
-    /// for `limit`; [`crate::Error::Storage`].
+    /// [`crate::Error::Forbidden`] without `admin` on `*`, or, when `query`
+    /// names a namespace, without `admin` on that namespace;
+    /// [`crate::Error::InvalidInput`] for `limit`; [`crate::Error::Storage`].
     pub async fn audit(
         &self,
         access: &Access,
         query: &AuditQuery,
         limit: usize,
     ) -> Result<AuditPage> {
-        access.check_admin()?;
+        match &query.namespace {
+            Some(ns) => access.check(
+                &crate::core::access::NamespaceName::parse(ns)?,
+                crate::core::access::Scope::Admin,
+            )?,
+            None => access.check_admin()?,
+        }
         self.check_limit(limit)?;
         let mut entries = Vec::new();
         let mut next = query.after;

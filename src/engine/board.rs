@@ -130,9 +130,11 @@ fn check_id(what: &'static str, id: &str) -> Result<()> {
 }
 
 impl Engine {
-    /// The author of a write: `given`, else the caller's agent; checked as a label.
+    /// The author of a write: `given`, else the caller's agent; checked as a
+    /// label. A caller bound to an agent cannot name another
+    /// ([`Error::Forbidden`], see `write::stamp`).
     pub(crate) fn author(&self, access: &Access, given: Option<String>) -> Result<Option<String>> {
-        let agent = given.or_else(|| access.agent_id.clone());
+        let agent = super::write::stamp(access, given)?;
         if let Some(a) = &agent {
             let max = self.inner.config.limits.max_label_bytes;
             if a.is_empty() || a.len() > max {
@@ -281,7 +283,7 @@ impl Engine {
                 None,
             )
             .await?;
-        problem_of(&entry)
+        Self::redacted(access, problem_of(&entry)?)
     }
 
     /// Proposes a solution to an open problem.
@@ -342,7 +344,7 @@ impl Engine {
                 Some(problem_id.to_owned()),
             )
             .await?;
-        proposal_of(&entry)
+        Self::redacted(access, proposal_of(&entry)?)
     }
 
     /// Casts (or replaces) an agent's vote on a proposal: `+1` or `-1`.
@@ -408,7 +410,7 @@ impl Engine {
                 Some(problem_id),
             )
             .await?;
-        proposal_of(&entry)
+        Self::redacted(access, proposal_of(&entry)?)
     }
 
     /// Resolves an open problem with one of its proposals, compare-and-set on
@@ -493,7 +495,7 @@ impl Engine {
             )
             .await;
         match written {
-            Ok(e) => problem_of(&e),
+            Ok(e) => Self::redacted(access, problem_of(&e)?),
             // Lost a race: say why in the board's terms when it was a resolution.
             Err(Error::PreconditionFailed { .. }) if resolve.expected_version.is_none() => {
                 Err(Error::Conflict(format!(
@@ -554,7 +556,7 @@ impl Engine {
             problems.last().map(|p| p.id.clone())
         });
         Ok(ProblemPage {
-            problems,
+            problems: Self::redacted(access, problems)?,
             next: next.flatten(),
         })
     }
@@ -598,6 +600,6 @@ impl Engine {
             }
         }
         rank_proposals(&mut proposals);
-        Ok(ProblemDetail { problem, proposals })
+        Self::redacted(access, ProblemDetail { problem, proposals })
     }
 }

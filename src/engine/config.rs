@@ -120,6 +120,9 @@ pub struct EngineConfig {
     /// Versions kept in each context key's history (older ones are dropped as new
     /// ones land). `None` (default) keeps every version.
     pub context_history_versions: Option<u64>,
+    /// Record context reads (get, list, history) in the audit log too, as
+    /// `context.read` entries. Default false (every read would be a write).
+    pub audit_reads: bool,
 }
 
 /// When and how messages are summarized into long-term memory.
@@ -171,6 +174,7 @@ impl Default for EngineConfig {
             query_cache_capacity: 1024,
             change_retention: Retention::default(),
             context_history_versions: None,
+            audit_reads: false,
         }
     }
 }

@@ -49,8 +49,10 @@ impl Engine {
         value: Value,
         opts: ContextWrite,
     ) -> Result<ContextEntry> {
-        self.context_write(access, namespace, key, ContextOp::Set, value, opts)
-            .await
+        let written = self
+            .context_write(access, namespace, key, ContextOp::Set, value, opts)
+            .await;
+        redact_written(access, written)
     }
 
     /// Merges `patch` into the value of `key` (JSON Merge Patch, RFC 7396: objects
@@ -67,8 +69,10 @@ impl Engine {
         patch: Value,
         opts: ContextWrite,
     ) -> Result<ContextEntry> {
-        self.context_write(access, namespace, key, ContextOp::Patch, patch, opts)
-            .await
+        let written = self
+            .context_write(access, namespace, key, ContextOp::Patch, patch, opts)
+            .await;
+        redact_written(access, written)
     }
 
     /// Deletes `key`: a new version that is a tombstone (reads answer not found;
@@ -88,8 +92,10 @@ impl Engine {
             expected_version,
             ..ContextWrite::default()
         };
-        self.context_write(access, namespace, key, ContextOp::Delete, Value::Null, opts)
-            .await
+        let written = self
+            .context_write(access, namespace, key, ContextOp::Delete, Value::Null, opts)
+            .await;
+        redact_written(access, written)
     }
 
     async fn context_write(
@@ -278,7 +284,9 @@ impl Engine {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Read)?;
         validate_key(key)?;
-        self.inner
+        self.audit_read(access, &ns, vec![key.to_owned()]).await?;
+        let entry = self
+            .inner
             .store
             .context_get(ns.as_str(), key)
             .await?
@@ -286,7 +294,8 @@ impl Engine {
             .ok_or_else(|| Error::NotFound {
                 what: "context key",
                 id: key.to_owned(),
-            })
+            })?;
+        Self::redacted(access, entry)
     }
 
     /// `key` as seen from `namespace` through its ancestors, like Python's
@@ -307,6 +316,7 @@ impl Engine {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Read)?;
         validate_key(key)?;
+        self.audit_read(access, &ns, vec![key.to_owned()]).await?;
         let now = Utc::now();
         for level in self.chain(&ns) {
             if access.check(&level, Scope::Read).is_err() {
@@ -314,7 +324,7 @@ impl Engine {
             }
             match self.inner.store.context_get(level.as_str(), key).await? {
                 Some(e) if e.deleted => break,
-                Some(e) if e.is_live(now) => return Ok(e),
+                Some(e) if e.is_live(now) => return Self::redacted(access, e),
                 _ => {}
             }
         }
@@ -359,8 +369,9 @@ impl Engine {
             entries.truncate(limit);
             entries.last().map(|e| e.key.clone())
         });
+        self.audit_read(access, &ns, Vec::new()).await?;
         Ok(ContextPage {
-            entries,
+            entries: Self::redacted(access, entries)?,
             next: next.flatten(),
         })
     }
@@ -382,10 +393,37 @@ impl Engine {
         access.check(&ns, Scope::Read)?;
         validate_key(key)?;
         self.check_limit(limit)?;
-        self.inner
+        self.audit_read(access, &ns, vec![key.to_owned()]).await?;
+        let versions = self
+            .inner
             .store
             .context_history(ns.as_str(), key, after, limit)
-            .await
+            .await?;
+        Self::redacted(access, versions)
+    }
+}
+
+/// A context write's answer as the caller may see it: the entry, or the
+/// current entry a failed precondition carries, redacted.
+fn redact_written(access: &Access, written: Result<ContextEntry>) -> Result<ContextEntry> {
+    let Some(r) = &access.redaction else {
+        return written;
+    };
+    match written {
+        Ok(e) => Engine::redacted(access, e),
+        Err(Error::PreconditionFailed {
+            message,
+            current_version,
+            current,
+        }) => Err(Error::PreconditionFailed {
+            message,
+            current_version,
+            current: current.map(|mut c| {
+                r.apply(&mut c);
+                c
+            }),
+        }),
+        Err(e) => Err(e),
     }
 }
 

@@ -137,7 +137,7 @@ impl Engine {
             events.push(self.event(&ns, c).await?);
         }
         Ok(EventPage {
-            events,
+            events: Self::redacted(access, events)?,
             next,
             reset,
         })
@@ -347,6 +347,10 @@ impl Engine {
                 }
             }
             ChangeKind::NamespaceDeleted => json!({"name": ns.as_str()}),
+            // Audit-only kinds never reach a namespace's change log.
+            ChangeKind::KeyCreated | ChangeKind::KeyRevoked | ChangeKind::ContextRead => {
+                Value::Null
+            }
         })
     }
 }
@@ -481,7 +485,7 @@ impl Engine {
             events.push(self.event(&level, c).await?);
         }
         Ok(TreePage {
-            events,
+            events: Self::redacted(access, events)?,
             cursor: next,
             resets,
             advanced,

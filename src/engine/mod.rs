@@ -21,6 +21,7 @@ mod board;
 pub mod config;
 mod context;
 mod events;
+mod keys;
 mod namespaces;
 mod read;
 mod state;
@@ -47,6 +48,7 @@ pub use board::{MAX_TITLE_BYTES, ProblemPage};
 pub use config::{EngineConfig, Limits, ModelConfig, SummarizeConfig};
 pub use context::ContextPage;
 pub use events::{Event, EventCursor, EventFilter, EventPage, TreePage};
+pub use keys::AuthFailure;
 pub use namespaces::{MAX_DEPTH, NamespaceDetail};
 pub use read::{CheckReport, MessagePage, Stats};
 use state::NamespaceState;
@@ -74,6 +76,9 @@ pub(crate) struct Inner {
     /// each event once.
     /// Cleared by every delete, so deleted text is never served from it.
     pub(crate) event_data: Mutex<lru::LruCache<(String, u64), serde_json::Value>>,
+    /// API keys by id (all of them: live, expired, revoked), loaded on open and
+    /// kept in step by every key write; requests authenticate against it.
+    keys: RwLock<std::collections::HashMap<String, crate::core::keys::StoredKey>>,
 }
 
 /// The memory engine. Cheap to clone (an `Arc`); every clone is the same engine.
@@ -196,7 +201,15 @@ impl Engine {
             event_data: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(4096).expect("non-zero"),
             )),
+            keys: RwLock::new(Default::default()),
         });
+        {
+            let stored = inner.store.api_keys().await?;
+            let mut keys = inner.keys.write();
+            for k in stored {
+                keys.insert(k.key.id.clone(), k);
+            }
+        }
         for record in inner.store.namespaces().await? {
             let name = NamespaceName::parse(&record.name)?;
             let ns = inner.new_namespace(&name, Some(record));

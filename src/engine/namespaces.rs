@@ -40,7 +40,7 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::InvalidNamespace`] (for `namespace` or `parent`),
-    /// [`Error::Forbidden`] without `write` on `namespace`, [`Error::NotFound`]
+    /// [`Error::Forbidden`] without `admin` on `namespace` (or, for a new one, on its parent through a `name/**` pattern), [`Error::NotFound`]
     /// for an unknown parent, [`Error::Conflict`] for a cycle or a chain deeper
     /// than [`MAX_DEPTH`], [`Error::Storage`].
     pub async fn create_namespace(
@@ -80,9 +80,16 @@ impl Engine {
         update: bool,
     ) -> Result<NamespaceInfo> {
         let ns = NamespaceName::parse(namespace)?;
-        access.check(&ns, Scope::Write)?;
         let parent = parent.map(NamespaceName::parse).transpose()?;
         let _topology = self.inner.topology.lock().await;
+        match &parent {
+            // A new namespace may be created under a parent the caller's
+            // `name/**` pattern covers (it is covered once it exists); an existing
+            // one must be covered already (no adopting another's namespace).
+            Some(p)
+                if !self.exists(&ns) && access.has(Scope::Admin) && access.covers_child_of(p) => {}
+            _ => access.check(&ns, Scope::Admin)?,
+        }
         if let Some(p) = &parent {
             access.check(p, Scope::Read)?;
             if !self.exists(p) {

@@ -174,7 +174,7 @@ impl Engine {
         metrics::histogram!("memoryd_search_duration_seconds", "mode" => request.mode.as_str())
             .record(took.as_secs_f64());
         Ok(SearchResults {
-            hits,
+            hits: Self::redacted(access, hits)?,
             took_ms: took.as_secs_f64() * 1e3,
         })
     }
@@ -209,7 +209,7 @@ impl Engine {
             return Ok(Vec::new());
         };
         let rows = state.short_term.lock().recent(n);
-        Ok(messages_of(self.inner.store.records(&rows).await?))
+        Self::redacted(access, messages_of(self.inner.store.records(&rows).await?))
     }
 
     /// A namespace's stored messages in insertion order, `limit` at a time:
@@ -251,7 +251,10 @@ impl Engine {
         let next = (start + limit < rows.len())
             .then(|| page.last().map(|s| s.to_string()))
             .flatten();
-        Ok(MessagePage { messages, next })
+        Ok(MessagePage {
+            messages: Self::redacted(access, messages)?,
+            next,
+        })
     }
 
     /// Change-log entries of `namespace` with seq above `after`, oldest first, at
@@ -365,17 +368,17 @@ impl Engine {
             return Err(not_found());
         }
         access.check(&NamespaceName::parse(&message.namespace)?, Scope::Read)?;
-        Ok(message)
+        Self::redacted(access, message)
     }
 
     /// The namespaces the caller's access covers, by name, with their counts and
     /// registry fields (empty ones included).
     pub fn namespaces(&self, access: &Access) -> Vec<NamespaceInfo> {
-        self.inner
-            .namespaces
-            .read()
-            .values()
-            .filter(|ns| access.covers(ns.name.as_str()))
+        // Copied out first: judging `name/**` patterns reads the registry again.
+        let all: Vec<Arc<NamespaceState>> =
+            self.inner.namespaces.read().values().cloned().collect();
+        all.into_iter()
+            .filter(|ns| access.check(&ns.name, Scope::Read).is_ok())
             .map(|ns| ns.info())
             .filter(|i| i.created_at.is_some() || i.messages + i.summaries > 0)
             .collect()
@@ -430,7 +433,7 @@ impl Engine {
         };
         let mut rows = state.rows(HitKind::Summary);
         rows.reverse();
-        Ok(self
+        let summaries: Vec<Summary> = self
             .inner
             .store
             .records(&rows)
@@ -440,7 +443,8 @@ impl Engine {
                 Record::Summary(s) => Some(s),
                 Record::Message(_) => None,
             })
-            .collect())
+            .collect();
+        Self::redacted(access, summaries)
     }
 
     /// Messages of `namespace` not yet covered by a summary (0 for one the

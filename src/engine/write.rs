@@ -48,7 +48,7 @@ impl Engine {
     ) -> Result<Vec<Message>> {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Write)?;
-        let built = self.build_messages(&ns, messages)?;
+        let built = self.build_messages(access, &ns, messages)?;
         self.store_messages(access, &ns, built).await
     }
 
@@ -90,7 +90,7 @@ impl Engine {
                 "must be finite and non-zero",
             ));
         }
-        let built = self.build_messages(&ns, messages)?;
+        let built = self.build_messages(access, &ns, messages)?;
         let tokens = vec![0; built.len()];
         let embeddings = Embeddings {
             data: embeddings,
@@ -102,6 +102,7 @@ impl Engine {
 
     fn build_messages(
         &self,
+        access: &Access,
         ns: &NamespaceName,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Message>> {
@@ -123,6 +124,10 @@ impl Engine {
             validate::message(limits, i, m)?;
         }
         let now = to_micros(Utc::now());
+        let mut messages = messages;
+        for m in &mut messages {
+            m.agent_id = stamp(access, m.agent_id.take())?;
+        }
         Ok(messages
             .into_iter()
             .map(|m| Message {
@@ -155,20 +160,21 @@ impl Engine {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Write)?;
         let exchange = Uuid::now_v7().to_string();
+        let agent_id = stamp(access, it.agent_id)?;
         let ts = to_micros(it.timestamp.unwrap_or_else(Utc::now));
         let mut user = NewMessage::new(Role::User, it.user_message);
         user.name = it.user_name;
         user.timestamp = Some(ts);
-        user.agent_id = it.agent_id.clone();
+        user.agent_id = agent_id.clone();
         user.session_id = it.session_id.clone();
         user.metadata = it.metadata.clone();
         let mut agent = NewMessage::new(Role::Assistant, it.agent_response);
-        agent.name = it.agent_id.clone();
+        agent.name = agent_id.clone();
         agent.timestamp = Some(ts);
-        agent.agent_id = it.agent_id;
+        agent.agent_id = agent_id;
         agent.session_id = it.session_id;
         agent.metadata = it.metadata;
-        let mut built = self.build_messages(&ns, vec![user, agent])?;
+        let mut built = self.build_messages(access, &ns, vec![user, agent])?;
         for m in &mut built {
             m.exchange_id = Some(exchange.clone());
         }
@@ -312,6 +318,7 @@ impl Inner {
         let inner = self.clone();
         let ns = ns.clone();
         let actor = access.agent_id.clone().or_else(|| access.key_id.clone());
+        let key_id = access.key_id.clone();
         let task = tokio::spawn(async move {
             let state = loop {
                 let state = if creates {
@@ -338,6 +345,7 @@ impl Inner {
                 namespace: ns.clone(),
                 mutation: build(&state)?,
                 actor,
+                key_id,
             };
             let committed = inner.store.commit(&commit).await?;
             let applier = inner.clone();
@@ -349,6 +357,9 @@ impl Inner {
             .await?;
             // Wake event subscribers once the change is durable and applied.
             if !committed.changes.is_empty() {
+                // One audit entry per change, written in the same transaction.
+                metrics::counter!("memoryd_audit_entries_total")
+                    .increment(committed.changes.len() as u64);
                 inner.commits.send_modify(|n| *n = n.wrapping_add(1));
             }
             drop(guard);
@@ -482,5 +493,21 @@ impl Inner {
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The agent a write is made as: `given`, else the caller's own agent. A caller
+/// bound to an agent (an API key created with `--agent-id`) cannot write as
+/// another.
+///
+/// # Errors
+/// [`Error::Forbidden`] when `given` names an agent other than the caller's.
+pub(crate) fn stamp(access: &Access, given: Option<String>) -> Result<Option<String>> {
+    match (&access.agent_id, given) {
+        (Some(own), Some(g)) if *own != g => Err(Error::Forbidden(format!(
+            "this caller acts as agent {own:?} and cannot write as {:?}",
+            g.chars().take(64).collect::<String>()
+        ))),
+        (own, given) => Ok(given.or_else(|| own.clone())),
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorResponse};
-use super::{ApiJson, ApiPath, ApiQuery, AppState, caller};
+use super::{ApiJson, ApiPath, ApiQuery, AppState, Caller};
 use crate::core::board::{
     NewProblem, NewProposal, NewVote, Problem, ProblemDetail, ProblemStatus, Proposal, Resolve,
 };
@@ -63,10 +63,11 @@ fn with_etag<T: serde::Serialize>(status: StatusCode, version: u64, body: T) -> 
         (status = 413, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
 pub(super) async fn post_problem(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
     ApiJson(body): ApiJson<NewProblem>,
 ) -> Result<Response, ApiError> {
-    let p = s.engine()?.board_post(&caller(), &ns, body).await?;
+    let p = s.engine()?.board_post(&me, &ns, body).await?;
     Ok(with_etag(StatusCode::CREATED, p.version, p))
 }
 
@@ -76,13 +77,14 @@ pub(super) async fn post_problem(
         (status = 422, body = ErrorResponse)))]
 pub(super) async fn list_problems(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
     ApiQuery(p): ApiQuery<ProblemListParams>,
 ) -> Result<Json<ProblemPage>, ApiError> {
     let page = s
         .engine()?
         .board_problems(
-            &caller(),
+            &me,
             &ns,
             p.status,
             p.after.as_deref(),
@@ -98,9 +100,10 @@ pub(super) async fn list_problems(
         (status = 404, body = ErrorResponse)))]
 pub(super) async fn get_problem(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath((ns, id)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let d = s.engine()?.board_problem(&caller(), &ns, &id).await?;
+    let d = s.engine()?.board_problem(&me, &ns, &id).await?;
     Ok(with_etag(StatusCode::OK, d.problem.version, d))
 }
 
@@ -111,10 +114,11 @@ pub(super) async fn get_problem(
         (status = 422, body = ErrorResponse)))]
 pub(super) async fn propose(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath((ns, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<NewProposal>,
 ) -> Result<(StatusCode, Json<Proposal>), ApiError> {
-    let p = s.engine()?.board_propose(&caller(), &ns, &id, body).await?;
+    let p = s.engine()?.board_propose(&me, &ns, &id, body).await?;
     Ok((StatusCode::CREATED, Json(p)))
 }
 
@@ -126,12 +130,11 @@ pub(super) async fn propose(
         (status = 422, body = ErrorResponse)))]
 pub(super) async fn vote(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath((ns, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<NewVote>,
 ) -> Result<Json<Proposal>, ApiError> {
-    Ok(Json(
-        s.engine()?.board_vote(&caller(), &ns, &id, body).await?,
-    ))
+    Ok(Json(s.engine()?.board_vote(&me, &ns, &id, body).await?))
 }
 
 #[utoipa::path(post, path = "/v1/namespaces/{ns}/board/problems/{id}/resolve", request_body = Resolve,
@@ -144,11 +147,12 @@ pub(super) async fn vote(
         (status = 422, body = ErrorResponse)))]
 pub(super) async fn resolve(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath((ns, id)): ApiPath<(String, String)>,
     headers: HeaderMap,
     ApiJson(mut body): ApiJson<Resolve>,
 ) -> Result<Response, ApiError> {
     body.expected_version = super::context::precondition(&headers, body.expected_version)?;
-    let p = s.engine()?.board_resolve(&caller(), &ns, &id, body).await?;
+    let p = s.engine()?.board_resolve(&me, &ns, &id, body).await?;
     Ok(with_etag(StatusCode::OK, p.version, p))
 }

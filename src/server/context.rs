@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorResponse};
-use super::{ApiJson, ApiPath, ApiQuery, AppState, caller};
+use super::{ApiJson, ApiPath, ApiQuery, AppState, Caller};
 use crate::core::context::{ContextEntry, ContextVersion, ContextWrite};
 use crate::engine::ContextPage;
 
@@ -156,6 +156,7 @@ fn write_opts(body: &ContextBody, expected_version: Option<u64>) -> ContextWrite
         (status = 413, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
 pub(super) async fn put_context(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath((ns, key)): ApiPath<(String, String)>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ContextBody>,
@@ -164,7 +165,7 @@ pub(super) async fn put_context(
     let opts = write_opts(&body, expected);
     let entry = s
         .engine()?
-        .context_set(&caller(), &ns, &key, body.value, opts)
+        .context_set(&me, &ns, &key, body.value, opts)
         .await?;
     let status = if entry.version == 1 {
         StatusCode::CREATED
@@ -181,6 +182,7 @@ pub(super) async fn put_context(
         (status = 412, body = ErrorResponse), (status = 413, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
 pub(super) async fn patch_context(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath((ns, key)): ApiPath<(String, String)>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ContextBody>,
@@ -189,7 +191,7 @@ pub(super) async fn patch_context(
     let opts = write_opts(&body, expected);
     let entry = s
         .engine()?
-        .context_patch(&caller(), &ns, &key, body.value, opts)
+        .context_patch(&me, &ns, &key, body.value, opts)
         .await?;
     Ok(with_etag(StatusCode::OK, entry))
 }
@@ -200,14 +202,15 @@ pub(super) async fn patch_context(
         (status = 404, body = ErrorResponse)))]
 pub(super) async fn get_context(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath((ns, key)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<GetParams>,
 ) -> Result<Response, ApiError> {
     let e = s.engine()?;
     let entry = if q.inherit.unwrap_or(true) {
-        e.context_lookup(&caller(), &ns, &key).await?
+        e.context_lookup(&me, &ns, &key).await?
     } else {
-        e.context_get(&caller(), &ns, &key).await?
+        e.context_get(&me, &ns, &key).await?
     };
     Ok(with_etag(StatusCode::OK, entry))
 }
@@ -219,15 +222,13 @@ pub(super) async fn get_context(
         (status = 404, body = ErrorResponse), (status = 412, body = ErrorResponse)))]
 pub(super) async fn delete_context(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath((ns, key)): ApiPath<(String, String)>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<DeleteParams>,
 ) -> Result<Response, ApiError> {
     let expected = precondition(&headers, q.expected_version)?;
-    let entry = s
-        .engine()?
-        .context_delete(&caller(), &ns, &key, expected)
-        .await?;
+    let entry = s.engine()?.context_delete(&me, &ns, &key, expected).await?;
     Ok(with_etag(StatusCode::OK, entry))
 }
 
@@ -237,13 +238,14 @@ pub(super) async fn delete_context(
         (status = 422, body = ErrorResponse)))]
 pub(super) async fn list_context(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
     ApiQuery(q): ApiQuery<ContextListParams>,
 ) -> Result<Json<ContextPage>, ApiError> {
     Ok(Json(
         s.engine()?
             .context_list(
-                &caller(),
+                &me,
                 &ns,
                 q.prefix.as_deref().unwrap_or(""),
                 q.after.as_deref(),
@@ -259,19 +261,14 @@ pub(super) async fn list_context(
         (status = 422, body = ErrorResponse)))]
 pub(super) async fn history(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath((ns, key)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<HistoryParams>,
 ) -> Result<Json<ContextHistory>, ApiError> {
     Ok(Json(ContextHistory {
         versions: s
             .engine()?
-            .context_history(
-                &caller(),
-                &ns,
-                &key,
-                q.after.unwrap_or(0),
-                q.limit.unwrap_or(100),
-            )
+            .context_history(&me, &ns, &key, q.after.unwrap_or(0), q.limit.unwrap_or(100))
             .await?,
     }))
 }

@@ -81,6 +81,9 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }
+        if status == StatusCode::FORBIDDEN {
+            metrics::counter!("memoryd_auth_failures_total", "reason" => "forbidden").increment(1);
+        }
         let current = match &e {
             Error::PreconditionFailed { current, .. } => current.clone(),
             _ => None,

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorResponse};
-use super::{ApiJson, ApiPath, ApiQuery, AppState, caller};
+use super::{ApiJson, ApiPath, ApiQuery, AppState, Caller};
+use crate::core::access::Access;
 use crate::core::error::Error;
 use crate::engine::{Engine, EventFilter, EventPage};
 use crate::storage::ChangeKind;
@@ -117,6 +118,7 @@ fn filter(p: &EventParams) -> Result<EventFilter, ApiError> {
 /// Where the stream starts: `Last-Event-ID`, else `consumer`, else `after`.
 async fn start(
     engine: &Engine,
+    access: &Access,
     ns: &str,
     headers: &HeaderMap,
     p: &EventParams,
@@ -139,7 +141,7 @@ async fn start(
         if p.after.is_some() {
             return Err(Error::invalid("after", "give either `after` or `consumer`").into());
         }
-        return Ok(engine.consumer_acked(&caller(), ns, name).await?);
+        return Ok(engine.consumer_acked(access, ns, name).await?);
     }
     Ok(p.after.unwrap_or(0))
 }
@@ -152,6 +154,7 @@ async fn start(
         (status = 429, description = "too many open streams", body = ErrorResponse)))]
 pub(super) async fn events(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
     headers: HeaderMap,
     ApiQuery(p): ApiQuery<EventParams>,
@@ -164,20 +167,21 @@ pub(super) async fn events(
         return Err(Error::invalid("wait_s", format!("must be 0 to {MAX_WAIT_S}")).into());
     }
     if p.descendants == Some(true) {
-        return tree_events(s, engine, ns, headers, p, filter, limit, wait).await;
+        return tree_events(s, engine, me, ns, headers, p, filter, limit, wait).await;
     }
     if p.cursor.is_some() {
         return Err(Error::invalid("cursor", "only with descendants=true; use `after`").into());
     }
-    let after = start(&engine, &ns, &headers, &p).await?;
+    let after = start(&engine, &me, &ns, &headers, &p).await?;
     // Validates namespace, access and limit before a stream is opened.
-    let first = engine.events(&caller(), &ns, after, limit, &filter).await?;
+    let first = engine.events(&me, &ns, after, limit, &filter).await?;
     let sse = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     if !sse {
         if first.next > after || wait == 0 {
+            delivered(first.events.len());
             return Ok(Json(first).into_response());
         }
         // Nothing yet: wait for a commit (anywhere), then read again, until the
@@ -186,9 +190,10 @@ pub(super) async fn events(
         let mut seen = engine.commit_counter();
         let mut closing = s.closing.subscribe();
         loop {
-            let page = engine.events(&caller(), &ns, after, limit, &filter).await?;
+            let page = engine.events(&me, &ns, after, limit, &filter).await?;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if page.next > after || left.is_zero() || *closing.borrow() {
+                delivered(page.events.len());
                 return Ok(Json(page).into_response());
             }
             tokio::select! {
@@ -201,6 +206,7 @@ pub(super) async fn events(
     let closing = s.closing.subscribe();
     let state = StreamState {
         engine,
+        access: me,
         ns,
         filter,
         limit,
@@ -212,7 +218,7 @@ pub(super) async fn events(
     let stream = futures_util::stream::unfold(Some(state), |st| async move {
         let mut st = st?;
         loop {
-            if *st.closing.borrow() {
+            if *st.closing.borrow() || !st.engine.still_authorized(&st.access) {
                 return None;
             }
             if let Some(oldest) = st.pending.reset.take() {
@@ -232,7 +238,7 @@ pub(super) async fn events(
                 let seen = st.engine.commit_counter();
                 let page = st
                     .engine
-                    .events(&caller(), &st.ns, st.cursor, st.limit, &st.filter)
+                    .events(&st.access, &st.ns, st.cursor, st.limit, &st.filter)
                     .await;
                 match page {
                     Ok(p) if p.next > st.cursor => {
@@ -250,7 +256,7 @@ pub(super) async fn events(
             }
             match st
                 .engine
-                .events(&caller(), &st.ns, st.cursor, st.limit, &st.filter)
+                .events(&st.access, &st.ns, st.cursor, st.limit, &st.filter)
                 .await
             {
                 Ok(p) => st.pending = p,
@@ -268,6 +274,7 @@ pub(super) async fn events(
 async fn tree_events(
     s: AppState,
     engine: Engine,
+    me: Access,
     ns: String,
     headers: HeaderMap,
     p: EventParams,
@@ -290,7 +297,7 @@ async fn tree_events(
     // Taken before the first read, so a commit landing during it still wakes us.
     let mut seen = engine.commit_counter();
     let first = engine
-        .events_below(&caller(), &ns, &cursor, limit, &filter)
+        .events_below(&me, &ns, &cursor, limit, &filter)
         .await?;
     let sse = headers
         .get(header::ACCEPT)
@@ -311,7 +318,7 @@ async fn tree_events(
                     _ = closing.wait_for(|c| *c) => break,
                 }
                 page = engine
-                    .events_below(&caller(), &ns, &cursor, limit, &filter)
+                    .events_below(&me, &ns, &cursor, limit, &filter)
                     .await?;
             }
         }
@@ -325,6 +332,7 @@ async fn tree_events(
     let permit = stream_permit(&s)?;
     struct Tree {
         engine: Engine,
+        access: Access,
         ns: String,
         filter: EventFilter,
         limit: usize,
@@ -344,6 +352,7 @@ async fn tree_events(
     }
     let state = Tree {
         engine,
+        access: me,
         ns,
         filter,
         limit,
@@ -357,7 +366,7 @@ async fn tree_events(
     let stream = futures_util::stream::unfold(Some(state), |st| async move {
         let mut st = st?;
         loop {
-            if *st.closing.borrow() {
+            if *st.closing.borrow() || !st.engine.still_authorized(&st.access) {
                 return None;
             }
             if let Some((n, oldest)) = st.resets.pop() {
@@ -378,7 +387,7 @@ async fn tree_events(
             let seen = st.engine.commit_counter();
             let page = st
                 .engine
-                .events_below(&caller(), &st.ns, &st.read, st.limit, &st.filter)
+                .events_below(&st.access, &st.ns, &st.read, st.limit, &st.filter)
                 .await;
             match page {
                 Ok(p) if p.advanced => {
@@ -417,6 +426,11 @@ fn stream_permit(s: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiE
 }
 
 /// An event as SSE: `id` (where a resume starts), `event` its type, `data` its JSON.
+/// Counts events handed to a long-poll client.
+fn delivered(n: usize) {
+    metrics::counter!("memoryd_events_delivered_total").increment(n as u64);
+}
+
 fn sse_event(e: &crate::engine::Event, id: String) -> SseEvent {
     metrics::counter!("memoryd_events_delivered_total").increment(1);
     SseEvent::default()
@@ -428,6 +442,8 @@ fn sse_event(e: &crate::engine::Event, id: String) -> SseEvent {
 /// One open stream.
 struct StreamState {
     engine: Engine,
+    /// The subscriber (a revoked or expired key ends the stream).
+    access: Access,
     ns: String,
     filter: EventFilter,
     limit: usize,
@@ -450,12 +466,13 @@ impl Drop for StreamState {
     responses((status = 200, body = ConsumerCursor), (status = 422, body = ErrorResponse)))]
 pub(super) async fn put_consumer(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath((ns, name)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<ConsumerCursor>,
 ) -> Result<Json<ConsumerCursor>, ApiError> {
     let acked = s
         .engine()?
-        .consumer_ack(&caller(), &ns, &name, body.acked)
+        .consumer_ack(&me, &ns, &name, body.acked)
         .await?;
     Ok(Json(ConsumerCursor { acked }))
 }
@@ -466,8 +483,9 @@ pub(super) async fn put_consumer(
         (status = 422, body = ErrorResponse)))]
 pub(super) async fn get_consumer(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath((ns, name)): ApiPath<(String, String)>,
 ) -> Result<Json<ConsumerCursor>, ApiError> {
-    let acked = s.engine()?.consumer_acked(&caller(), &ns, &name).await?;
+    let acked = s.engine()?.consumer_acked(&me, &ns, &name).await?;
     Ok(Json(ConsumerCursor { acked }))
 }

@@ -6,6 +6,7 @@ pub mod board;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod keys;
 pub mod namespaces;
 
 use std::sync::{Arc, OnceLock};
@@ -30,10 +31,78 @@ use crate::engine::Engine;
 use api::*;
 use error::{ApiError, ErrorBody, ErrorResponse};
 
-/// The caller of a request. API keys do not exist yet, so every request acts
-/// with full access; this is the one place that will authenticate.
-pub(crate) fn caller() -> Access {
-    Access::full()
+/// The caller of a request, as [`authenticate`] established it: the extractor
+/// every handler that reaches the engine takes.
+pub struct Caller(pub Access);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        // Only routes behind `authenticate` take a caller; a route that forgot the
+        // layer is refused rather than served as anyone.
+        parts
+            .extensions
+            .get::<Access>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| Error::Unauthorized("no credentials were checked".into()).into())
+    }
+}
+
+/// The bearer token of `Authorization: Bearer <token>`: `Ok(None)` without the
+/// header, `Err` for another scheme or a malformed value.
+fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ()> {
+    let Some(v) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| ())?.trim();
+    let (scheme, token) = v.split_once(' ').ok_or(())?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(());
+    }
+    Ok(Some(token.trim()))
+}
+
+/// Authenticates every request of the routes it wraps and stores the caller
+/// ([`Access`]) in the request for [`Caller`]:
+/// - `Authorization: Bearer <token>` → that key's access, or 401
+///   `unauthorized` (invalid, revoked, expired);
+/// - no header → full access only when no API key exists and the server may
+///   serve anonymously (a loopback address, or `--insecure-no-auth`); else 401.
+///
+/// Failures count in `memoryd_auth_failures_total{reason}`; tokens are never
+/// logged.
+async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    use crate::engine::AuthFailure;
+    let engine = match s.engine() {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    let access = match bearer(req.headers()) {
+        Ok(Some(token)) => engine.authenticate(token),
+        Ok(None) if s.anonymous && !engine.auth_required() => Ok(engine.bind(Access::full())),
+        Ok(None) => Err(AuthFailure::Missing),
+        Err(()) => Err(AuthFailure::Invalid),
+    };
+    match access {
+        Ok(a) => {
+            req.extensions_mut().insert(a);
+            next.run(req).await
+        }
+        Err(f) => {
+            metrics::counter!("memoryd_auth_failures_total", "reason" => f.as_str()).increment(1);
+            let mut resp = ApiError::from(Error::from(f)).into_response();
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"memoryd\""),
+            );
+            resp
+        }
+    }
 }
 
 /// JSON body extractor whose failures use our error body.
@@ -75,6 +144,10 @@ pub struct ServerConfig {
     /// until one closes. Keep it below the process's file-descriptor limit.
     /// Default 4096.
     pub max_connections: usize,
+    /// Serve requests without a token while no API key exists. Default true;
+    /// `memoryd serve` sets it only for a loopback address or
+    /// `--insecure-no-auth`. Once a key exists every request needs a token.
+    pub anonymous: bool,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +159,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            anonymous: true,
         }
     }
 }
@@ -99,6 +173,8 @@ pub struct AppState {
     streams: Arc<tokio::sync::Semaphore>,
     /// Set when the server shuts down: open event streams end at once.
     closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// [`ServerConfig::anonymous`].
+    anonymous: bool,
 }
 
 impl AppState {
@@ -111,6 +187,7 @@ impl AppState {
                 ServerConfig::default().max_streams,
             )),
             closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+            anonymous: ServerConfig::default().anonymous,
         }
     }
 
@@ -198,6 +275,9 @@ fn prometheus() -> Option<PrometheusHandle> {
         events::events,
         events::put_consumer,
         events::get_consumer,
+        keys::create_key,
+        keys::list_keys,
+        keys::revoke_key,
         audit
     ),
     components(schemas(
@@ -252,7 +332,13 @@ fn prometheus() -> Option<PrometheusHandle> {
         events::ConsumerCursor,
         events::TreeEventPage,
         crate::storage::AuditEntry,
-        crate::engine::AuditPage
+        crate::engine::AuditPage,
+        keys::KeyList,
+        crate::core::keys::ApiKey,
+        crate::core::keys::NewKey,
+        crate::core::keys::CreatedKey,
+        crate::core::redact::Redaction,
+        crate::core::access::Scope
     ))
 )]
 struct ApiDoc;
@@ -283,6 +369,7 @@ pub struct AuditParams {
         (status = 422, body = ErrorResponse)))]
 async fn audit(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiQuery(p): ApiQuery<AuditParams>,
 ) -> Result<Json<crate::engine::AuditPage>, ApiError> {
     let query = crate::engine::AuditQuery {
@@ -295,7 +382,7 @@ async fn audit(
     };
     Ok(Json(
         s.engine()?
-            .audit(&caller(), &query, p.limit.unwrap_or(100))
+            .audit(&me, &query, p.limit.unwrap_or(100))
             .await?,
     ))
 }
@@ -311,6 +398,8 @@ pub fn openapi_json() -> String {
 /// methods, the body limit and per-route metrics.
 pub fn router(mut state: AppState, config: &ServerConfig) -> Router {
     state.streams = Arc::new(tokio::sync::Semaphore::new(config.max_streams));
+    state.anonymous = config.anonymous;
+    let auth = middleware::from_fn_with_state(state.clone(), authenticate);
     // Every /v1 request holds one of `max_in_flight` permits; when none is free the
     // request is answered 429 at once instead of queueing (health, metrics and the
     // OpenAPI document stay reachable under overload).
@@ -352,14 +441,21 @@ pub fn router(mut state: AppState, config: &ServerConfig) -> Router {
         .merge(context::routes())
         .merge(board::routes())
         .merge(events::routes())
+        .merge(keys::routes())
         .route("/v1/audit", get(audit))
-        .layer(shed);
+        .layer(shed)
+        // Outside the in-flight limit: a flood of bad tokens holds no permit.
+        .layer(auth.clone());
     Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics_text))
+                .merge(events::stream_routes())
+                .layer(auth),
+        )
         .merge(v1)
-        .merge(events::stream_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -440,7 +536,11 @@ async fn health(State(s): State<AppState>) -> Response {
     }
 }
 
-async fn metrics_text(State(s): State<AppState>) -> Response {
+async fn metrics_text(State(s): State<AppState>, Caller(me): Caller) -> Response {
+    // Process-wide figures: for callers with admin on every namespace.
+    if let Err(e) = me.check_admin() {
+        return ApiError::from(e).into_response();
+    }
     if let Ok(e) = s.engine() {
         let stats = e.stats();
         metrics::gauge!("memoryd_index_vectors").set(stats.messages as f64);
@@ -473,10 +573,11 @@ async fn openapi() -> Response {
         (status = 429, body = ErrorResponse)))]
 async fn add_messages(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
     ApiJson(body): ApiJson<AddMessages>,
 ) -> Result<(StatusCode, Json<AddedIds>), ApiError> {
-    let stored = s.engine()?.add_batch(&caller(), &ns, body.messages).await?;
+    let stored = s.engine()?.add_batch(&me, &ns, body.messages).await?;
     Ok((StatusCode::CREATED, Json(ids(stored))))
 }
 
@@ -486,12 +587,13 @@ async fn add_messages(
         (status = 422, body = ErrorResponse)))]
 async fn list_messages(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<crate::engine::MessagePage>, ApiError> {
     let page = s
         .engine()?
-        .list(&caller(), &ns, p.after.as_deref(), p.limit.unwrap_or(100))
+        .list(&me, &ns, p.after.as_deref(), p.limit.unwrap_or(100))
         .await?;
     Ok(Json(page))
 }
@@ -508,10 +610,11 @@ fn ids(messages: Vec<Message>) -> AddedIds {
         (status = 422, body = ErrorResponse), (status = 429, body = ErrorResponse)))]
 async fn add_interaction(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
     ApiJson(body): ApiJson<crate::core::types::Interaction>,
 ) -> Result<(StatusCode, Json<AddedIds>), ApiError> {
-    let stored = s.engine()?.add_interaction(&caller(), &ns, body).await?;
+    let stored = s.engine()?.add_interaction(&me, &ns, body).await?;
     Ok((StatusCode::CREATED, Json(ids(stored))))
 }
 
@@ -521,6 +624,7 @@ async fn add_interaction(
         (status = 429, body = ErrorResponse)))]
 async fn search(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResults>, ApiError> {
@@ -542,7 +646,7 @@ async fn search(
         scope: body.scope.unwrap_or_default(),
         hybrid: None,
     };
-    Ok(Json(s.engine()?.search(&caller(), &ns, request).await?))
+    Ok(Json(s.engine()?.search(&me, &ns, request).await?))
 }
 
 #[utoipa::path(get, path = "/v1/namespaces/{ns}/recent",
@@ -550,6 +654,7 @@ async fn search(
     responses((status = 200, body = MessageList), (status = 422, body = ErrorResponse)))]
 async fn recent(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
     ApiQuery(p): ApiQuery<RecentParams>,
 ) -> Result<Json<MessageList>, ApiError> {
@@ -564,7 +669,7 @@ async fn recent(
         .into());
     }
     Ok(Json(MessageList {
-        messages: e.recent(&caller(), &ns, limit).await?,
+        messages: e.recent(&me, &ns, limit).await?,
     }))
 }
 
@@ -574,9 +679,10 @@ async fn recent(
         (status = 422, body = ErrorResponse), (status = 429, body = ErrorResponse)))]
 async fn summarize(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
 ) -> Result<Json<AddedIds>, ApiError> {
-    let made = s.engine()?.summarize(&caller(), &ns).await?;
+    let made = s.engine()?.summarize(&me, &ns).await?;
     Ok(Json(AddedIds {
         ids: made.into_iter().map(|s| s.id).collect(),
     }))
@@ -587,17 +693,21 @@ async fn summarize(
     responses((status = 200, body = SummaryList), (status = 422, body = ErrorResponse)))]
 async fn summaries(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
 ) -> Result<Json<SummaryList>, ApiError> {
     Ok(Json(SummaryList {
-        summaries: s.engine()?.summaries(&caller(), &ns).await?,
+        summaries: s.engine()?.summaries(&me, &ns).await?,
     }))
 }
 
 #[utoipa::path(get, path = "/v1/namespaces", responses((status = 200, body = NamespaceList)))]
-async fn list_namespaces(State(s): State<AppState>) -> Result<Json<NamespaceList>, ApiError> {
+async fn list_namespaces(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+) -> Result<Json<NamespaceList>, ApiError> {
     Ok(Json(NamespaceList {
-        namespaces: s.engine()?.namespaces(&caller()),
+        namespaces: s.engine()?.namespaces(&me),
     }))
 }
 
@@ -606,9 +716,10 @@ async fn list_namespaces(State(s): State<AppState>) -> Result<Json<NamespaceList
     responses((status = 200, body = Message), (status = 404, body = ErrorResponse)))]
 async fn get_message(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Message>, ApiError> {
-    Ok(Json(s.engine()?.get(&caller(), &id).await?))
+    Ok(Json(s.engine()?.get(&me, &id).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/messages/{id}",
@@ -616,9 +727,10 @@ async fn get_message(
     responses((status = 204, description = "deleted"), (status = 404, body = ErrorResponse)))]
 async fn delete_message(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.engine()?.delete(&caller(), &id).await?;
+    s.engine()?.delete(&me, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorResponse};
-use super::{ApiJson, ApiPath, ApiQuery, AppState, caller};
+use super::{ApiJson, ApiPath, ApiQuery, AppState, Caller};
 use crate::engine::NamespaceDetail;
 
 /// Body of `PUT /v1/namespaces/{ns}`.
@@ -42,13 +42,14 @@ pub struct DeleteNamespaceParams {
         (status = 422, body = ErrorResponse)))]
 pub(super) async fn put_namespace(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
     ApiJson(body): ApiJson<NamespaceBody>,
 ) -> Result<Json<NamespaceDetail>, ApiError> {
     let e = s.engine()?;
-    e.put_namespace(&caller(), &ns, body.parent.as_deref(), body.metadata)
+    e.put_namespace(&me, &ns, body.parent.as_deref(), body.metadata)
         .await?;
-    Ok(Json(e.namespace(&caller(), &ns).await?))
+    Ok(Json(e.namespace(&me, &ns).await?))
 }
 
 #[utoipa::path(get, path = "/v1/namespaces/{ns}",
@@ -57,9 +58,10 @@ pub(super) async fn put_namespace(
         (status = 404, body = ErrorResponse)))]
 pub(super) async fn get_namespace(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
 ) -> Result<Json<NamespaceDetail>, ApiError> {
-    Ok(Json(s.engine()?.namespace(&caller(), &ns).await?))
+    Ok(Json(s.engine()?.namespace(&me, &ns).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/namespaces/{ns}",
@@ -69,11 +71,12 @@ pub(super) async fn get_namespace(
         (status = 422, body = ErrorResponse)))]
 pub(super) async fn delete_namespace(
     State(s): State<AppState>,
+    Caller(me): Caller,
     ApiPath(ns): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteNamespaceParams>,
 ) -> Result<StatusCode, ApiError> {
     s.engine()?
-        .delete_namespace_tree(&caller(), &ns, q.recursive.unwrap_or(false))
+        .delete_namespace_tree(&me, &ns, q.recursive.unwrap_or(false))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -352,6 +352,9 @@ fn kind_to_u8(k: ChangeKind) -> u8 {
         ChangeKind::BoardProposalCreated => 10,
         ChangeKind::BoardVoted => 11,
         ChangeKind::BoardResolved => 12,
+        ChangeKind::KeyCreated => 13,
+        ChangeKind::KeyRevoked => 14,
+        ChangeKind::ContextRead => 15,
     }
 }
 
@@ -369,6 +372,9 @@ fn kind_from_u8(b: u8) -> Option<ChangeKind> {
         10 => ChangeKind::BoardProposalCreated,
         11 => ChangeKind::BoardVoted,
         12 => ChangeKind::BoardResolved,
+        13 => ChangeKind::KeyCreated,
+        14 => ChangeKind::KeyRevoked,
+        15 => ChangeKind::ContextRead,
         _ => return None,
     })
 }

@@ -144,6 +144,17 @@ pub enum ChangeKind {
     /// A problem was resolved; `ids` is `[problem id, proposal id]`.
     #[serde(rename = "board.resolved")]
     BoardResolved,
+    /// Audit log only (never in a namespace's change log): an API key was
+    /// created; `target` is `[key id, key name]`, `namespace` empty.
+    #[serde(rename = "key.created")]
+    KeyCreated,
+    /// Audit log only: an API key was revoked; `target` is `[key id, key name]`.
+    #[serde(rename = "key.revoked")]
+    KeyRevoked,
+    /// Audit log only, with `--audit-reads`: a context entry (or listing, or
+    /// history) was read; `target` is `[key]` (`[]` for a listing).
+    #[serde(rename = "context.read")]
+    ContextRead,
 }
 
 impl ChangeKind {
@@ -162,6 +173,9 @@ impl ChangeKind {
             ChangeKind::BoardProposalCreated => "board.proposal.created",
             ChangeKind::BoardVoted => "board.voted",
             ChangeKind::BoardResolved => "board.resolved",
+            ChangeKind::KeyCreated => "key.created",
+            ChangeKind::KeyRevoked => "key.revoked",
+            ChangeKind::ContextRead => "context.read",
         }
     }
 }
@@ -328,6 +342,23 @@ impl AuditEntry {
     }
 }
 
+/// An audit entry before the store chains it (assigns `seq`, `at`,
+/// `prev_hash`, `hash`): what [`RecordStore::put_api_key`] and
+/// [`RecordStore::audit_append`] record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditDraft {
+    /// The API key that acted, or `local`.
+    pub key_id: String,
+    /// The agent it acted as.
+    pub agent_id: Option<String>,
+    /// What happened.
+    pub action: ChangeKind,
+    /// The namespace (empty for engine-wide actions such as keys).
+    pub namespace: String,
+    /// What it acted on.
+    pub target: Vec<String>,
+}
+
 /// `prev_hash` of the first audit entry.
 pub const AUDIT_GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -340,6 +371,8 @@ pub struct Commit {
     pub mutation: Mutation,
     /// Recorded as every change-log entry's actor.
     pub actor: Option<String>,
+    /// The API key that made it (`None`: `local`), recorded in the audit log.
+    pub key_id: Option<String>,
 }
 
 /// What a commit wrote.
@@ -532,6 +565,31 @@ pub trait RecordStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Storage`], [`Error::Corrupt`].
     async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>>;
+
+    /// Appends entries to the audit chain (reads audited with
+    /// `--audit-reads`), without a flush of its own: the next commit or the
+    /// periodic flush makes them durable.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`] (a broken chain head).
+    async fn audit_append(&self, drafts: Vec<AuditDraft>) -> Result<()>;
+
+    /// Every API key (live, expired and revoked), in id order.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn api_keys(&self) -> Result<Vec<crate::core::keys::StoredKey>>;
+
+    /// Writes an API key (new, or revoked) and its audit entry in one
+    /// transaction, durably.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn put_api_key(
+        &self,
+        key: &crate::core::keys::StoredKey,
+        audit: AuditDraft,
+    ) -> Result<()>;
 
     /// Versions of a key above `after`, oldest first, at most `limit`.
     ///

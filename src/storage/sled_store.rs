@@ -15,6 +15,7 @@
 //! | `context_expiry` | expiry (µs since the epoch, u64 big-endian), namespace name, `0x00`, key | empty: the entries that expire, in time order |
 //! | `audit` | seq (u64 big-endian); and `"head"` | an audit entry (JSON); the head: `{seq, hash}` of the last one |
 //! | `kv` | any UTF-8 key | bytes (the compare-and-set key space) |
+//! | `keys` | key id (16 hex digits) | an API key with its token's SHA-256 (JSON), never the token |
 //!
 //! Rows come from sled's monotonic `generate_id`, so iterating `messages` yields
 //! insertion order. A commit is one sled transaction over every tree it touches,
@@ -34,8 +35,8 @@ use super::codec::{
     encode_namespace, encode_vector, micros, parse_id,
 };
 use super::{
-    AUDIT_GENESIS, AuditEntry, Change, ChangeKind, Commit, Committed, NamespaceRecord, Record,
-    RecordKind, RecordStore, Retention, RowId, StoreCheck, StoredRecord, blocking,
+    AUDIT_GENESIS, AuditDraft, AuditEntry, Change, ChangeKind, Commit, Committed, NamespaceRecord,
+    Record, RecordKind, RecordStore, Retention, RowId, StoreCheck, StoredRecord, blocking,
 };
 use crate::core::context::{ContextEntry, ContextVersion};
 use crate::core::error::{Error, Result};
@@ -49,6 +50,55 @@ const AUDIT_HEAD: &[u8] = b"head";
 struct AuditHead {
     seq: u64,
     hash: String,
+}
+
+/// Chains `drafts` (each with the SHA-256 of the record it wrote, if any) onto
+/// the audit log inside a transaction: the head is read, each entry gets the
+/// next seq and `hash = SHA-256(prev_hash ‖ entry)`, the head is rewritten.
+fn append_audit(
+    audit: &TransactionalTree,
+    now: DateTime<Utc>,
+    drafts: Vec<(AuditDraft, Option<String>)>,
+) -> TxResult<()> {
+    if drafts.is_empty() {
+        return Ok(());
+    }
+    let mut head: AuditHead = match audit.get(AUDIT_HEAD)? {
+        Some(b) => decode_json("audit", &b).map_err(ConflictableTransactionError::Abort)?,
+        // No head but entries: never start the chain over them.
+        None if audit.get(1u64.to_be_bytes())?.is_some() => {
+            return Err(ConflictableTransactionError::Abort(corrupt(
+                "audit",
+                "the chain's head is missing",
+            )));
+        }
+        None => AuditHead {
+            seq: 0,
+            hash: AUDIT_GENESIS.to_owned(),
+        },
+    };
+    for (d, value_sha256) in drafts {
+        let mut entry = AuditEntry {
+            seq: head.seq + 1,
+            at: now,
+            key_id: d.key_id,
+            agent_id: d.agent_id,
+            action: d.action,
+            namespace: d.namespace,
+            target: d.target,
+            value_sha256,
+            prev_hash: head.hash.clone(),
+            hash: String::new(),
+        };
+        entry.hash = entry.expected_hash();
+        audit.insert(&entry.seq.to_be_bytes()[..], encode_json(&entry))?;
+        head = AuditHead {
+            seq: entry.seq,
+            hash: entry.hash,
+        };
+    }
+    audit.insert(AUDIT_HEAD, encode_json(&head))?;
+    Ok(())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -73,6 +123,7 @@ pub struct SledStore {
     context_vectors: sled::Tree,
     audit: sled::Tree,
     kv: sled::Tree,
+    keys: sled::Tree,
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
@@ -148,6 +199,7 @@ impl SledStore {
             context_vectors: tree("context_vectors")?,
             audit: tree("audit")?,
             kv: tree("kv")?,
+            keys: tree("keys")?,
             db,
         })
     }
@@ -157,7 +209,13 @@ impl SledStore {
         Ok(())
     }
 
-    fn commit_sync(&self, name: &str, actor: Option<String>, enc: Encoded) -> Result<Committed> {
+    fn commit_sync(
+        &self,
+        name: &str,
+        actor: Option<String>,
+        key_id: Option<String>,
+        enc: Encoded,
+    ) -> Result<Committed> {
         let now = crate::core::types::to_micros(Utc::now());
         let committed = (
             &self.messages,
@@ -375,45 +433,25 @@ impl SledStore {
                         }
                     }
                     let mut written = Vec::with_capacity(entries.len());
-                    let mut head: AuditHead = match audit.get(AUDIT_HEAD)? {
-                        Some(b) => {
-                            decode_json("audit", &b).map_err(ConflictableTransactionError::Abort)?
-                        }
-                        // No head but entries: never start the chain over them.
-                        None if audit.get(1u64.to_be_bytes())?.is_some() => {
-                            return abort(corrupt("audit", "the chain's head is missing"));
-                        }
-                        None => AuditHead {
-                            seq: 0,
-                            hash: AUDIT_GENESIS.to_owned(),
-                        },
-                    };
-                    for (i, (kind, ids)) in entries.iter().enumerate() {
-                        let mut entry = AuditEntry {
-                            seq: head.seq + 1,
-                            at: now,
-                            key_id: "local".to_owned(),
-                            agent_id: actor.clone(),
-                            action: *kind,
-                            namespace: name.to_owned(),
-                            target: ids.clone(),
-                            value_sha256: digests
+                    let drafts = entries
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (kind, ids))| {
+                            let draft = AuditDraft {
+                                key_id: key_id.clone().unwrap_or_else(|| "local".to_owned()),
+                                agent_id: actor.clone(),
+                                action: *kind,
+                                namespace: name.to_owned(),
+                                target: ids.clone(),
+                            };
+                            let digest = digests
                                 .iter()
                                 .find(|(j, _)| *j == i)
-                                .map(|(_, d)| d.clone()),
-                            prev_hash: head.hash.clone(),
-                            hash: String::new(),
-                        };
-                        entry.hash = entry.expected_hash();
-                        audit.insert(&entry.seq.to_be_bytes()[..], encode_json(&entry))?;
-                        head = AuditHead {
-                            seq: entry.seq,
-                            hash: entry.hash,
-                        };
-                    }
-                    if !entries.is_empty() {
-                        audit.insert(AUDIT_HEAD, encode_json(&head))?;
-                    }
+                                .map(|(_, d)| d.clone());
+                            (draft, digest)
+                        })
+                        .collect();
+                    append_audit(audit, now, drafts)?;
                     for (kind, ids) in entries {
                         ns.record.last_seq += 1;
                         let change = Change {
@@ -582,7 +620,8 @@ impl RecordStore for SledStore {
         let store = self.clone();
         let name = commit.namespace.as_str().to_owned();
         let actor = commit.actor.clone();
-        blocking(move || store.commit_sync(&name, actor, enc)).await
+        let key_id = commit.key_id.clone();
+        blocking(move || store.commit_sync(&name, actor, key_id, enc)).await
     }
 
     async fn records(&self, rows: &[RowId]) -> Result<Vec<(RowId, Record)>> {
@@ -712,6 +751,60 @@ impl RecordStore for SledStore {
             .then(|| context::key(namespace, "~"));
         blocking(move || {
             store.context_list_sync(&start, after.as_deref(), stop.as_deref(), limit, now)
+        })
+        .await
+    }
+
+    async fn audit_append(&self, drafts: Vec<AuditDraft>) -> Result<()> {
+        let store = self.clone();
+        blocking(move || {
+            let now = crate::core::types::to_micros(Utc::now());
+            store
+                .audit
+                .transaction(|audit| {
+                    append_audit(
+                        audit,
+                        now,
+                        drafts.iter().map(|d| (d.clone(), None)).collect(),
+                    )
+                })
+                .map_err(tx_error)
+        })
+        .await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<crate::core::keys::StoredKey>> {
+        let store = self.clone();
+        blocking(move || {
+            store
+                .keys
+                .iter()
+                .map(|kv| {
+                    let (_, v) = kv.map_err(Error::storage)?;
+                    decode_json("keys", &v)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_api_key(
+        &self,
+        key: &crate::core::keys::StoredKey,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let store = self.clone();
+        let bytes = encode_json(key);
+        let id = key.key.id.clone();
+        blocking(move || {
+            let now = crate::core::types::to_micros(Utc::now());
+            (&store.keys, &store.audit)
+                .transaction(|(keys, audit_tree)| {
+                    keys.insert(id.as_bytes(), bytes.clone())?;
+                    append_audit(audit_tree, now, vec![(audit.clone(), None)])
+                })
+                .map_err(tx_error)?;
+            store.flush_sync()
         })
         .await
     }

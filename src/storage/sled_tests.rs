@@ -29,6 +29,7 @@ fn add(ns: &str, messages: &[&Message]) -> Commit {
                 .collect(),
         ),
         actor: Some("tester".into()),
+        key_id: None,
     }
 }
 
@@ -99,6 +100,7 @@ fn commits_write_a_gap_free_change_log() {
         namespace: NamespaceName::parse("n").unwrap(),
         mutation: Mutation::DeleteMessages(vec![(first.rows[0], parse_id(&a.id).unwrap())]),
         actor: None,
+        key_id: None,
     };
     rt.block_on(store.commit(&del)).unwrap();
     // Deleting it again fails and writes nothing.
@@ -125,6 +127,7 @@ fn commits_write_a_gap_free_change_log() {
             summaries: Vec::new(),
         },
         actor: None,
+        key_id: None,
     };
     assert_eq!(rt.block_on(store.commit(&drop)).unwrap().changes[0].seq, 6);
     let names: Vec<String> = rt
@@ -228,6 +231,7 @@ fn the_expiry_index_follows_context_writes() {
             change: None,
         }),
         actor: None,
+        key_id: None,
     };
     let soon = now + chrono::Duration::seconds(5);
     rt.block_on(store.commit(&write("a", ContextOp::Set, Some(soon))))
@@ -254,6 +258,7 @@ fn the_expiry_index_follows_context_writes() {
             summaries: Vec::new(),
         },
         actor: None,
+        key_id: None,
     };
     rt.block_on(store.commit(&drop)).unwrap();
     assert_eq!(store.context_expiry.len(), 0);
@@ -288,6 +293,7 @@ fn context_vectors_follow_writes_and_board_keys_stay_hidden() {
             change: None,
         }),
         actor: None,
+        key_id: None,
     };
     let vector_of = |key: &str| -> Option<Vec<f32>> {
         rt.block_on(store.context_indexed("n", now))

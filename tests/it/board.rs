@@ -60,6 +60,8 @@ fn proposals_rank_by_votes_then_confidence_and_every_step_is_in_the_change_log()
     rt().block_on(async {
         let e = open(dir.path());
         let me = Access::full().with_agent("triage");
+        // Votes and the resolution name their agents: a caller not bound to one.
+        let desk = Access::full();
         let ns = "debug-42";
         let p = e
             .board_post(&me, ns, problem("Flaky test", "test_upload fails 1 in 5"))
@@ -86,18 +88,27 @@ fn proposals_rank_by_votes_then_confidence_and_every_step_is_in_the_change_log()
         let order: Vec<&str> = d.proposals.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(order, [&timeout.id, &race.id, &dns.id]);
         // Votes outweigh confidence; a re-vote replaces the agent's vote.
-        e.board_vote(&me, ns, &race.id, vote("a", 1)).await.unwrap();
-        e.board_vote(&me, ns, &race.id, vote("b", 1)).await.unwrap();
-        e.board_vote(&me, ns, &timeout.id, vote("c", 1))
+        e.board_vote(&desk, ns, &race.id, vote("a", 1))
             .await
             .unwrap();
-        e.board_vote(&me, ns, &dns.id, vote("a", -1)).await.unwrap();
+        e.board_vote(&desk, ns, &race.id, vote("b", 1))
+            .await
+            .unwrap();
+        e.board_vote(&desk, ns, &timeout.id, vote("c", 1))
+            .await
+            .unwrap();
+        e.board_vote(&desk, ns, &dns.id, vote("a", -1))
+            .await
+            .unwrap();
         let v = e
-            .board_vote(&me, ns, &race.id, vote("b", -1))
+            .board_vote(&desk, ns, &race.id, vote("b", -1))
             .await
             .unwrap();
         assert_eq!((v.score, v.votes.len()), (0, 2), "b's vote was replaced");
-        let v = e.board_vote(&me, ns, &race.id, vote("b", 1)).await.unwrap();
+        let v = e
+            .board_vote(&desk, ns, &race.id, vote("b", 1))
+            .await
+            .unwrap();
         assert_eq!(v.score, 2);
         let d = e.board_problem(&me, ns, &p.id).await.unwrap();
         let order: Vec<&str> = d.proposals.iter().map(|p| p.id.as_str()).collect();
@@ -106,7 +117,7 @@ fn proposals_rank_by_votes_then_confidence_and_every_step_is_in_the_change_log()
 
         let resolved = e
             .board_resolve(
-                &me,
+                &desk,
                 ns,
                 &p.id,
                 Resolve {
@@ -920,6 +931,7 @@ fn entries_stored_without_a_vector_are_embedded_on_open() {
                 namespace: memoryd::NamespaceName::parse("old").unwrap(),
                 mutation: Mutation::PutContext(put),
                 actor: None,
+                key_id: None,
             },
         )
         .await

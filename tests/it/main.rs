@@ -5,6 +5,7 @@
 //! --ignored`).
 
 mod audit;
+mod auth;
 mod bad_input;
 mod board;
 mod common;
