@@ -41,6 +41,7 @@ pub mod server;
 pub mod simd;
 pub mod storage;
 pub mod summarize;
+pub mod telemetry;
 
 pub use crate::core::access::{Access, NamespaceName, NamespacePattern, Scope, validate_namespace};
 pub use crate::core::board::{

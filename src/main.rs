@@ -237,6 +237,10 @@ enum Command {
         /// Also record context reads (get, list, history) in the audit log.
         #[arg(long, env = "MEMORYD_AUDIT_READS")]
         audit_reads: bool,
+        /// Export traces (OTLP over HTTP/protobuf) to this collector, e.g. http://127.0.0.1:4318:
+        /// a span per request and per engine operation. Off when unset.
+        #[arg(long, env = "MEMORYD_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
         /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
         #[arg(long, env = "MEMORYD_SHUTDOWN_GRACE_S", default_value_t = 30)]
         shutdown_grace_s: u64,
@@ -400,18 +404,25 @@ fn pin_thread_count() {
 
 fn main() -> Result<()> {
     pin_thread_count();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MEMORYD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The exporter's HTTP client is blocking (its own thread): built outside the runtime.
+    let provider = match &cli.command {
+        Command::Serve {
+            otlp_endpoint: Some(endpoint),
+            ..
+        } => Some(memoryd::telemetry::otlp_provider(endpoint)?),
+        _ => None,
+    };
+    let telemetry = memoryd::telemetry::init(provider, std::io::stderr().is_terminal())?;
+    let result = run_command(cli, &rt);
+    telemetry.shutdown();
+    result
+}
+
+fn run_command(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
     match cli.command {
         Command::Serve {
             bind,
@@ -424,6 +435,7 @@ fn main() -> Result<()> {
             insecure_no_auth,
             audit_reads,
             shutdown_grace_s,
+            otlp_endpoint: _,
         } => {
             let loopback = bind.ip().is_loopback();
             rt.block_on(serve(

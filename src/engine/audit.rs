@@ -52,6 +52,7 @@ impl Engine {
     /// [`crate::Error::Forbidden`] without `admin` on `*`, or, when `query`
     /// names a namespace, without `admin` on that namespace;
     /// [`crate::Error::InvalidInput`] for `limit`; [`crate::Error::Storage`].
+    #[tracing::instrument(name = "engine.audit", level = "debug", skip_all, fields(key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref(), limit))]
     pub async fn audit(
         &self,
         access: &Access,
@@ -104,6 +105,7 @@ impl Engine {
     /// # Errors
     /// [`crate::Error::Forbidden`] without `admin`; [`crate::Error::Storage`];
     /// [`crate::Error::Corrupt`] when an entry cannot be decoded at all.
+    #[tracing::instrument(name = "engine.audit_verify", level = "debug", skip_all, fields(key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn audit_verify(&self, access: &Access) -> Result<AuditReport> {
         access.check_admin()?;
         let mut report = AuditReport::default();

@@ -241,6 +241,7 @@ impl Engine {
     /// [`Error::InvalidInput`] for an empty title or a bad `agent_id`;
     /// [`Error::TooLarge`] for a title over [`MAX_TITLE_BYTES`] or a body over
     /// the content limit; [`Error::Overloaded`].
+    #[tracing::instrument(name = "engine.board_post", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn board_post(
         &self,
         access: &Access,
@@ -292,6 +293,7 @@ impl Engine {
     /// [`Error::NotFound`] for an unknown problem; [`Error::Conflict`] when it is
     /// resolved; [`Error::InvalidInput`] for an empty body or a confidence
     /// outside [0, 1]; [`Error::Forbidden`] without `write`.
+    #[tracing::instrument(name = "engine.board_propose", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn board_propose(
         &self,
         access: &Access,
@@ -353,6 +355,7 @@ impl Engine {
     /// [`Error::NotFound`] for an unknown proposal; [`Error::InvalidInput`] for
     /// another value or no agent (neither `agent_id` nor the caller's);
     /// [`Error::Conflict`] when its problem is resolved; [`Error::Forbidden`].
+    #[tracing::instrument(name = "engine.board_vote", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn board_vote(
         &self,
         access: &Access,
@@ -422,6 +425,7 @@ impl Engine {
     /// [`Error::Conflict`] when the problem is already resolved;
     /// [`Error::PreconditionFailed`] when `expected_version` is not its version;
     /// [`Error::Forbidden`].
+    #[tracing::instrument(name = "engine.board_resolve", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn board_resolve(
         &self,
         access: &Access,
@@ -512,6 +516,7 @@ impl Engine {
     /// # Errors
     /// [`Error::InvalidNamespace`], [`Error::Forbidden`] without `read`,
     /// [`Error::InvalidInput`] for `limit` or a malformed `after`.
+    #[tracing::instrument(name = "engine.board_problems", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref(), limit))]
     pub async fn board_problems(
         &self,
         access: &Access,
@@ -566,6 +571,7 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Forbidden`] without `read`.
+    #[tracing::instrument(name = "engine.board_problem", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn board_problem(
         &self,
         access: &Access,

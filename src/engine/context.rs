@@ -41,6 +41,7 @@ impl Engine {
     /// queue's errors ([`Error::Overloaded`], [`Error::ModelFailed`]) for the
     /// value's search text; [`Error::Conflict`] when, without a precondition, the
     /// key changed under 64 attempts in a row.
+    #[tracing::instrument(name = "engine.context_set", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn context_set(
         &self,
         access: &Access,
@@ -61,6 +62,7 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::context_set`] (the size limit applies to the merged value).
+    #[tracing::instrument(name = "engine.context_patch", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn context_patch(
         &self,
         access: &Access,
@@ -81,6 +83,7 @@ impl Engine {
     /// # Errors
     /// [`Error::NotFound`] when the key is absent, deleted or expired;
     /// [`Error::Forbidden`] without `delete`; [`Error::PreconditionFailed`].
+    #[tracing::instrument(name = "engine.context_delete", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn context_delete(
         &self,
         access: &Access,
@@ -275,6 +278,7 @@ impl Engine {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Forbidden`] without `read`;
     /// [`Error::InvalidInput`] for a bad key.
+    #[tracing::instrument(name = "engine.context_get", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn context_get(
         &self,
         access: &Access,
@@ -307,6 +311,7 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::context_get`].
+    #[tracing::instrument(name = "engine.context_lookup", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn context_lookup(
         &self,
         access: &Access,
@@ -340,6 +345,7 @@ impl Engine {
     /// # Errors
     /// [`Error::InvalidNamespace`], [`Error::Forbidden`], [`Error::InvalidInput`]
     /// for `limit` or a malformed prefix/cursor.
+    #[tracing::instrument(name = "engine.context_list", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref(), limit))]
     pub async fn context_list(
         &self,
         access: &Access,
@@ -381,6 +387,7 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::InvalidNamespace`], [`Error::Forbidden`], [`Error::InvalidInput`].
+    #[tracing::instrument(name = "engine.context_history", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref(), limit))]
     pub async fn context_history(
         &self,
         access: &Access,

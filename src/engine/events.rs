@@ -112,6 +112,7 @@ impl Engine {
     /// # Errors
     /// [`Error::InvalidNamespace`], [`Error::Forbidden`] without `read`,
     /// [`Error::InvalidInput`] for `limit`, [`Error::Storage`].
+    #[tracing::instrument(name = "engine.events", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref(), limit))]
     pub async fn events(
         &self,
         access: &Access,
@@ -164,6 +165,7 @@ impl Engine {
     /// # Errors
     /// [`Error::InvalidInput`] for a bad name or an `acked` beyond the
     /// namespace's last seq; [`Error::Forbidden`] without `read`; [`Error::Storage`].
+    #[tracing::instrument(name = "engine.consumer_ack", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn consumer_ack(
         &self,
         access: &Access,
@@ -205,6 +207,7 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::consumer_ack`].
+    #[tracing::instrument(name = "engine.consumer_acked", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn consumer_acked(
         &self,
         access: &Access,
@@ -415,6 +418,7 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::events`].
+    #[tracing::instrument(name = "engine.events_below", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref(), limit))]
     pub async fn events_below(
         &self,
         access: &Access,

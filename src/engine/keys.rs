@@ -148,6 +148,7 @@ impl Engine {
     /// an empty or over-long name, no or bad namespace patterns, no scopes, a bad
     /// `agent_id` or redacted field name, an expiry not in the future;
     /// [`Error::Storage`].
+    #[tracing::instrument(name = "engine.create_key", level = "debug", skip_all, fields(key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn create_key(&self, access: &Access, new: NewKey) -> Result<CreatedKey> {
         access.check_admin()?;
         let max = self.inner.config.limits.max_label_bytes;
@@ -233,6 +234,7 @@ impl Engine {
     /// # Errors
     /// [`Error::Forbidden`] without `admin` on `*`; [`Error::NotFound`];
     /// [`Error::Storage`].
+    #[tracing::instrument(name = "engine.revoke_key", level = "debug", skip_all, fields(key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn revoke_key(&self, access: &Access, id: &str) -> Result<ApiKey> {
         access.check_admin()?;
         let mut stored =

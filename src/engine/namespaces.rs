@@ -43,6 +43,7 @@ impl Engine {
     /// [`Error::Forbidden`] without `admin` on `namespace` (or, for a new one, on its parent through a `name/**` pattern), [`Error::NotFound`]
     /// for an unknown parent, [`Error::Conflict`] for a cycle or a chain deeper
     /// than [`MAX_DEPTH`], [`Error::Storage`].
+    #[tracing::instrument(name = "engine.create_namespace", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn create_namespace(
         &self,
         access: &Access,
@@ -60,6 +61,7 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::create_namespace`].
+    #[tracing::instrument(name = "engine.put_namespace", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn put_namespace(
         &self,
         access: &Access,
@@ -139,6 +141,7 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown one, [`Error::Forbidden`] without `read`.
+    #[tracing::instrument(name = "engine.namespace", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn namespace(&self, access: &Access, namespace: &str) -> Result<NamespaceDetail> {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Read)?;
@@ -170,6 +173,7 @@ impl Engine {
     /// # Errors
     /// [`Error::Conflict`] when it has children and `recursive` is false;
     /// [`Error::Forbidden`] without `delete` on any namespace deleted.
+    #[tracing::instrument(name = "engine.delete_namespace_tree", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn delete_namespace_tree(
         &self,
         access: &Access,

@@ -86,6 +86,7 @@ impl Engine {
     /// [`Error::InvalidInput`] for `k` outside `1..=max_k`, an empty time range,
     /// or a query vector of the wrong dimension, zero norm or non-finite values;
     /// [`Error::Overloaded`].
+    #[tracing::instrument(name = "engine.search", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref(), k = request.k))]
     pub async fn search(
         &self,
         access: &Access,
@@ -202,6 +203,7 @@ impl Engine {
     /// # Errors
     /// [`Error::InvalidNamespace`], [`Error::Forbidden`] without `read`,
     /// [`Error::Storage`].
+    #[tracing::instrument(name = "engine.recent", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref(), n))]
     pub async fn recent(&self, access: &Access, namespace: &str, n: usize) -> Result<Vec<Message>> {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Read)?;
@@ -221,6 +223,7 @@ impl Engine {
     /// [`Error::InvalidNamespace`]; [`Error::Forbidden`] without `read`;
     /// [`Error::InvalidInput`] for `limit` outside `1..=max_k` or a malformed
     /// cursor; [`Error::Storage`].
+    #[tracing::instrument(name = "engine.list", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref(), limit))]
     pub async fn list(
         &self,
         access: &Access,
@@ -263,6 +266,7 @@ impl Engine {
     /// # Errors
     /// [`Error::InvalidNamespace`], [`Error::Forbidden`] without `read`,
     /// [`Error::InvalidInput`] for `limit`, [`Error::Storage`].
+    #[tracing::instrument(name = "engine.changes", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn changes(
         &self,
         access: &Access,
@@ -284,6 +288,7 @@ impl Engine {
     /// # Errors
     /// [`Error::Forbidden`] without `admin`; [`Error::Storage`] when the store
     /// cannot be read.
+    #[tracing::instrument(name = "engine.check", level = "debug", skip_all, fields(key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn check(&self, access: &Access) -> Result<CheckReport> {
         access.check_admin()?;
         let store = self.inner.store.check(self.inner.info.dim).await?;
@@ -349,6 +354,7 @@ impl Engine {
     /// [`Error::NotFound`] for an unknown (or malformed) id, or one in a
     /// namespace the caller's access does not cover; [`Error::Forbidden`] without
     /// `read` there.
+    #[tracing::instrument(name = "engine.get", level = "debug", skip_all, fields(key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn get(&self, access: &Access, id: &str) -> Result<Message> {
         let not_found = || Error::NotFound {
             what: "message",
@@ -425,6 +431,7 @@ impl Engine {
     /// # Errors
     /// [`Error::InvalidNamespace`], [`Error::Forbidden`] without `read`,
     /// [`Error::Storage`].
+    #[tracing::instrument(name = "engine.summaries", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn summaries(&self, access: &Access, namespace: &str) -> Result<Vec<Summary>> {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Read)?;

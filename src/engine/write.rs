@@ -40,6 +40,7 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::add`]; [`Error::InvalidInput`] for an empty batch.
+    #[tracing::instrument(name = "engine.add_batch", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref(), messages = messages.len()))]
     pub async fn add_batch(
         &self,
         access: &Access,
@@ -61,6 +62,7 @@ impl Engine {
     /// # Errors
     /// As [`Engine::add_batch`]; [`Error::InvalidInput`] when `embeddings` has the
     /// wrong length or a row that is not finite and non-zero.
+    #[tracing::instrument(name = "engine.add_batch_with_embeddings", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref(), messages = messages.len()))]
     pub async fn add_batch_with_embeddings(
         &self,
         access: &Access,
@@ -151,6 +153,7 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::add_batch`].
+    #[tracing::instrument(name = "engine.add_interaction", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn add_interaction(
         &self,
         access: &Access,
@@ -223,6 +226,7 @@ impl Engine {
     /// # Errors
     /// [`Error::NotFound`] for an unknown id or one in a namespace the caller
     /// cannot see; [`Error::Forbidden`] without the `delete` scope there.
+    #[tracing::instrument(name = "engine.delete", level = "debug", skip_all, fields(key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn delete(&self, access: &Access, id: &str) -> Result<()> {
         let not_found = || Error::NotFound {
             what: "message",
@@ -288,6 +292,7 @@ impl Engine {
     /// # Errors
     /// [`Error::InvalidNamespace`], [`Error::Forbidden`] without `write`,
     /// [`Error::Overloaded`], [`Error::Storage`].
+    #[tracing::instrument(name = "engine.summarize", level = "debug", skip_all, fields(namespace, key_id = access.key_id.as_deref(), agent_id = access.agent_id.as_deref()))]
     pub async fn summarize(&self, access: &Access, namespace: &str) -> Result<Vec<Summary>> {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Write)?;

@@ -90,6 +90,9 @@ async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -
     };
     match access {
         Ok(a) => {
+            let span = tracing::Span::current();
+            span.record("key_id", a.key_id.as_deref());
+            span.record("agent_id", a.agent_id.as_deref());
             req.extensions_mut().insert(a);
             next.run(req).await
         }
@@ -474,7 +477,34 @@ async fn track(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let started = Instant::now();
-    let resp = next.run(req).await;
+    // One span per request (exported with --otlp-endpoint; see `telemetry`):
+    // `authenticate` records the key and agent, engine spans nest beneath it.
+    let namespace = req
+        .uri()
+        .path()
+        .strip_prefix("/v1/namespaces/")
+        .map(|rest| rest.split('/').next().unwrap_or_default().to_owned());
+    let body_size = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{method} {route}"),
+        http.request.method = %method,
+        http.route = %route,
+        http.request.body.size = body_size,
+        http.response.status_code = tracing::field::Empty,
+        namespace = namespace.as_deref(),
+        key_id = tracing::field::Empty,
+        agent_id = tracing::field::Empty,
+    );
+    let resp = {
+        use tracing::Instrument;
+        next.run(req).instrument(span.clone()).await
+    };
+    span.record("http.response.status_code", resp.status().as_u16());
     let status = resp.status().as_u16().to_string();
     metrics::counter!("memoryd_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
         .increment(1);

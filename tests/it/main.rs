@@ -23,3 +23,4 @@ mod events;
 mod http;
 mod server;
 mod summarize;
+mod telemetry;
