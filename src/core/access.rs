@@ -360,11 +360,14 @@ impl Access {
         false
     }
 
-    /// Whether a namespace about to be created with parent `parent` would be
-    /// covered through a `name/**` pattern naming `parent` or one of its
-    /// ancestors.
-    pub fn covers_child_of(&self, parent: &NamespaceName) -> bool {
-        let named = |n: &str| self.namespaces.iter().any(|p| p.subtree() == Some(n));
+    /// Whether the caller may create `child` under `parent` through a
+    /// `root/**` pattern: `root` is `parent` or one of its ancestors, and
+    /// `child`'s name starts with `root` (`team-a/**` may create `team-a-bot`
+    /// under `team-a`, not `billing`).
+    pub fn covers_child_of(&self, parent: &NamespaceName, child: &NamespaceName) -> bool {
+        let named = |n: &str| {
+            child.as_str().starts_with(n) && self.namespaces.iter().any(|p| p.subtree() == Some(n))
+        };
         if named(parent.as_str()) {
             return true;
         }

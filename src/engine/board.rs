@@ -506,7 +506,7 @@ impl Engine {
                     "problem {problem_id} changed while it was being resolved (another agent resolved it)"
                 )))
             }
-            Err(e) => Err(e),
+            Err(e) => Self::redact_written(access, Err(e)),
         }
     }
 

@@ -53,7 +53,7 @@ impl Engine {
         let written = self
             .context_write(access, namespace, key, ContextOp::Set, value, opts)
             .await;
-        redact_written(access, written)
+        Self::redact_written(access, written)
     }
 
     /// Merges `patch` into the value of `key` (JSON Merge Patch, RFC 7396: objects
@@ -74,7 +74,7 @@ impl Engine {
         let written = self
             .context_write(access, namespace, key, ContextOp::Patch, patch, opts)
             .await;
-        redact_written(access, written)
+        Self::redact_written(access, written)
     }
 
     /// Deletes `key`: a new version that is a tombstone (reads answer not found;
@@ -98,7 +98,7 @@ impl Engine {
         let written = self
             .context_write(access, namespace, key, ContextOp::Delete, Value::Null, opts)
             .await;
-        redact_written(access, written)
+        Self::redact_written(access, written)
     }
 
     async fn context_write(
@@ -407,30 +407,6 @@ impl Engine {
             .context_history(ns.as_str(), key, after, limit)
             .await?;
         Self::redacted(access, versions)
-    }
-}
-
-/// A context write's answer as the caller may see it: the entry, or the
-/// current entry a failed precondition carries, redacted.
-fn redact_written(access: &Access, written: Result<ContextEntry>) -> Result<ContextEntry> {
-    let Some(r) = &access.redaction else {
-        return written;
-    };
-    match written {
-        Ok(e) => Engine::redacted(access, e),
-        Err(Error::PreconditionFailed {
-            message,
-            current_version,
-            current,
-        }) => Err(Error::PreconditionFailed {
-            message,
-            current_version,
-            current: current.map(|mut c| {
-                r.apply(&mut c);
-                c
-            }),
-        }),
-        Err(e) => Err(e),
     }
 }
 

@@ -279,19 +279,57 @@ impl Engine {
         Ok(())
     }
 
-    /// `value` as `access` may see it: unchanged, or with its redaction applied
-    /// ([`crate::core::redact::Redaction::apply`] over its JSON form).
+    /// `value` as `access` may see it: unchanged; with its redaction applied
+    /// ([`crate::core::redact::Redaction::apply`] over its JSON form); or, for a
+    /// caller without the `read` scope (a write's answer),
+    /// [`crate::core::redact::withhold`]: ids and versions, no text.
     pub(crate) fn redacted<T: Serialize + DeserializeOwned>(
         access: &Access,
         value: T,
     ) -> Result<T> {
-        let Some(r) = &access.redaction else {
+        let withhold = !access.has(crate::core::access::Scope::Read);
+        if access.redaction.is_none() && !withhold {
             return Ok(value);
-        };
+        }
         let mut json =
             serde_json::to_value(&value).map_err(|e| Error::Storage(format!("redaction: {e}")))?;
-        r.apply(&mut json);
+        Self::redact_json(access, &mut json);
         serde_json::from_value(json).map_err(|e| Error::Storage(format!("redaction: {e}")))
+    }
+
+    /// [`Engine::redacted`] on JSON (e.g. a failed precondition's `current`).
+    pub(crate) fn redact_json(access: &Access, json: &mut serde_json::Value) {
+        if !access.has(crate::core::access::Scope::Read) {
+            crate::core::redact::withhold(json);
+        } else if let Some(r) = &access.redaction {
+            r.apply(json);
+        }
+    }
+
+    /// A write's answer as the caller may see it ([`Engine::redacted`]), and a
+    /// failed precondition's `current` record likewise.
+    pub(crate) fn redact_written<T: Serialize + DeserializeOwned>(
+        access: &Access,
+        written: Result<T>,
+    ) -> Result<T> {
+        match written {
+            Ok(v) => Self::redacted(access, v),
+            Err(Error::PreconditionFailed {
+                message,
+                current_version,
+                mut current,
+            }) => {
+                if let Some(c) = &mut current {
+                    Self::redact_json(access, c);
+                }
+                Err(Error::PreconditionFailed {
+                    message,
+                    current_version,
+                    current,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// With `audit_reads` on, records a context read in the audit log

@@ -86,10 +86,14 @@ impl Engine {
         let _topology = self.inner.topology.lock().await;
         match &parent {
             // A new namespace may be created under a parent the caller's
-            // `name/**` pattern covers (it is covered once it exists); an existing
-            // one must be covered already (no adopting another's namespace).
+            // `root/**` pattern covers, when its name starts with `root` (it is
+            // covered once it exists; the prefix keeps a subtree admin from
+            // claiming names other keys' patterns may cover); an existing one must
+            // be covered already (no adopting another's namespace).
             Some(p)
-                if !self.exists(&ns) && access.has(Scope::Admin) && access.covers_child_of(p) => {}
+                if !self.exists(&ns)
+                    && access.has(Scope::Admin)
+                    && access.covers_child_of(p, &ns) => {}
             _ => access.check(&ns, Scope::Admin)?,
         }
         if let Some(p) = &parent {
@@ -153,7 +157,10 @@ impl Engine {
                 what: "namespace",
                 id: ns.to_string(),
             })?;
-        let info = state.info();
+        let mut info = state.info();
+        if let Some(r) = &access.redaction {
+            r.mask_metadata(&mut info.metadata);
+        }
         Ok(NamespaceDetail {
             created_at: info.created_at,
             last_seq: info.last_seq,
@@ -188,19 +195,31 @@ impl Engine {
         while i < order.len() {
             let kids = self.children(&order[i]);
             if !kids.is_empty() && !recursive {
+                // Only the children the caller can see are named.
+                let seen: Vec<&str> = kids
+                    .iter()
+                    .filter(|c| access.covers(c.as_str()))
+                    .map(|c| c.as_str())
+                    .collect();
+                let hidden = kids.len() - seen.len();
+                let mut list = seen.join(", ");
+                if hidden > 0 {
+                    let sep = if seen.is_empty() { "" } else { ", " };
+                    list = format!("{list}{sep}{hidden} not visible to this caller");
+                }
                 return Err(Error::Conflict(format!(
-                    "namespace {ns} has children ({}); delete them first or pass recursive",
-                    kids.iter()
-                        .map(|c| c.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "namespace {ns} has children ({list}); delete them first or pass recursive"
                 )));
             }
             order.extend(kids);
             i += 1;
         }
         for n in &order {
-            access.check(n, Scope::Delete)?;
+            if access.check(n, Scope::Delete).is_err() {
+                return Err(Error::Forbidden(format!(
+                    "deleting {ns} recursively needs `delete` on every namespace below it"
+                )));
+            }
         }
         let mut deleted = 0;
         for n in order.iter().rev() {

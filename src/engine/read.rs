@@ -385,7 +385,13 @@ impl Engine {
             self.inner.namespaces.read().values().cloned().collect();
         all.into_iter()
             .filter(|ns| access.check(&ns.name, Scope::Read).is_ok())
-            .map(|ns| ns.info())
+            .map(|ns| {
+                let mut info = ns.info();
+                if let Some(r) = &access.redaction {
+                    r.mask_metadata(&mut info.metadata);
+                }
+                info
+            })
             .filter(|i| i.created_at.is_some() || i.messages + i.summaries > 0)
             .collect()
     }

@@ -296,7 +296,8 @@ impl Engine {
     pub async fn summarize(&self, access: &Access, namespace: &str) -> Result<Vec<Summary>> {
         let ns = NamespaceName::parse(namespace)?;
         access.check(&ns, Scope::Write)?;
-        self.inner.summarize_due(&ns, true).await
+        let made = self.inner.summarize_due(&ns, true).await?;
+        Self::redacted(access, made)
     }
 }
 

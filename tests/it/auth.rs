@@ -330,8 +330,9 @@ fn every_route_refuses_every_bad_credential_and_changes_nothing() {
             },
             route("DELETE", a, None, Ns(Delete), 204),
         ];
-        // Routes must be listed once each; a route added to the router without a
-        // row here is caught by the OpenAPI check below.
+        // Every operation the OpenAPI document lists under /v1 must have a row
+        // here (an undocumented route would escape this check; the committed
+        // document is itself checked against the code in http.rs).
         let documented: Value = serde_json::from_str(&server::openapi_json()).unwrap();
         let mut doc_ops: Vec<String> = documented["paths"]
             .as_object()
@@ -542,7 +543,9 @@ fn without_keys_loopback_is_open_and_a_first_key_closes_it() {
             200
         );
         // The token is never listed, nor its hash.
-        let (_, listed) = call(&open, "GET", "/v1/keys", Some(token), None).await;
+        let (s, listed) = call(&open, "GET", "/v1/keys", Some(token), None).await;
+        assert_eq!(s, 200, "{listed}");
+        assert!(listed.contains(created["id"].as_str().unwrap()), "{listed}");
         assert!(
             !listed.contains(token) && !listed.contains(&memoryd::keys::token_sha256(token)),
             "{listed}"
@@ -647,14 +650,33 @@ fn a_key_bound_to_an_agent_stamps_its_writes_and_cannot_write_as_another() {
         assert_eq!(s, 403, "{body}");
         let (s, body) = call(&app, "POST", "/v1/namespaces/team-a/board/problems", t, Some(json!({"title": "t"}))).await;
         assert_eq!(s, 201, "{body}");
+        let problem: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(problem["agent_id"], "researcher-1");
+        let pid = problem["id"].as_str().unwrap();
+        let (s, body) = call(&app, "POST", &format!("/v1/namespaces/team-a/board/problems/{pid}/proposals"), t, Some(json!({"body": "b", "confidence": 0.5, "agent_id": "writer-1"}))).await;
+        assert_eq!(s, 403, "{body}");
+        let (s, body) = call(&app, "POST", &format!("/v1/namespaces/team-a/board/problems/{pid}/proposals"), t, Some(json!({"body": "b", "confidence": 0.5}))).await;
+        assert_eq!(s, 201, "{body}");
+        let proposal: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(proposal["agent_id"], "researcher-1");
+        let qid = proposal["id"].as_str().unwrap();
+        let (s, body) = call(&app, "POST", &format!("/v1/namespaces/team-a/board/proposals/{qid}/votes"), t, Some(json!({"value": 1, "agent_id": "writer-1"}))).await;
+        assert_eq!(s, 403, "{body}");
+        let (s, body) = call(&app, "POST", &format!("/v1/namespaces/team-a/board/proposals/{qid}/votes"), t, Some(json!({"value": 1}))).await;
+        assert_eq!(s, 200, "{body}");
+        assert!(body.contains("\"researcher-1\":1"), "{body}");
+        let (s, body) = call(&app, "POST", "/v1/namespaces/team-a/interactions", t, Some(json!({"user_message": "q", "agent_response": "r", "agent_id": "writer-1"}))).await;
+        assert_eq!(s, 403, "{body}");
         let (s, body) = call(&app, "PUT", "/v1/namespaces/team-a/context/plan", t, Some(json!({"value": 1}))).await;
         assert_eq!(s, 201, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["agent_id"], "researcher-1");
         let full = Access::full();
         let page = e.list(&full, "team-a", None, 10).await.unwrap();
-        assert_eq!(page.messages.len(), 1);
+        assert_eq!(page.messages.len(), 1, "the refused writes stored nothing");
         assert_eq!(page.messages[0].agent_id.as_deref(), Some("researcher-1"));
+        let entry = e.context_get(&full, "team-a", "plan").await.unwrap();
+        assert_eq!((entry.version, entry.agent_id.as_deref()), (1, Some("researcher-1")));
         // Change log and audit name the agent and the key.
         let changes = e.changes(&full, "team-a", 0, 100).await.unwrap();
         assert!(changes.iter().all(|c| c.actor.as_deref() == Some("researcher-1")), "{changes:?}");
@@ -762,6 +784,103 @@ fn a_redacting_key_sees_masked_pii_everywhere_and_the_store_keeps_it() {
                 "{uri}: {body}"
             );
         }
+        // Summaries, board items, namespace metadata, tree events, the
+        // context entry without inheritance.
+        e.summarize(&full, "support").await.unwrap();
+        let problem = e
+            .board_post(
+                &full,
+                "support",
+                memoryd::NewProblem {
+                    title: "refund for ann@example.com".into(),
+                    body: "card 4111 1111 1111 1111 was charged twice".into(),
+                    agent_id: None,
+                },
+            )
+            .await
+            .unwrap();
+        let mut meta = serde_json::Map::new();
+        meta.insert("customer_id".into(), json!("C-77"));
+        e.put_namespace(&full, "support", None, meta).await.unwrap();
+        for uri in [
+            "/v1/namespaces/support/summaries".to_owned(),
+            format!("/v1/namespaces/support/board/problems/{}", problem.id),
+            "/v1/namespaces/support/board/problems".to_owned(),
+            "/v1/namespaces/support".to_owned(),
+            "/v1/namespaces/support/events?descendants=true".to_owned(),
+            "/v1/namespaces/support/context/contact?inherit=false".to_owned(),
+        ] {
+            let (s, body) = call(&app, "GET", &uri, t, None).await;
+            assert_eq!(s, 200, "{uri}: {body}");
+            assert!(
+                !body.contains("ann@example.com")
+                    && !body.contains("4111")
+                    && !body.contains("C-77"),
+                "{uri}: {body}"
+            );
+        }
+        // A failed precondition's current entry is masked too (a read+write key).
+        let rw = e
+            .create_key(
+                &full,
+                NewKey {
+                    name: "l2".into(),
+                    namespaces: vec!["support".into()],
+                    scopes: vec![Scope::Read, Scope::Write],
+                    agent_id: None,
+                    expires_at: None,
+                    redact: Redaction {
+                        pii: true,
+                        fields: vec![],
+                    },
+                },
+            )
+            .await
+            .unwrap();
+        let (s, body) = call(
+            &app,
+            "PUT",
+            "/v1/namespaces/support/context/contact",
+            Some(&rw.token),
+            Some(json!({"value": 1, "expected_version": 99})),
+        )
+        .await;
+        assert_eq!(s, 412, "{body}");
+        assert!(
+            body.contains("[email]") && !body.contains("ann@example.com"),
+            "{body}"
+        );
+        // A write-only key reads nothing through a write: no current entry, no
+        // merged value.
+        let wo = key(&e, "writer", &["support"], &[Scope::Write]).await;
+        let (s, body) = call(
+            &app,
+            "PUT",
+            "/v1/namespaces/support/context/contact",
+            Some(&wo),
+            Some(json!({"value": 1, "expected_version": 99})),
+        )
+        .await;
+        assert_eq!(s, 412, "{body}");
+        assert!(
+            !body.contains("ann@example.com") && !body.contains("[email]"),
+            "{body}"
+        );
+        let (s, body) = call(
+            &app,
+            "PATCH",
+            "/v1/namespaces/support/context/contact",
+            Some(&wo),
+            Some(json!({"value": {"n": 4}})),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (v["version"].clone(), v["value"].clone()),
+            (json!(2), Value::Null),
+            "{body}"
+        );
         // The store is unchanged: full access reads the original.
         let original = e.get(&full, &stored.id).await.unwrap();
         assert!(original.content.contains("ann@example.com"));
@@ -934,6 +1053,10 @@ mod property {
                 let all = ["a", "b", "ab", "a-1", "a-2", "b-1", "ba", "tenant-7-x", "tenant-70"];
                 for ns in all {
                     e.add(&full, ns, memoryd::NewMessage::new(memoryd::Role::User, format!("in {ns}"))).await.unwrap();
+                    // Only some define `k`, so lookups walk up the chain.
+                    if ns.len() % 2 == 0 {
+                        e.context_set(&full, ns, "k", json!(ns), Default::default()).await.unwrap();
+                    }
                 }
                 // Random re-parentings; those that would close a cycle are refused.
                 let mut parent_of = std::collections::HashMap::new();
@@ -956,13 +1079,20 @@ mod property {
                     let allowed = patterns.iter().any(|p| model(p, ns, &parent_of));
                     let read = e.recent(&key, ns, 5).await;
                     prop_assert_eq!(read.is_ok(), allowed, "recent {} with {:?} (parents {:?})", ns, patterns, parent_of);
-                    let searched = e.search(&key, ns, memoryd::SearchRequest::text("in", 5)).await;
+                    let searched = e
+                        .search(&key, ns, memoryd::SearchRequest::text("in", 50).with_scope(memoryd::SearchScope::Inherit))
+                        .await;
                     prop_assert_eq!(searched.is_ok(), allowed, "search {}", ns);
                     prop_assert_eq!(listed.contains(&ns.to_owned()), allowed, "listing {}", ns);
                     if let Ok(hits) = searched {
                         for h in hits.hits {
-                            prop_assert!(patterns.iter().any(|p| model(p, &h.namespace, &parent_of)));
+                            prop_assert!(patterns.iter().any(|p| model(p, &h.namespace, &parent_of)), "inherited hit from {}", h.namespace);
                         }
+                    }
+                    // A ChainMap lookup never answers from an uncovered ancestor.
+                    match e.context_lookup(&key, ns, "k").await {
+                        Ok(entry) => prop_assert!(allowed && patterns.iter().any(|p| model(p, &entry.namespace, &parent_of))),
+                        Err(err) => prop_assert_eq!(err.code(), if allowed { "not_found" } else { "forbidden" }),
                     }
                 }
                 Ok(())
