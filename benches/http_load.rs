@@ -344,7 +344,7 @@ fn per_status(run: &mut Run) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let scenario = ["sweep", "mixed", "overload", "context", "events"]
+    let scenario = ["sweep", "mixed", "overload", "context", "events", "auth"]
         .into_iter()
         .find(|s| args.iter().any(|a| a == s))
         .unwrap_or("sweep");
@@ -425,6 +425,72 @@ fn main() {
                         .await;
                         row(mode, c, &mut run);
                     }
+                }
+            });
+        }
+        "auth" => {
+            // The cost of authentication and redaction on the same server:
+            // context GETs and searches anonymously (loopback, no key yet), then
+            // with a key, then with a `--redact pii` key, at concurrency 1.
+            let server = Server::start(&bin, &[]);
+            rt.block_on(async {
+                server.ready(&client, &turns).await;
+                for k in 0..100 {
+                    client
+                        .put(format!("{}/v1/namespaces/load/context/k{k}", server.base))
+                        .json(&json!({"value": {"seed": k, "note": "call ann@example.com or +1 415 555 0100"}}))
+                        .send()
+                        .await
+                        .expect("seed write");
+                }
+                println!("{header}");
+                let with_token = |token: &str| {
+                    let mut h = reqwest::header::HeaderMap::new();
+                    h.insert(
+                        reqwest::header::AUTHORIZATION,
+                        format!("Bearer {token}").parse().expect("header"),
+                    );
+                    reqwest::Client::builder()
+                        .default_headers(h)
+                        .build()
+                        .expect("client")
+                };
+                let measure = |name: &'static str, c: reqwest::Client| {
+                    let base = server.base.clone();
+                    let (questions, turns) = (questions.clone(), turns.clone());
+                    async move {
+                        for mode in ["context-get", "search"] {
+                            let texts = if mode == "search" { questions.clone() } else { turns.clone() };
+                            let mut run = drive(c.clone(), base.clone(), mode, 1, seconds, texts, turns.clone()).await;
+                            row(&format!("{mode} ({name})"), 1, &mut run);
+                        }
+                    }
+                };
+                // Anonymous first: the first key closes anonymous access.
+                measure("anonymous", client.clone()).await;
+                // The first key (made anonymously) is an admin key that makes the others.
+                let r = client
+                    .post(format!("{}/v1/keys", server.base))
+                    .json(&json!({"name": "admin", "namespaces": ["*"], "scopes": ["admin"]}))
+                    .send()
+                    .await
+                    .expect("admin key");
+                let body: serde_json::Value = r.json().await.expect("admin key body");
+                let admin = with_token(body["token"].as_str().expect("admin token"));
+                let mut keyed = Vec::new();
+                for (name, redact) in [("key", false), ("redacting key", true)] {
+                    let r = admin
+                        .post(format!("{}/v1/keys", server.base))
+                        .json(&json!({"name": name, "namespaces": ["load"], "scopes": ["read"],
+                            "redact": {"pii": redact}}))
+                        .send()
+                        .await
+                        .expect("key");
+                    let body: serde_json::Value = r.json().await.expect("key body");
+                    keyed.push((name, with_token(body["token"].as_str().expect("token"))));
+                }
+                for (name, c) in keyed {
+                    measure(name, c).await;
                 }
             });
         }
