@@ -20,6 +20,8 @@ use crate::core::types::{HitKind, SearchMode, SearchRequest, SearchScope};
 use crate::engine::Engine;
 use crate::locomo::Sample;
 
+pub mod longmemeval;
+
 /// The cut-offs reported.
 pub const KS: [usize; 4] = [1, 5, 10, 20];
 
