@@ -352,6 +352,10 @@ enum EvalCommand {
         /// cross-validation over a grid and report held-out and all-data recall.
         #[arg(long)]
         cv: bool,
+        /// Also rank with every point of the hybrid weight grid and print each point's
+        /// overall and per-category recall (for choosing on one dataset, reporting on another).
+        #[arg(long)]
+        grid: bool,
         /// Exact search in every namespace (no HNSW graph, recall 1.0 by construction).
         #[arg(long)]
         exact: bool,
@@ -488,6 +492,7 @@ fn run_command(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                     file,
                     mode,
                     cv,
+                    grid,
                     exact,
                     k_max,
                     json,
@@ -504,7 +509,7 @@ fn run_command(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
             }
             // Turn-level retrieval: no background summaries competing for the CPU.
             config.summarize.enabled = false;
-            if cv {
+            if cv || grid {
                 // Every question is asked once per weight setting: keep all 1,986
                 // query embeddings (an LRU smaller than the cycle misses every time).
                 config.query_cache_capacity = config.query_cache_capacity.max(4096);
@@ -522,13 +527,38 @@ fn run_command(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
             } else {
                 None
             };
+            let mut points = Vec::new();
+            if grid {
+                for p in memoryd::eval::default_grid() {
+                    let (outcomes, mut lat) = rt.block_on(memoryd::eval::ask_locomo(
+                        &engine,
+                        &samples,
+                        "locomo",
+                        k_max,
+                        SearchMode::Hybrid,
+                        Some(p),
+                    ))?;
+                    let r = memoryd::eval::LocomoReport::new(
+                        SearchMode::Hybrid,
+                        &outcomes,
+                        0.0,
+                        &mut lat,
+                    );
+                    points.push(serde_json::json!({
+                        "lexical_weight": p.lexical_weight, "neighbor_weight": p.neighbor_weight,
+                        "b": p.bm25.b, "overall": r.overall, "by_category": r.by_category}));
+                }
+            }
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"report": report, "cross_validation": cv})
+                    serde_json::json!({"report": report, "cross_validation": cv, "grid": points})
                 );
             } else {
                 print!("{}", report.table());
+                for p in &points {
+                    println!("{p}");
+                }
                 if let Some(cv) = cv {
                     println!(
                         "\nleave-one-conversation-out cross-validation over {} weight settings",
