@@ -80,6 +80,10 @@ struct EngineArgs {
     /// Hybrid search: share of the best neighbouring turn's score added to a turn (0..=1).
     #[arg(long, global = true, env = "MEMORYD_NEIGHBOR_WEIGHT", default_value_t = HybridParams::default().neighbor_weight)]
     neighbor_weight: f32,
+    /// Hybrid search: a turn borrows no neighbour score from a neighbour it is more than this
+    /// many times longer than (0: off).
+    #[arg(long, global = true, env = "MEMORYD_NEIGHBOR_LENGTH_RATIO", default_value_t = HybridParams::default().neighbor_length_ratio)]
+    neighbor_length_ratio: f32,
     /// Query embeddings cached (LRU by exact text); 0 disables the cache.
     #[arg(long, global = true, env = "MEMORYD_QUERY_CACHE", default_value_t = EngineConfig::default().query_cache_capacity)]
     query_cache: usize,
@@ -178,6 +182,7 @@ impl EngineArgs {
             hybrid: HybridParams {
                 lexical_weight: self.lexical_weight,
                 neighbor_weight: self.neighbor_weight,
+                neighbor_length_ratio: self.neighbor_length_ratio,
                 ..HybridParams::default()
             },
             query_cache_capacity: self.query_cache,

@@ -175,6 +175,18 @@ pub fn rank(
             let [p, q] = lex.neighbors(c.seq);
             links.insert(c.seq, [admitted(p), admitted(q)]);
         }
+        let ratio = params.neighbor_length_ratio;
+        if ratio > 0.0 {
+            // A turn borrows nothing from a much shorter neighbour.
+            for (seq, nb) in links.iter_mut() {
+                let own = lex.doc_len(*seq) as f32;
+                for n in nb.iter_mut() {
+                    if n.is_some_and(|n| own > ratio * (lex.doc_len(n) as f32).max(1.0)) {
+                        *n = None;
+                    }
+                }
+            }
+        }
     }
     let ranked = fuse(
         &pool,

@@ -368,6 +368,13 @@ impl LexicalIndex {
         out
     }
 
+    /// Analyzed terms in the document of `seq` (0 for unknown seqs).
+    pub fn doc_len(&self, seq: u64) -> u32 {
+        self.by_seq
+            .get(&seq)
+            .map_or(0, |&d| self.docs[d as usize].len)
+    }
+
     /// The nearest live predecessor and successor of `seq` in its session
     /// (insertion order); `None` for summaries, ends of a session, unknown seqs.
     pub fn neighbors(&self, seq: u64) -> [Option<u64>; 2] {
