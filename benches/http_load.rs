@@ -16,9 +16,14 @@
 //! - `overload`: the same mix against a server with a small embedding queue
 //!   (`--embed-queue 8`): how many requests get 429 and how fast those answers are.
 //!
-//! `cargo build --release && cargo bench --bench http_load -- [sweep|mixed|overload] [--seconds N]`
+//! - `agents`: the agent registry, discovery, direct messages and 100
+//!   simulated agents (see `http_load_agents/mod.rs`; `--period-ms`).
+//!
+//! `cargo build --release && cargo bench --bench http_load -- [sweep|mixed|overload|context|events|auth|agents] [--seconds N]`
 
 mod common;
+#[path = "http_load_agents/mod.rs"]
+mod http_load_agents;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -344,10 +349,12 @@ fn per_status(run: &mut Run) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let scenario = ["sweep", "mixed", "overload", "context", "events", "auth"]
-        .into_iter()
-        .find(|s| args.iter().any(|a| a == s))
-        .unwrap_or("sweep");
+    let scenario = [
+        "sweep", "mixed", "overload", "context", "events", "auth", "agents",
+    ]
+    .into_iter()
+    .find(|s| args.iter().any(|a| a == s))
+    .unwrap_or("sweep");
     let default_seconds = if scenario == "mixed" { 60 } else { 10 };
     let seconds: u64 =
         arg(&args, "--seconds").map_or(default_seconds, |s| s.parse().expect("integer"));
@@ -492,6 +499,16 @@ fn main() {
                 for (name, c) in keyed {
                     measure(name, c).await;
                 }
+            });
+        }
+        "agents" => {
+            let server = Server::start(&bin, &[]);
+            let period: u64 =
+                arg(&args, "--period-ms").map_or(2000, |s| s.parse().expect("integer"));
+            rt.block_on(async {
+                server.ready(&client, &turns).await;
+                http_load_agents::run(&client, &server.base, seconds, period, questions.clone())
+                    .await;
             });
         }
         "events" => {

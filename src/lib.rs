@@ -29,12 +29,14 @@
 #![warn(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod a2a;
 pub mod core;
 pub mod embed;
 pub mod engine;
 #[cfg(feature = "eval")]
 pub mod eval;
 pub mod locomo;
+pub mod mcp;
 pub mod policy;
 pub mod search;
 pub mod server;
@@ -44,6 +46,10 @@ pub mod summarize;
 pub mod telemetry;
 
 pub use crate::core::access::{Access, NamespaceName, NamespacePattern, Scope, validate_namespace};
+pub use crate::core::agents::{
+    AckState, AgentFilter, AgentMatch, AgentPage, AgentRecord, AgentStatus, InboxAck, InboxPage,
+    Mail, NewMail,
+};
 pub use crate::core::board::{
     BoardItem, NewProblem, NewProposal, NewVote, Problem, ProblemDetail, ProblemStatus, Proposal,
     Resolution, Resolve,

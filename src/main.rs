@@ -112,6 +112,13 @@ struct EngineArgs {
     /// How often the background summarizer checks its triggers, in milliseconds.
     #[arg(long, global = true, env = "MEMORYD_SUMMARIZE_TICK_MS", default_value_t = SummarizeConfig::default().tick.as_millis() as u64)]
     summarize_tick_ms: u64,
+    /// Seconds without a heartbeat after which a registered agent is `unhealthy`.
+    #[arg(long, global = true, env = "MEMORYD_AGENT_TIMEOUT_S", default_value_t = EngineConfig::default().agent_timeout.as_secs())]
+    agent_timeout_s: u64,
+    /// Seconds without a heartbeat after which a registered agent is `gone`
+    /// [default: 10 × --agent-timeout-s].
+    #[arg(long, global = true, env = "MEMORYD_AGENT_GONE_S")]
+    agent_gone_s: Option<u64>,
     /// No background summarization (POST .../summarize still works).
     #[arg(long, global = true, env = "MEMORYD_NO_BACKGROUND_SUMMARIZE")]
     no_background_summarize: bool,
@@ -188,6 +195,12 @@ impl EngineArgs {
                 ..HybridParams::default()
             },
             query_cache_capacity: self.query_cache,
+            agent_timeout: Duration::from_secs(self.agent_timeout_s.max(1)),
+            agent_gone_after: Duration::from_secs(
+                self.agent_gone_s
+                    .unwrap_or(self.agent_timeout_s.saturating_mul(10))
+                    .max(self.agent_timeout_s.max(1)),
+            ),
             ..EngineConfig::default()
         }
     }
@@ -248,9 +261,33 @@ enum Command {
         /// a span per request and per engine operation. Off when unset.
         #[arg(long, env = "MEMORYD_OTLP_ENDPOINT")]
         otlp_endpoint: Option<String>,
+        /// A `Host` header /mcp accepts (repeatable), e.g. memory.example.com. Default:
+        /// loopback names, plus the --bind address when it is a specific one; any host
+        /// when --bind is 0.0.0.0 or [::] (requests need an API key there).
+        #[arg(
+            long = "mcp-allowed-host",
+            env = "MEMORYD_MCP_ALLOWED_HOSTS",
+            value_delimiter = ','
+        )]
+        mcp_allowed_hosts: Vec<String>,
+        /// The base URL other agents reach this server at (named in the A2A Agent Card),
+        /// e.g. https://memory.example.com [default: http://<the request's Host>].
+        #[arg(long, env = "MEMORYD_PUBLIC_URL")]
+        public_url: Option<String>,
         /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
         #[arg(long, env = "MEMORYD_SHUTDOWN_GRACE_S", default_value_t = 30)]
         shutdown_grace_s: u64,
+    },
+    /// Serve MCP (Model Context Protocol) on stdin/stdout for an MCP client (a coding
+    /// assistant, an agent framework): on the data directory, or with --server as a proxy
+    /// to a running memoryd (several clients, one store). Logs go to stderr.
+    Mcp {
+        /// A running memoryd to forward to, e.g. http://127.0.0.1:7070 (its /mcp endpoint).
+        #[arg(long, env = "MEMORYD_SERVER")]
+        server: Option<String>,
+        /// API key for --server.
+        #[arg(long, env = "MEMORYD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Store messages from a file: JSON Lines of messages, or a LoCoMo file.
     Ingest {
@@ -400,6 +437,8 @@ fn run_command(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
             insecure_no_auth,
             audit_reads,
             shutdown_grace_s,
+            mcp_allowed_hosts,
+            public_url,
             otlp_endpoint: _,
         } => {
             let loopback = bind.ip().is_loopback();
@@ -415,6 +454,12 @@ fn run_command(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                     body_read_timeout: Duration::from_secs(body_read_timeout_s.max(1)),
                     max_connections,
                     anonymous: loopback || insecure_no_auth,
+                    mcp_allowed_hosts: if mcp_allowed_hosts.is_empty() {
+                        ServerConfig::mcp_hosts_for(bind)
+                    } else {
+                        mcp_allowed_hosts
+                    },
+                    public_url,
                 },
                 shutdown_grace_s,
             ))
@@ -442,6 +487,26 @@ fn run_command(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                 resolved.dir.display()
             );
             Ok(())
+        }
+        Command::Mcp {
+            server: Some(url),
+            token,
+        } => rt.block_on(async {
+            let url = if url.trim_end_matches('/').ends_with("/mcp") {
+                url
+            } else {
+                format!("{}/mcp", url.trim_end_matches('/'))
+            };
+            let proxy = memoryd::mcp::McpProxy::connect(&url, token.as_deref()).await?;
+            memoryd::mcp::serve_stdio(proxy).await
+        }),
+        Command::Mcp { server: None, .. } => {
+            let engine = Engine::open(cli.engine.config())
+                .with_context(|| format!("opening {}", cli.engine.data_dir().display()))?;
+            rt.block_on(memoryd::mcp::serve_stdio(memoryd::mcp::MemoryMcp::new(
+                memoryd::mcp::EngineSource::Fixed(engine),
+                Some(memoryd::Access::full()),
+            )))
         }
         Command::Keys { command } if command.is_remote() => {
             rt.block_on(keys_cli::run_remote(command))
@@ -601,7 +666,11 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
         Command::Context { command } => context_cli::run(&engine, command).await,
         Command::Board { command } => board_cli::run(&engine, command).await,
         Command::Keys { command } => keys_cli::run(&engine, command).await,
-        Command::Serve { .. } | Command::Model { .. } | Command::Openapi | Command::Eval { .. } => {
+        Command::Serve { .. }
+        | Command::Mcp { .. }
+        | Command::Model { .. }
+        | Command::Openapi
+        | Command::Eval { .. } => {
             unreachable!("handled in main")
         }
     }

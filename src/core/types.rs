@@ -67,6 +67,8 @@ pub enum HitKind {
     Context,
     /// A blackboard problem or proposal (its title and body).
     Board,
+    /// A registered agent (its Agent Card's name, description and skills).
+    Agent,
 }
 
 impl HitKind {
@@ -454,6 +456,9 @@ pub struct Hit {
     /// The problem or proposal, when `kind` is `board`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub board: Option<crate::core::board::BoardItem>,
+    /// The registered agent, when `kind` is `agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::core::agents::AgentRecord>,
 }
 
 impl Hit {
@@ -470,7 +475,10 @@ impl Hit {
             (None, Some(s), ..) => Cow::Borrowed(&s.text),
             (None, None, Some(c), _) => Cow::Owned(c.search_text()),
             (None, None, None, Some(b)) => Cow::Owned(b.search_text()),
-            (None, None, None, None) => Cow::Borrowed(""),
+            (None, None, None, None) => match &self.agent {
+                Some(a) => Cow::Owned(crate::core::agents::card_text(&a.card)),
+                None => Cow::Borrowed(""),
+            },
         }
     }
 }

@@ -123,6 +123,11 @@ pub struct EngineConfig {
     /// Record context reads (get, list, history) in the audit log too, as
     /// `context.read` entries. Default false (every read would be a write).
     pub audit_reads: bool,
+    /// A registered agent not heard from (heartbeat or registration) for this
+    /// long is `unhealthy`. Default 120 s.
+    pub agent_timeout: Duration,
+    /// ... and for this long, `gone`. Default 20 min (10× the timeout).
+    pub agent_gone_after: Duration,
 }
 
 /// When and how messages are summarized into long-term memory.
@@ -175,6 +180,8 @@ impl Default for EngineConfig {
             change_retention: Retention::default(),
             context_history_versions: None,
             audit_reads: false,
+            agent_timeout: Duration::from_secs(120),
+            agent_gone_after: Duration::from_secs(1200),
         }
     }
 }

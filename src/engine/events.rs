@@ -350,6 +350,15 @@ impl Engine {
                 }
             }
             ChangeKind::NamespaceDeleted => json!({"name": ns.as_str()}),
+            ChangeKind::AgentRegistered
+            | ChangeKind::AgentHealthy
+            | ChangeKind::AgentUnhealthy
+            | ChangeKind::AgentGone
+            | ChangeKind::AgentDeregistered
+            | ChangeKind::InboxAcked => {
+                super::agents::event_data(self, ns.as_str(), c.kind, &c.ids).await?
+            }
+            ChangeKind::DocumentPut => json!({"collection": first, "id": c.ids.get(1)}),
             // Audit-only kinds never reach a namespace's change log.
             ChangeKind::KeyCreated | ChangeKind::KeyRevoked | ChangeKind::ContextRead => {
                 Value::Null

@@ -16,10 +16,12 @@
 //! flush (group commit). Indexes are rebuilt from the store on open, so they
 //! always agree with it.
 
+mod agents;
 mod audit;
 mod board;
 pub mod config;
 mod context;
+mod documents;
 mod events;
 mod keys;
 mod namespaces;
@@ -47,6 +49,7 @@ pub use audit::{AuditPage, AuditQuery, AuditReport};
 pub use board::{MAX_TITLE_BYTES, ProblemPage};
 pub use config::{EngineConfig, Limits, ModelConfig, SummarizeConfig};
 pub use context::ContextPage;
+pub use documents::MAX_DOCUMENT_ID_BYTES;
 pub use events::{Event, EventCursor, EventFilter, EventPage, TreePage};
 pub use keys::AuthFailure;
 pub use namespaces::{MAX_DEPTH, NamespaceDetail};
@@ -79,6 +82,12 @@ pub(crate) struct Inner {
     /// API keys by id (all of them: live, expired, revoked), loaded on open and
     /// kept in step by every key write; requests authenticate against it.
     keys: RwLock<std::collections::HashMap<String, crate::core::keys::StoredKey>>,
+    /// Last heartbeat of each registered agent heard by this process (a
+    /// heartbeat is not a write; see `agents.rs`).
+    agent_seen: Mutex<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>>,
+    /// When this engine opened: after a restart every agent gets one timeout to
+    /// send a heartbeat before it is judged unhealthy.
+    opened_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The memory engine. Cheap to clone (an `Arc`); every clone is the same engine.
@@ -202,6 +211,8 @@ impl Engine {
                 NonZeroUsize::new(4096).expect("non-zero"),
             )),
             keys: RwLock::new(Default::default()),
+            agent_seen: Mutex::new(Default::default()),
+            opened_at: chrono::Utc::now(),
         });
         {
             let stored = inner.store.api_keys().await?;
@@ -268,6 +279,8 @@ impl Engine {
             last: Mutex::new(None),
         })];
         jobs.push(Box::new(ContextExpiryJob));
+        jobs.push(Box::new(agents::AgentHealthJob));
+        jobs.push(Box::new(agents::MailExpiryJob));
         if engine.inner.config.summarize.enabled {
             jobs.push(Box::new(SummarizeJob));
         }
@@ -390,7 +403,8 @@ async fn load_entries(inner: &Arc<Inner>) -> Result<usize> {
     let states: Vec<Arc<NamespaceState>> = inner.namespaces.read().values().cloned().collect();
     let mut count = 0;
     for ns in states {
-        let entries = inner.store.context_indexed(ns.name.as_str(), now).await?;
+        let mut entries = inner.store.context_indexed(ns.name.as_str(), now).await?;
+        entries.retain(|(e, _)| state::searchable(&e.key));
         let missing: Vec<usize> = entries
             .iter()
             .enumerate()

@@ -643,6 +643,7 @@ impl Inner {
                                 summary: Some(summary),
                                 context: None,
                                 board: None,
+                                agent: None,
                             },
                             Record::Message(message) => {
                                 if needs_metadata
@@ -662,6 +663,7 @@ impl Inner {
                                     summary: None,
                                     context: None,
                                     board: None,
+                                    agent: None,
                                 }
                             }
                         }
@@ -700,6 +702,20 @@ fn entry_hit(entry: ContextEntry, score: f32) -> Result<Hit> {
             summary: None,
             context: None,
             board: Some(item),
+            agent: None,
+        })
+    } else if entry.key.starts_with(crate::core::agents::AGENT_KEY_PREFIX) {
+        let agent = super::agents::record_of(&entry)?;
+        Ok(Hit {
+            id: agent.id.clone(),
+            kind: HitKind::Agent,
+            namespace,
+            score,
+            message: None,
+            summary: None,
+            context: None,
+            board: None,
+            agent: Some(agent),
         })
     } else {
         Ok(Hit {
@@ -711,6 +727,7 @@ fn entry_hit(entry: ContextEntry, score: f32) -> Result<Hit> {
             summary: None,
             context: Some(entry),
             board: None,
+            agent: None,
         })
     }
 }

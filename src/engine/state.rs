@@ -79,6 +79,15 @@ fn note_resolution(e: &mut EntryRows, entry: &ContextEntry) {
     }
 }
 
+/// Whether an entry is indexed for search: context entries, board documents
+/// and agent registrations; not other `~` documents (inbox acknowledgements,
+/// front-end documents such as A2A tasks).
+pub(crate) fn searchable(key: &str) -> bool {
+    !key.starts_with('~')
+        || key.starts_with(BOARD_KEY_PREFIX)
+        || key.starts_with(crate::core::agents::AGENT_KEY_PREFIX)
+}
+
 /// The kind and search text of a context entry or board document.
 pub(crate) fn entry_text(entry: &ContextEntry) -> (HitKind, String) {
     if entry.key.starts_with(BOARD_KEY_PREFIX) {
@@ -89,6 +98,11 @@ pub(crate) fn entry_text(entry: &ContextEntry) -> (HitKind, String) {
             field("body").to_owned()
         };
         (HitKind::Board, text)
+    } else if entry.key.starts_with(crate::core::agents::AGENT_KEY_PREFIX) {
+        (
+            HitKind::Agent,
+            crate::core::agents::card_text(&entry.value["card"]),
+        )
     } else {
         (HitKind::Context, entry.search_text())
     }

@@ -471,7 +471,10 @@ impl Inner {
             created_at: to_micros(Utc::now()),
             summarizer: written.summarizer,
         };
-        let evict: Vec<(RowId, Uuid)> = if self.config.summarize.evict_summarized {
+        // Mailboxes keep their messages until acknowledged and expired, not summarized.
+        let mailbox =
+            ns.name.as_str().starts_with("inbox:") || ns.name.as_str().starts_with("topic:");
+        let evict: Vec<(RowId, Uuid)> = if self.config.summarize.evict_summarized && !mailbox {
             rows.iter()
                 .zip(&summary.source_ids)
                 .map(|(&row, id)| Ok((row, parse_id(id)?)))

@@ -293,7 +293,9 @@ impl SearchIndex for InProcessIndex {
         IndexCounts {
             messages: idx.count(HitKind::Message),
             summaries: idx.count(HitKind::Summary),
-            entries: idx.count(HitKind::Context) + idx.count(HitKind::Board),
+            entries: idx.count(HitKind::Context)
+                + idx.count(HitKind::Board)
+                + idx.count(HitKind::Agent),
             lexical_documents: self.lexical.read().len(),
             graph: idx.has_graph(),
         }

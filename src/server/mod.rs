@@ -1,6 +1,7 @@
 //! The HTTP API (axum). Handlers only extract, call the [`Engine`] and map the
 //! result; see `docs/openapi.json` for the contract.
 
+pub mod agents;
 pub mod api;
 pub mod board;
 pub mod context;
@@ -151,6 +152,30 @@ pub struct ServerConfig {
     /// `memoryd serve` sets it only for a loopback address or
     /// `--insecure-no-auth`. Once a key exists every request needs a token.
     pub anonymous: bool,
+    /// `Host` headers `/mcp` accepts (DNS-rebinding protection; see
+    /// [`ServerConfig::mcp_hosts_for`]). Empty: any.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// The externally visible base URL (`https://memory.example.com`) the A2A
+    /// Agent Card names; default `http://<Host header>`.
+    pub public_url: Option<String>,
+}
+
+impl ServerConfig {
+    /// The `Host` names `/mcp` should accept when serving `bind`: loopback names
+    /// on a loopback address; the address itself plus loopback names on another
+    /// specific address; any host on an unspecified address (`0.0.0.0`, `::`),
+    /// where every request needs an API key anyway unless `--insecure-no-auth`.
+    pub fn mcp_hosts_for(bind: std::net::SocketAddr) -> Vec<String> {
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+        let ip = bind.ip();
+        if ip.is_unspecified() {
+            return Vec::new();
+        }
+        if !ip.is_loopback() {
+            hosts.push(ip.to_string());
+        }
+        hosts
+    }
 }
 
 impl Default for ServerConfig {
@@ -163,6 +188,11 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(30),
             max_connections: 4096,
             anonymous: true,
+            mcp_allowed_hosts: ServerConfig::mcp_hosts_for(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                0,
+            ))),
+            public_url: None,
         }
     }
 }
@@ -204,6 +234,11 @@ impl AppState {
     /// Makes the engine available to requests (first call wins).
     pub fn set_engine(&self, engine: Engine) {
         let _ = self.engine.set(engine);
+    }
+
+    /// The engine, if loaded (front ends that are not axum handlers, e.g. MCP).
+    pub fn engine_now(&self) -> Option<Engine> {
+        self.engine.get().cloned()
     }
 
     fn engine(&self) -> Result<&Engine, ApiError> {
@@ -281,6 +316,16 @@ fn prometheus() -> Option<PrometheusHandle> {
         keys::create_key,
         keys::list_keys,
         keys::revoke_key,
+        agents::register,
+        agents::list_agents,
+        agents::discover,
+        agents::get_agent,
+        agents::deregister,
+        agents::heartbeat,
+        agents::send,
+        agents::inbox,
+        agents::ack,
+        agents::publish,
         audit
     ),
     components(schemas(
@@ -328,6 +373,16 @@ fn prometheus() -> Option<PrometheusHandle> {
         crate::core::board::NewProposal,
         crate::core::board::NewVote,
         crate::core::board::Resolve,
+        agents::Registration,
+        crate::core::agents::AgentRecord,
+        crate::core::agents::AgentStatus,
+        crate::core::agents::AgentPage,
+        crate::core::agents::AgentMatch,
+        crate::core::agents::NewMail,
+        crate::core::agents::Mail,
+        crate::core::agents::InboxPage,
+        crate::core::agents::InboxAck,
+        crate::core::agents::AckState,
         crate::engine::ProblemPage,
         crate::engine::Event,
         crate::engine::EventPage,
@@ -445,12 +500,44 @@ pub fn router(mut state: AppState, config: &ServerConfig) -> Router {
         .merge(board::routes())
         .merge(events::routes())
         .merge(keys::routes())
+        .merge(agents::routes())
         .route("/v1/audit", get(audit))
         .layer(shed)
         // Outside the in-flight limit: a flood of bad tokens holds no permit.
         .layer(auth.clone());
+    // MCP (streamable HTTP, stateless): behind the same bearer check; its
+    // long-lived streams end when the server starts shutting down.
+    let mcp_shutdown = tokio_util::sync::CancellationToken::new();
+    {
+        let (token, mut closing) = (mcp_shutdown.clone(), state.closing.subscribe());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = closing.wait_for(|c| *c).await;
+                token.cancel();
+            });
+        }
+    }
+    let mcp = Router::new()
+        .nest_service(
+            "/mcp",
+            crate::mcp::http_service(
+                state.clone(),
+                config.mcp_allowed_hosts.clone(),
+                config.max_body_bytes,
+                mcp_shutdown,
+            ),
+        )
+        .layer(auth.clone());
+    // A2A: the Agent Card is public (cards are how agents find each other);
+    // the JSON-RPC endpoint takes the bearer check.
+    let a2a = crate::a2a::card_route(crate::a2a::A2aConfig {
+        public_url: config.public_url.clone(),
+    })
+    .merge(crate::a2a::rpc_route().layer(auth.clone()));
     Router::new()
         .route("/health", get(health))
+        .merge(mcp)
+        .merge(a2a)
         .route("/openapi.json", get(openapi))
         .merge(
             Router::new()

@@ -355,6 +355,13 @@ fn kind_to_u8(k: ChangeKind) -> u8 {
         ChangeKind::KeyCreated => 13,
         ChangeKind::KeyRevoked => 14,
         ChangeKind::ContextRead => 15,
+        ChangeKind::AgentRegistered => 16,
+        ChangeKind::AgentHealthy => 17,
+        ChangeKind::AgentUnhealthy => 18,
+        ChangeKind::AgentGone => 19,
+        ChangeKind::AgentDeregistered => 20,
+        ChangeKind::InboxAcked => 21,
+        ChangeKind::DocumentPut => 22,
     }
 }
 
@@ -375,6 +382,13 @@ fn kind_from_u8(b: u8) -> Option<ChangeKind> {
         13 => ChangeKind::KeyCreated,
         14 => ChangeKind::KeyRevoked,
         15 => ChangeKind::ContextRead,
+        16 => ChangeKind::AgentRegistered,
+        17 => ChangeKind::AgentHealthy,
+        18 => ChangeKind::AgentUnhealthy,
+        19 => ChangeKind::AgentGone,
+        20 => ChangeKind::AgentDeregistered,
+        21 => ChangeKind::InboxAcked,
+        22 => ChangeKind::DocumentPut,
         _ => return None,
     })
 }

@@ -155,6 +155,31 @@ pub enum ChangeKind {
     /// history) was read; `target` is `[key]` (`[]` for a listing).
     #[serde(rename = "context.read")]
     ContextRead,
+    /// An agent registered (or re-registered with a new card) in the registry
+    /// namespace; `ids` is `[agent id]`.
+    #[serde(rename = "agent.registered")]
+    AgentRegistered,
+    /// A registered agent was heard from again after being unhealthy or gone;
+    /// `ids` is `[agent id]`.
+    #[serde(rename = "agent.healthy")]
+    AgentHealthy,
+    /// A registered agent missed its heartbeat timeout; `ids` is `[agent id]`.
+    #[serde(rename = "agent.unhealthy")]
+    AgentUnhealthy,
+    /// A registered agent missed its gone timeout; `ids` is `[agent id]`.
+    #[serde(rename = "agent.gone")]
+    AgentGone,
+    /// An agent was deregistered; `ids` is `[agent id]`.
+    #[serde(rename = "agent.deregistered")]
+    AgentDeregistered,
+    /// An inbox consumer acknowledged direct messages; `ids` is `[consumer,
+    /// upto]`.
+    #[serde(rename = "inbox.acked")]
+    InboxAcked,
+    /// A front end's document was written ([`crate::Engine::document_put`]);
+    /// `ids` is `[collection, id]`.
+    #[serde(rename = "document.put")]
+    DocumentPut,
 }
 
 impl ChangeKind {
@@ -176,6 +201,13 @@ impl ChangeKind {
             ChangeKind::KeyCreated => "key.created",
             ChangeKind::KeyRevoked => "key.revoked",
             ChangeKind::ContextRead => "context.read",
+            ChangeKind::AgentRegistered => "agent.registered",
+            ChangeKind::AgentHealthy => "agent.healthy",
+            ChangeKind::AgentUnhealthy => "agent.unhealthy",
+            ChangeKind::AgentGone => "agent.gone",
+            ChangeKind::AgentDeregistered => "agent.deregistered",
+            ChangeKind::InboxAcked => "inbox.acked",
+            ChangeKind::DocumentPut => "document.put",
         }
     }
 }

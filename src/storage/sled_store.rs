@@ -747,8 +747,7 @@ impl RecordStore for SledStore {
         let store = self.clone();
         let start = context::key(namespace, prefix);
         let after = after.map(|a| context::key(namespace, a));
-        let stop = (!prefix.starts_with(crate::core::board::BOARD_KEY_PREFIX))
-            .then(|| context::key(namespace, "~"));
+        let stop = (!prefix.starts_with('~')).then(|| context::key(namespace, "~"));
         blocking(move || {
             store.context_list_sync(&start, after.as_deref(), stop.as_deref(), limit, now)
         })

@@ -77,6 +77,8 @@ async fn key(e: &Engine, name: &str, ns: &[&str], scopes: &[Scope]) -> String {
 enum Needs {
     /// This scope on `team-a`.
     Ns(Scope),
+    /// This scope on this namespace (the registry `agents`, an inbox, a topic).
+    At(&'static str, Scope),
     /// `admin` on `*`.
     Global,
     /// Any valid key (the embeddings endpoint touches no memory).
@@ -182,6 +184,13 @@ fn every_route_refuses_every_bad_credential_and_changes_nothing() {
             .await
             .unwrap();
 
+        e.register_agent(
+            &full,
+            "scout",
+            crate::agents::card("scout", "Finds sources", &[("search", "Web search", &["web"])]),
+        )
+        .await
+        .unwrap();
         let a = "/v1/namespaces/team-a";
         let (p, q) = (&problem.id, &proposal.id);
         use Needs::*;
@@ -300,6 +309,40 @@ fn every_route_refuses_every_bad_credential_and_changes_nothing() {
                 200,
             ),
             route("GET", format!("{a}/consumers/c1"), None, Ns(Read), 200),
+            route(
+                "POST",
+                "/v1/agents",
+                Some(json!({"id": "scout", "card": crate::agents::card("scout", "Finds sources", &[("search", "Web search", &["web"])])})),
+                At("agents", Write),
+                201,
+            ),
+            route("GET", "/v1/agents", None, At("agents", Read), 200),
+            route("GET", "/v1/agents/search?q=sources", None, At("agents", Read), 200),
+            route("GET", "/v1/agents/scout", None, At("agents", Read), 200),
+            route("PUT", "/v1/agents/scout/heartbeat", None, At("agents", Write), 200),
+            route(
+                "POST",
+                "/v1/agents/scout/inbox",
+                Some(json!({"from": "lead", "type": "task", "payload": "look"})),
+                At("inbox:scout", Write),
+                201,
+            ),
+            route("GET", "/v1/agents/scout/inbox", None, At("inbox:scout", Read), 200),
+            route(
+                "POST",
+                "/v1/agents/scout/inbox/ack",
+                Some(json!({"upto": 1})),
+                At("inbox:scout", Read),
+                200,
+            ),
+            route(
+                "POST",
+                "/v1/topics/news/publish",
+                Some(json!({"from": "lead", "type": "notice", "payload": "hi"})),
+                At("topic:news", Write),
+                201,
+            ),
+            route("DELETE", "/v1/agents/scout", None, At("agents", Delete), 204),
             route("GET", "/v1/audit", None, Global, 200),
             route("GET", "/v1/keys", None, Global, 200),
             route(
@@ -364,7 +407,13 @@ fn every_route_refuses_every_bad_credential_and_changes_nothing() {
             if u.ends_with("/context/k") {
                 u = u.replace("/context/k", "/context/{key}");
             }
-            u = u.replace("/consumers/c1", "/consumers/{name}");
+            u = u
+                .replace("/consumers/c1", "/consumers/{name}")
+                .replace("/agents/scout", "/agents/{id}")
+                .replace("/topics/news", "/topics/{topic}");
+            if let Some((path, _query)) = u.split_once('?') {
+                u = path.to_owned();
+            }
             format!("{} {u}", r.method)
         };
         let mut covered: Vec<String> = routes
@@ -414,6 +463,16 @@ fn every_route_refuses_every_bad_credential_and_changes_nothing() {
                         Some(key(&e, "lacking", &["team-a"], &without).await),
                     )
                 }
+                At(ns, s) => {
+                    let without: Vec<Scope> = [Read, Write, Delete]
+                        .into_iter()
+                        .filter(|x| *x != s)
+                        .collect();
+                    (
+                        key(&e, "good", &[ns], &[s]).await,
+                        Some(key(&e, "lacking", &[ns], &without).await),
+                    )
+                }
                 Global => (
                     key(&e, "good", &["*"], &[Admin]).await,
                     Some(key(&e, "lacking", &["*"], &[Read, Write, Delete]).await),
@@ -427,7 +486,7 @@ fn every_route_refuses_every_bad_credential_and_changes_nothing() {
                 ("malformed", Some("mdk_not-a-token"), 401),
             ];
             match r.needs {
-                Ns(_) => cases.push((
+                Ns(_) | At(..) => cases.push((
                     "other namespace",
                     Some(&other_ns),
                     if r.hides { 404 } else { 403 },

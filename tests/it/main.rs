@@ -4,6 +4,8 @@
 //! with a reason; `.ci/run` runs them (`cargo test --release --features eval --
 //! --ignored`).
 
+mod a2a;
+mod agents;
 mod audit;
 mod auth;
 mod bad_input;
@@ -21,6 +23,7 @@ mod engine;
 mod eval;
 mod events;
 mod http;
+mod mcp;
 mod server;
 mod summarize;
 mod telemetry;
