@@ -173,6 +173,14 @@ async fn agent_card(
 }
 
 fn rpc_error(id: JsonRpcId, e: A2AError) -> Response {
+    // Authorization is the transport's (HTTP 403), with the JSON-RPC error as body.
+    if e.code == a2a::error_code::INVALID_REQUEST && e.message.ends_with("[forbidden]") {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(JsonRpcResponse::error(id, e.to_jsonrpc_error())),
+        )
+            .into_response();
+    }
     (
         StatusCode::OK,
         Json(JsonRpcResponse::error(id, e.to_jsonrpc_error())),
@@ -527,8 +535,10 @@ async fn send_message(engine: &Engine, access: &Access, params: Value) -> Result
         history: Some(vec![msg]),
         metadata: Some(HashMap::from([("skill".to_owned(), json!(skill))])),
     };
+    // The work is done (messages are stored): keeping the task is best effort.
     // Durable and listable when the caller may write the namespace; a
-    // read-only caller's recall is answered but not kept.
+    // read-only caller's recall, or a task over the document size limit, is
+    // answered but not kept (GetTask will not find it).
     match engine
         .document_put(
             access,
@@ -539,9 +549,10 @@ async fn send_message(engine: &Engine, access: &Access, params: Value) -> Result
         )
         .await
     {
-        Ok(_) | Err(Error::Forbidden(_)) => Ok(task),
-        Err(e) => Err(a2a_error(e)),
+        Ok(_) | Err(Error::Forbidden(_)) => {}
+        Err(e) => tracing::warn!(task = %task.id, error = %e, "A2A task answered but not kept"),
     }
+    Ok(task)
 }
 
 fn now_ms() -> chrono::DateTime<chrono::Utc> {

@@ -275,39 +275,52 @@ pub async fn run(
     );
     println!("| operation | n | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|");
 
-    // Discovery at concurrency 1.
-    let mut lat = Vec::new();
+    // Discovery at concurrency 1: repeated queries (their embeddings come from
+    // the query cache) and queries made unique by a suffix (embedded each time).
     let mut hits_ok = 0usize;
-    let until = Instant::now() + Duration::from_secs(seconds);
-    let mut i = 0;
-    while Instant::now() < until {
-        let q = QUERIES[i % QUERIES.len()];
-        i += 1;
-        let t = Instant::now();
-        let r = client
-            .get(format!("{base}/v1/agents/search"))
-            .query(&[("q", q), ("k", "5")])
-            .send()
-            .await
-            .expect("search");
-        let v: Value = r.json().await.expect("hits");
-        lat.push(t.elapsed().as_secs_f64() * 1e3);
-        let want = [
-            "data_analysis",
-            "legal",
-            "translation",
-            "incident_response",
-            "travel",
-            "scheduling",
-            "writing",
-            "database_tuning",
-        ][(i - 1) % QUERIES.len()];
-        if v[0]["agent"]["card"]["skills"][0]["id"] == json!(want) {
-            hits_ok += 1;
+    let mut n = 0usize;
+    for unique in [false, true] {
+        let mut lat = Vec::new();
+        let until = Instant::now() + Duration::from_secs(seconds);
+        let mut i = 0;
+        while Instant::now() < until {
+            let q = if unique {
+                format!("{} (request {i})", QUERIES[i % QUERIES.len()])
+            } else {
+                QUERIES[i % QUERIES.len()].to_owned()
+            };
+            let want = [
+                "data_analysis",
+                "legal",
+                "translation",
+                "incident_response",
+                "travel",
+                "scheduling",
+                "writing",
+                "database_tuning",
+            ][i % QUERIES.len()];
+            i += 1;
+            let t = Instant::now();
+            let r = client
+                .get(format!("{base}/v1/agents/search"))
+                .query(&[("q", q.as_str()), ("k", "5")])
+                .send()
+                .await
+                .expect("search");
+            let v: Value = r.json().await.expect("hits");
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            n += 1;
+            if v[0]["agent"]["card"]["skills"][0]["id"] == json!(want) {
+                hits_ok += 1;
+            }
         }
+        let name = if unique {
+            "discover, new query text (embedded)"
+        } else {
+            "discover, repeated queries (cached embedding)"
+        };
+        print(&format!("{name}, 1,000 agents, k 5"), &mut lat);
     }
-    let n = lat.len();
-    print("discover (1,000 agents, k 5)", &mut lat);
 
     // Direct messages: send, and send -> delivered over SSE.
     let recipient = "agent-1";

@@ -291,13 +291,16 @@ pub struct Mail {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// The envelope stored in a message's `mail` metadata member.
+/// The envelope stored in a message's `mail` metadata member. The payload is
+/// the message's content (one copy, so the content limit, search and redaction
+/// apply to it): the text itself, or compact JSON when `json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Envelope {
     pub from: String,
     #[serde(rename = "type")]
     pub kind: String,
-    pub payload: Value,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub json: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
     pub priority: u8,

@@ -60,6 +60,7 @@ impl Redaction {
 
     /// Masks a record's JSON in place: text fields (`content`, `text`, `title`,
     /// `body`) and every string inside a `value` (context entries and versions)
+    /// or a `payload` (direct messages)
     /// with [`Redaction::mask_text`], and the listed fields inside `metadata`.
     /// Applies at any depth, so search hits, pages and event data are covered.
     pub fn apply(&self, v: &mut Value) {
@@ -72,7 +73,8 @@ impl Redaction {
                                 *s = m;
                             }
                         }
-                        ("value", _) => self.mask_all_strings(child),
+                        // Context values; a direct message's payload.
+                        ("value" | "payload", _) => self.mask_all_strings(child),
                         ("metadata", Value::Object(meta)) => self.mask_fields(meta),
                         _ => self.apply(child),
                     }
@@ -317,7 +319,7 @@ pub fn withhold(v: &mut Value) {
             for (k, child) in map.iter_mut() {
                 match (k.as_str(), &mut *child) {
                     (f, Value::String(s)) if TEXT_FIELDS.contains(&f) => s.clear(),
-                    ("value", _) => *child = Value::Null,
+                    ("value" | "payload", _) => *child = Value::Null,
                     ("metadata", _) => *child = Value::Object(Default::default()),
                     _ => withhold(child),
                 }

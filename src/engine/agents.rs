@@ -83,6 +83,17 @@ fn not_found(id: &str) -> Error {
     }
 }
 
+/// A key bound to an agent reads and acknowledges only its own inbox (unless
+/// it is an admin key).
+fn own_inbox(access: &Access, id: &str) -> Result<()> {
+    match access.agent_id.as_deref() {
+        Some(me) if me != id && !access.has(Scope::Admin) => Err(Error::Forbidden(format!(
+            "this caller acts as agent {me:?} and cannot read the inbox of {id:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn check_consumer(consumer: &str) -> Result<()> {
     validate_agent_id(consumer).map_err(|_| {
         Error::invalid(
@@ -93,21 +104,25 @@ fn check_consumer(consumer: &str) -> Result<()> {
 }
 
 impl Inner {
-    /// The health of an agent last heard at `seen` (this process's heartbeat
-    /// if newer, and never before the engine opened), at `now`.
+    /// The health at `now` of an agent recorded as last heard at `recorded`
+    /// with `recorded_status` (this process's heartbeat counts if newer). An
+    /// agent recorded healthy is never judged from before the engine opened
+    /// (one timeout of grace after a restart); one already unhealthy or gone
+    /// stays so until it beats again.
     fn health(
         &self,
         id: &str,
         recorded: DateTime<Utc>,
+        recorded_status: AgentStatus,
         now: DateTime<Utc>,
     ) -> (DateTime<Utc>, AgentStatus) {
-        let heard = self
-            .agent_seen
-            .lock()
-            .get(id)
-            .copied()
-            .map_or(recorded, |t| t.max(recorded));
-        let judged_from = heard.max(self.opened_at);
+        let beat = self.agent_seen.lock().get(id).copied();
+        let heard = beat.map_or(recorded, |t| t.max(recorded));
+        let judged_from = if beat.is_none() && recorded_status != AgentStatus::Healthy {
+            heard
+        } else {
+            heard.max(self.opened_at)
+        };
         let silent = (now - judged_from).to_std().unwrap_or_default();
         let status = if silent >= self.config.agent_gone_after {
             AgentStatus::Gone
@@ -121,7 +136,7 @@ impl Inner {
 
     /// The agent with its health now.
     fn live_record(&self, mut rec: AgentRecord, now: DateTime<Utc>) -> AgentRecord {
-        let (heard, status) = self.health(&rec.id, rec.last_seen, now);
+        let (heard, status) = self.health(&rec.id, rec.last_seen, rec.status, now);
         rec.last_seen = heard;
         rec.status = status;
         rec
@@ -247,7 +262,7 @@ impl Inner {
             after = Some(last.key.clone());
             for entry in &page {
                 let rec = record_of(entry)?;
-                let (heard, status) = self.health(&rec.id, rec.last_seen, now);
+                let (heard, status) = self.health(&rec.id, rec.last_seen, rec.status, now);
                 if status != rec.status && self.record_health(entry, heard, status).await?.is_some()
                 {
                     changed += 1;
@@ -297,15 +312,26 @@ impl Inner {
     }
 }
 
-/// A stored direct message as delivered (`None`: not a direct message).
+/// A stored direct message as delivered (`None`: not a direct message). Only
+/// messages whose envelope names the agent the message was stamped with, and
+/// whose priority is in range, count: a plain message write with a forged
+/// `mail` member is not mail.
 fn mail_of(row: RowId, m: &Message) -> Option<Mail> {
     let e = envelope_of(&m.metadata)?;
+    if m.agent_id.as_deref() != Some(e.from.as_str()) || e.priority > MAX_PRIORITY {
+        return None;
+    }
+    let payload = if e.json {
+        serde_json::from_str(&m.content).unwrap_or_else(|_| Value::String(m.content.clone()))
+    } else {
+        Value::String(m.content.clone())
+    };
     Some(Mail {
         id: m.id.clone(),
         seq: row,
         from: e.from,
         kind: e.kind,
-        payload: e.payload,
+        payload,
         correlation_id: e.correlation_id,
         priority: e.priority,
         sent_at: m.timestamp,
@@ -332,6 +358,16 @@ impl Engine {
         access.check(&registry(), Scope::Write)?;
         super::write::stamp(access, Some(id.to_owned()))?;
         validate_card(&card)?;
+        // Replacing another agent's card (its endpoint URL) is as strong as
+        // deregistering it: only the agent itself, or a key with `delete`.
+        if access.agent_id.as_deref() != Some(id)
+            && !access.has(Scope::Delete)
+            && self.inner.agent_entry(id).await?.is_some()
+        {
+            return Err(Error::Forbidden(format!(
+                "agent {id:?} is registered; only it (a key bound to it) or a key with `delete` may replace its card"
+            )));
+        }
         let now = to_micros(Utc::now());
         let doc = AgentDoc {
             card,
@@ -608,15 +644,24 @@ impl Engine {
             }
             Some(s) => Some(now + chrono::Duration::seconds(s as i64)),
         };
-        let content = match &mail.payload {
-            Value::String(s) => s.clone(),
+        let (content, json) = match &mail.payload {
+            Value::String(s) => (s.clone(), false),
             Value::Null => return Err(Error::invalid("payload", "is required")),
-            other => other.to_string(),
+            other => (other.to_string(), true),
         };
+        if content.len() > self.inner.config.limits.max_content_bytes {
+            return Err(Error::too_large(
+                "payload",
+                format!(
+                    "at most {} bytes (as text or compact JSON)",
+                    self.inner.config.limits.max_content_bytes
+                ),
+            ));
+        }
         let envelope = Envelope {
             from: from.clone(),
             kind: mail.kind,
-            payload: mail.payload,
+            json,
             correlation_id: mail.correlation_id,
             priority,
             expires_at,
@@ -657,8 +702,8 @@ impl Engine {
                     serde_json::from_value(e.value.clone()).map_err(|err| corrupt(&key, err))?;
                 Ok((state, Some(e.version)))
             }
-            Some(e) => Ok((AckState::default(), Some(e.version))),
-            None => Ok((AckState::default(), Some(0))),
+            // A tombstone reads as absent to compare-and-set.
+            Some(_) | None => Ok((AckState::default(), Some(0))),
         }
     }
 
@@ -682,6 +727,7 @@ impl Engine {
         self.check_limit(limit)?;
         let ns = NamespaceName::parse(&inbox_namespace(id))?;
         access.check(&ns, Scope::Read)?;
+        own_inbox(access, id)?;
         let Some(state) = self.inner.namespace(&ns) else {
             return Ok(InboxPage::default());
         };
@@ -707,6 +753,8 @@ impl Engine {
         pending.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.seq.cmp(&b.seq)));
         let total = pending.len();
         pending.truncate(limit);
+        // The payload is masked like message content (`payload` is a text field
+        // of the redaction).
         Ok(InboxPage {
             messages: Self::redacted(access, pending)?,
             pending: total,
@@ -733,8 +781,20 @@ impl Engine {
         check_consumer(consumer)?;
         let ns = NamespaceName::parse(&inbox_namespace(id))?;
         access.check(&ns, Scope::Read)?;
+        own_inbox(access, id)?;
         if ack.upto.is_none() && ack.ids.is_empty() {
             return Err(Error::invalid("upto", "give upto, ids or both"));
+        }
+        let newest = self
+            .inner
+            .namespace(&ns)
+            .and_then(|s| s.rows(HitKind::Message).last().copied())
+            .unwrap_or(0);
+        if ack.upto.is_some_and(|u| u > newest) {
+            return Err(Error::invalid(
+                "upto",
+                format!("beyond the newest message of this inbox (seq {newest})"),
+            ));
         }
         if ack.ids.len() > self.inner.config.limits.max_k {
             return Err(Error::too_large(
@@ -769,17 +829,37 @@ impl Engine {
             }
             let mut acked: BTreeSet<u64> = st.acked.iter().copied().collect();
             acked.extend(rows.iter().copied());
-            // Compact: slide `upto` over acknowledged messages with no
-            // unacknowledged one between.
+            // Compact: slide `upto` over acknowledged messages and over
+            // messages that are not mail (never delivered, so never acked),
+            // stopping at the first unacknowledged direct message.
             if let Some(state) = self.inner.namespace(&ns) {
-                for r in state.rows(HitKind::Message) {
-                    if r <= st.upto {
-                        continue;
-                    }
-                    if acked.contains(&r) {
+                let above: Vec<RowId> = state
+                    .rows(HitKind::Message)
+                    .into_iter()
+                    .filter(|r| *r > st.upto)
+                    .collect();
+                'compact: for chunk in above.chunks(256) {
+                    let unacked: Vec<RowId> = chunk
+                        .iter()
+                        .copied()
+                        .filter(|r| !acked.contains(r))
+                        .collect();
+                    let mail: BTreeSet<RowId> = self
+                        .inner
+                        .store
+                        .records(&unacked)
+                        .await?
+                        .into_iter()
+                        .filter_map(|(row, rec)| match rec {
+                            Record::Message(m) if mail_of(row, &m).is_some() => Some(row),
+                            _ => None,
+                        })
+                        .collect();
+                    for &r in chunk {
+                        if mail.contains(&r) {
+                            break 'compact;
+                        }
                         st.upto = r;
-                    } else {
-                        break;
                     }
                 }
             }
@@ -842,8 +922,11 @@ impl Job<Inner> for AgentHealthJob {
     }
 }
 
-/// Deletes direct messages and topic messages past their `ttl_s`.
-pub(crate) struct MailExpiryJob;
+/// Deletes direct messages and topic messages past their `ttl_s`; at most
+/// every 10 s (a sweep reads every message of every inbox and topic).
+pub(crate) struct MailExpiryJob {
+    pub(crate) last: parking_lot::Mutex<Option<std::time::Instant>>,
+}
 
 impl Job<Inner> for MailExpiryJob {
     fn name(&self) -> &'static str {
@@ -852,6 +935,13 @@ impl Job<Inner> for MailExpiryJob {
 
     fn run<'a>(&'a self, inner: &'a std::sync::Arc<Inner>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            {
+                let mut last = self.last.lock();
+                if last.is_some_and(|t| t.elapsed().as_secs() < 10) {
+                    return Ok(());
+                }
+                *last = Some(std::time::Instant::now());
+            }
             let n = inner.expire_mail(Utc::now()).await?;
             if n > 0 {
                 tracing::debug!(deleted = n, "expired direct messages deleted");

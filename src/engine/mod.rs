@@ -280,7 +280,9 @@ impl Engine {
         })];
         jobs.push(Box::new(ContextExpiryJob));
         jobs.push(Box::new(agents::AgentHealthJob));
-        jobs.push(Box::new(agents::MailExpiryJob));
+        jobs.push(Box::new(agents::MailExpiryJob {
+            last: Mutex::new(None),
+        }));
         if engine.inner.config.summarize.enabled {
             jobs.push(Box::new(SummarizeJob));
         }

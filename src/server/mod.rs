@@ -502,7 +502,7 @@ pub fn router(mut state: AppState, config: &ServerConfig) -> Router {
         .merge(keys::routes())
         .merge(agents::routes())
         .route("/v1/audit", get(audit))
-        .layer(shed)
+        .layer(shed.clone())
         // Outside the in-flight limit: a flood of bad tokens holds no permit.
         .layer(auth.clone());
     // MCP (streamable HTTP, stateless): behind the same bearer check; its
@@ -527,13 +527,18 @@ pub fn router(mut state: AppState, config: &ServerConfig) -> Router {
                 mcp_shutdown,
             ),
         )
+        .layer(shed.clone())
         .layer(auth.clone());
     // A2A: the Agent Card is public (cards are how agents find each other);
     // the JSON-RPC endpoint takes the bearer check.
     let a2a = crate::a2a::card_route(crate::a2a::A2aConfig {
         public_url: config.public_url.clone(),
     })
-    .merge(crate::a2a::rpc_route().layer(auth.clone()));
+    .merge(
+        crate::a2a::rpc_route()
+            .layer(shed.clone())
+            .layer(auth.clone()),
+    );
     Router::new()
         .route("/health", get(health))
         .merge(mcp)

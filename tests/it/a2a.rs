@@ -283,13 +283,17 @@ fn json_rpc_edges_versions_access_and_durable_tasks() {
             .contains("Thursday"),
         "{v}"
     );
-    let (_, v) = send(
+    let (status, v) = send(
         &base,
         Some(&reader),
         "team",
         json!([{"text": "sneaky write"}]),
     );
-    assert_eq!(v["error"]["code"], json!(-32600), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (403, json!(-32600)),
+        "{v}"
+    );
     let (_, v) = rpc(
         &base,
         Some(&reader),

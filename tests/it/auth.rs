@@ -312,7 +312,7 @@ fn every_route_refuses_every_bad_credential_and_changes_nothing() {
             route(
                 "POST",
                 "/v1/agents",
-                Some(json!({"id": "scout", "card": crate::agents::card("scout", "Finds sources", &[("search", "Web search", &["web"])])})),
+                Some(json!({"id": "newcomer", "card": crate::agents::card("scout", "Finds sources", &[("search", "Web search", &["web"])])})),
                 At("agents", Write),
                 201,
             ),
