@@ -28,7 +28,11 @@ use rmcp::model::{
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
     ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::{RequestContext, RunningService};
+use rmcp::model::{
+    ResourceUpdatedNotificationParam, SubscribeRequestParams, SubscriptionFilter,
+    UnsubscribeRequestParams,
+};
+use rmcp::service::{RequestContext, RunningService, SubscriptionContext};
 use rmcp::{ErrorData, RoleClient, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -68,6 +72,24 @@ pub struct MemoryMcp {
     /// The caller when no HTTP request says otherwise (stdio: full access).
     default_access: Option<Access>,
     tool_router: Arc<ToolRouter<MemoryMcp>>,
+    /// Legacy (`resources/subscribe`) subscriptions of this connection: URI →
+    /// the watcher's cancellation.
+    legacy_subscriptions: Arc<
+        parking_lot::Mutex<std::collections::HashMap<String, tokio_util::sync::CancellationToken>>,
+    >,
+}
+
+/// How long one wait for a commit lasts before the watchers look again (they
+/// also notice a closed subscription then).
+const WATCH_TICK: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Each readable namespace's change-log position (`last_seq`).
+fn positions(engine: &Engine, access: &Access) -> std::collections::HashMap<String, u64> {
+    engine
+        .namespaces(access)
+        .into_iter()
+        .map(|n| (n.name, n.last_seq))
+        .collect()
 }
 
 // ---- tool arguments (JSON Schemas generated from these; doc comments become
@@ -400,6 +422,7 @@ impl MemoryMcp {
             source,
             default_access,
             tool_router: Arc::new(Self::tool_router()),
+            legacy_subscriptions: Arc::default(),
         }
     }
 
@@ -1214,6 +1237,8 @@ impl ServerHandler for MemoryMcp {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()
+                .enable_resources_subscribe()
+                .enable_resources_list_changed()
                 .build(),
         )
         .with_server_info(Implementation::new("memoryd", env!("CARGO_PKG_VERSION")).with_title("memoryd"))
@@ -1259,6 +1284,124 @@ impl ServerHandler for MemoryMcp {
                 .with_description("A namespace's latest summaries and recent messages.")
                 .with_mime_type("text/markdown"),
         ]))
+    }
+
+    /// `subscriptions/listen` (protocol 2026-07-28, stdio and stateless HTTP):
+    /// namespace resources and the list of them.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut f = SubscriptionFilter::default();
+        f.resources_list_changed = requested.resources_list_changed;
+        f.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
+            uris.iter()
+                .filter(|u| u.starts_with(URI_PREFIX))
+                .cloned()
+                .collect()
+        });
+        Some(f)
+    }
+
+    /// Sends `notifications/resources/updated` when a subscribed namespace's
+    /// change log moves (any write: messages, summaries, context, board), and
+    /// `notifications/resources/list_changed` when the readable namespaces
+    /// change, until the client closes the subscription.
+    async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
+        let engine = self.engine().map_err(protocol)?;
+        let access = self.access(ctx.request_context()).map_err(protocol)?;
+        let uris = ctx
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        let list = ctx.accepted().resources_list_changed == Some(true);
+        let sink = ctx.sink().clone();
+        let mut seen = engine.commit_counter();
+        let mut before = positions(&engine, &access);
+        loop {
+            tokio::select! {
+                _ = ctx.cancelled() => return Ok(()),
+                c = engine.wait_for_commit(seen, WATCH_TICK) => seen = c,
+            }
+            let now = positions(&engine, &access);
+            for uri in &uris {
+                let ns = &uri[URI_PREFIX.len()..];
+                if now.get(ns) != before.get(ns)
+                    && sink.notify_resource_updated(uri.clone()).await.is_err()
+                {
+                    return Ok(());
+                }
+            }
+            let names_changed =
+                now.len() != before.len() || now.keys().any(|k| !before.contains_key(k));
+            if list && names_changed && sink.notify_resource_list_changed().await.is_err() {
+                return Ok(());
+            }
+            before = now;
+        }
+    }
+
+    /// Legacy `resources/subscribe` (protocols before 2026-07-28): works where
+    /// the connection stays open (stdio); stateless HTTP has no channel back,
+    /// so there the watcher ends at its first notification.
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        req: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let Some(ns) = req.uri.strip_prefix(URI_PREFIX).map(str::to_owned) else {
+            return Err(ErrorData::resource_not_found(
+                format!("unknown resource {}", req.uri),
+                None,
+            ));
+        };
+        let engine = self.engine().map_err(protocol)?;
+        let access = self.access(&ctx).map_err(protocol)?;
+        engine.namespace(&access, &ns).await.map_err(protocol)?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        if let Some(old) = self
+            .legacy_subscriptions
+            .lock()
+            .insert(req.uri.clone(), stop.clone())
+        {
+            old.cancel();
+        }
+        let (peer, uri) = (ctx.peer.clone(), req.uri.clone());
+        tokio::spawn(async move {
+            let mut seen = engine.commit_counter();
+            let mut before = positions(&engine, &access).get(&ns).copied();
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    c = engine.wait_for_commit(seen, WATCH_TICK) => seen = c,
+                }
+                let now = positions(&engine, &access).get(&ns).copied();
+                if now != before {
+                    let sent = peer
+                        .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.clone()))
+                        .await;
+                    if sent.is_err() {
+                        return;
+                    }
+                    before = now;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        req: UnsubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if let Some(stop) = self.legacy_subscriptions.lock().remove(&req.uri) {
+            stop.cancel();
+        }
+        Ok(())
     }
 
     async fn read_resource(
@@ -1362,7 +1505,14 @@ impl ServerHandler for McpProxy {
     fn get_info(&self) -> ServerConfig {
         match self.remote.peer_info() {
             Some(info) => {
-                let mut c = ServerConfig::new(info.capabilities.clone());
+                // Subscriptions are not forwarded (the upstream session is a
+                // request/response one): not advertised.
+                let mut caps = info.capabilities.clone();
+                if let Some(r) = caps.resources.as_mut() {
+                    r.subscribe = None;
+                    r.list_changed = None;
+                }
+                let mut c = ServerConfig::new(caps);
                 if let Some(si) = info.server_info.clone() {
                     c = c.with_server_info(si);
                 }
@@ -1477,7 +1627,14 @@ pub fn http_service(
     };
     let handler = MemoryMcp::new(EngineSource::Server(state), None);
     StreamableHttpService::new(
-        move || Ok(handler.clone()),
+        // One handler per request (stateless): no subscription state shared
+        // between clients.
+        move || {
+            Ok(MemoryMcp {
+                legacy_subscriptions: Arc::default(),
+                ..handler.clone()
+            })
+        },
         Arc::new(NeverSessionManager::default()),
         config,
     )

@@ -223,6 +223,10 @@ fn the_official_python_mcp_client_works_over_both_transports() {
             "initialize"
         };
         assert_eq!(s["connect"], json!(want), "{s}");
+        if mode == "auto" {
+            // subscriptions/listen: a write to the namespace arrives as an event.
+            assert_eq!(s["listen"]["event"], json!("ResourceUpdated"), "{s}");
+        }
         for case in s["bad_arguments"].as_array().unwrap() {
             assert_eq!(case["surfaced_as"], json!("tool_result_is_error"), "{s}");
         }
@@ -252,6 +256,7 @@ fn the_official_python_mcp_client_works_over_both_transports() {
         (json!(true), json!("stdio")),
         "{s}"
     );
+    assert_eq!(s["listen"]["event"], json!("ResourceUpdated"), "{s}");
     // stdio proxying to the running server, with a key.
     let out = Command::new(bin)
         .args([

@@ -11,7 +11,8 @@ Checks, in order: connect (the SDK's default `mode="auto"`: a `server/discover` 
 2026-07-28, falling back to the `initialize` handshake; `--mode legacy` forces the handshake),
 tools/list has `remember` and `recall`, `remember` stores a fact, `recall` finds it ("Tuesday"),
 `recall` with bad arguments is an error (a JSON-RPC error or a CallToolResult with isError=true:
-the summary says which), resources/list is non-empty and resources/read of one returns content.
+the summary says which), resources/list is non-empty and resources/read of one returns content;
+on protocol 2026-07-28, `subscriptions/listen` on that resource delivers an event after a write.
 
 Prints one JSON summary line on stdout; exits 0 when every check passed, 1 on a failed check
 (the message names it), 2 on bad usage. `--trace` logs every HTTP exchange to stderr.
@@ -169,6 +170,21 @@ async def run(args: argparse.Namespace, summary: dict[str, Any]) -> None:
             body = getattr(first, "text", None) or getattr(first, "blob", None) or ""
             check(bool(body), f"resources/read {uri} returned an empty first content")
             summary["read_resource"] = {"uri": uri, "mime_type": first.mime_type, "chars": len(body)}
+
+            # Change notifications: on 2026-07-28, `subscriptions/listen` on the
+            # namespace's resource, then a write to it must arrive as an event.
+            subscribable = bool(caps.resources and caps.resources.subscribe)
+            summary["subscribable"] = subscribable
+            if client.protocol_version == "2026-07-28" and subscribable:
+                async with client.listen(resource_subscriptions=[uri]) as sub:
+                    check(uri in (sub.honored.resource_subscriptions or []), f"listen did not honour {uri}: {sub.honored}")
+                    await client.call_tool(
+                        "remember", {"namespace": ns, "messages": [{"content": "A change to notify about"}]}
+                    )
+                    with anyio.fail_after(15):
+                        event = await sub.__anext__()
+                    summary["listen"] = {"event": type(event).__name__, "detail": str(event)[:200]}
+                    check(uri in str(event), f"the change event does not name {uri}: {event}")
     finally:
         if http_client is not None:
             await http_client.aclose()
