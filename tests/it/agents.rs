@@ -225,18 +225,20 @@ fn agents_are_found_by_skill_tag_and_meaning() {
 #[test]
 fn a_silent_agent_turns_unhealthy_then_gone_and_a_heartbeat_revives_it() {
     let dir = tempfile::tempdir().unwrap();
-    let e = open_with(dir.path(), 300, 900);
+    // Margins wide enough for a loaded CI machine (a stall longer than the
+    // timeout would be a real silence).
+    let e = open_with(dir.path(), 800, 2400);
     let a = Access::full();
     rt().block_on(async {
         let (id, c) = team().remove(0);
         e.register_agent(&a, id, c).await.unwrap();
         // Beating keeps it healthy past the timeout.
         for _ in 0..4 {
-            tokio::time::sleep(Duration::from_millis(120)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
             e.agent_heartbeat(&a, id).await.unwrap();
         }
         assert_eq!(e.agent(&a, id).await.unwrap().status, AgentStatus::Healthy);
-        tokio::time::sleep(Duration::from_millis(450)).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         assert_eq!(
             e.agent(&a, id).await.unwrap().status,
             AgentStatus::Unhealthy
@@ -253,7 +255,7 @@ fn a_silent_agent_turns_unhealthy_then_gone_and_a_heartbeat_revives_it() {
                 .len(),
             1
         );
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(1600)).await;
         assert_eq!(e.agent(&a, id).await.unwrap().status, AgentStatus::Gone);
         // The background job recorded each change of health once.
         let kinds = |log: Vec<memoryd::Change>| log.into_iter().map(|c| c.kind).collect::<Vec<_>>();
@@ -268,8 +270,10 @@ fn a_silent_agent_turns_unhealthy_then_gone_and_a_heartbeat_revives_it() {
         );
         let rec = e.agent_heartbeat(&a, id).await.unwrap();
         assert_eq!(rec.status, AgentStatus::Healthy);
+        // Recorded right after the gone (a stall past the timeout later may
+        // legitimately add agent.unhealthy again).
         assert_eq!(
-            kinds(e.changes(&a, "agents", 0, 100).await.unwrap()).last(),
+            kinds(e.changes(&a, "agents", 0, 100).await.unwrap()).get(4),
             Some(&ChangeKind::AgentHealthy)
         );
         assert!(matches!(
