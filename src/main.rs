@@ -76,6 +76,10 @@ struct EngineArgs {
     /// HNSW ef_search.
     #[arg(long, global = true, env = "MEMORYD_EF_SEARCH", default_value_t = IndexConfig::default().ef_search)]
     ef_search: usize,
+    /// Do not save HNSW graphs under <data-dir>/graphs (a restart then rebuilds
+    /// them in the background, serving those namespaces by exact scan meanwhile).
+    #[arg(long, global = true, env = "MEMORYD_NO_GRAPH_DUMPS")]
+    no_graph_dumps: bool,
     /// Hybrid search: weight of the normalized BM25 score (0..=1; the rest is cosine).
     #[arg(long, global = true, env = "MEMORYD_LEXICAL_WEIGHT", default_value_t = HybridParams::default().lexical_weight)]
     lexical_weight: f32,
@@ -86,6 +90,10 @@ struct EngineArgs {
     /// many times longer than (0: off).
     #[arg(long, global = true, env = "MEMORYD_NEIGHBOR_LENGTH_RATIO", default_value_t = HybridParams::default().neighbor_length_ratio)]
     neighbor_length_ratio: f32,
+    /// Hybrid search: candidates taken from each channel (dense and BM25) before fusion
+    /// (at least k).
+    #[arg(long, global = true, env = "MEMORYD_HYBRID_CANDIDATES", default_value_t = HybridParams::default().candidates)]
+    hybrid_candidates: usize,
     /// Query embeddings cached (LRU by exact text); 0 disables the cache.
     #[arg(long, global = true, env = "MEMORYD_QUERY_CACHE", default_value_t = EngineConfig::default().query_cache_capacity)]
     query_cache: usize,
@@ -192,9 +200,11 @@ impl EngineArgs {
                 lexical_weight: self.lexical_weight,
                 neighbor_weight: self.neighbor_weight,
                 neighbor_length_ratio: self.neighbor_length_ratio,
+                candidates: self.hybrid_candidates,
                 ..HybridParams::default()
             },
             query_cache_capacity: self.query_cache,
+            persist_graphs: !self.no_graph_dumps,
             agent_timeout: Duration::from_secs(self.agent_timeout_s.max(1)),
             agent_gone_after: Duration::from_secs(
                 self.agent_gone_s

@@ -128,6 +128,10 @@ pub struct EngineConfig {
     pub agent_timeout: Duration,
     /// ... and for this long, `gone`. Default 20 min (10× the timeout).
     pub agent_gone_after: Duration,
+    /// Save each namespace's HNSW graph under `<data_dir>/graphs` after it is
+    /// built and as it grows, and reload it on open instead of rebuilding it
+    /// (`search::persist`). Default true.
+    pub persist_graphs: bool,
 }
 
 /// When and how messages are summarized into long-term memory.
@@ -182,6 +186,7 @@ impl Default for EngineConfig {
             audit_reads: false,
             agent_timeout: Duration::from_secs(120),
             agent_gone_after: Duration::from_secs(1200),
+            persist_graphs: true,
         }
     }
 }

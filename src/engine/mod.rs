@@ -88,6 +88,8 @@ pub(crate) struct Inner {
     /// When this engine opened: after a restart every agent gets one timeout to
     /// send a heartbeat before it is judged unhealthy.
     opened_at: chrono::DateTime<chrono::Utc>,
+    /// Graphs reloaded from dumps on open ([`Stats::graphs_reloaded`]).
+    graphs_reloaded: std::sync::atomic::AtomicUsize,
 }
 
 /// The memory engine. Cheap to clone (an `Arc`); every clone is the same engine.
@@ -193,6 +195,10 @@ impl Engine {
             }),
             None => Box::new(Extractive::default()),
         };
+        tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "store opened"
+        );
         let query_cache = NonZeroUsize::new(config.query_cache_capacity)
             .map(|n| Mutex::new(lru::LruCache::new(n)));
         let inner = Arc::new(Inner {
@@ -213,6 +219,7 @@ impl Engine {
             keys: RwLock::new(Default::default()),
             agent_seen: Mutex::new(Default::default()),
             opened_at: chrono::Utc::now(),
+            graphs_reloaded: Default::default(),
         });
         {
             let stored = inner.store.api_keys().await?;
@@ -266,13 +273,35 @@ impl Engine {
                 }
             }
         }
+        tracing::info!(
+            records = count,
+            took_ms = started.elapsed().as_millis() as u64,
+            "records indexed"
+        );
         let entries = load_entries(&inner).await?;
         let engine = Engine { inner };
         let states: Vec<Arc<NamespaceState>> =
             engine.inner.namespaces.read().values().cloned().collect();
-        for ns in states {
-            if ns.index.needs_maintenance() {
-                ns.index.maintain();
+        restore_graphs(&engine.inner, &states);
+        // Graph builds and tail inserts run on one background thread, namespace
+        // after namespace: open never waits for a graph; until a namespace has
+        // one, it is served by an exact scan (correct, slower).
+        let pending: Vec<Arc<NamespaceState>> = states
+            .into_iter()
+            .filter(|ns| ns.index.needs_maintenance())
+            .collect();
+        if !pending.is_empty() {
+            let spawned = std::thread::Builder::new()
+                .name("memoryd-index-open".into())
+                .spawn(move || {
+                    for ns in pending {
+                        if !ns.deleted.load(std::sync::atomic::Ordering::Acquire) {
+                            ns.index.maintain();
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the index maintenance thread");
             }
         }
         let mut jobs: Vec<Box<dyn Job<Inner>>> = vec![Box::new(RetentionJob {
@@ -395,6 +424,44 @@ const _: fn() = || {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Engine>();
 };
+
+/// Reloads the graph dumps of the namespaces large enough for a graph and
+/// deletes dump directories no loaded namespace owns (deleted namespaces, or a
+/// crash between a namespace's deletion and its dump's removal).
+fn restore_graphs(inner: &Arc<Inner>, states: &[Arc<NamespaceState>]) {
+    let Some(root) = inner.graph_root() else {
+        return;
+    };
+    let started = Instant::now();
+    let mut owned = std::collections::HashSet::new();
+    let mut reloaded = 0;
+    for ns in states {
+        owned.insert(crate::search::persist::namespace_dir(
+            &root,
+            ns.name.as_str(),
+        ));
+        if ns.index.restore() {
+            reloaded += 1;
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            if !owned.contains(&e.path()) {
+                crate::search::persist::remove(&e.path());
+            }
+        }
+    }
+    inner
+        .graphs_reloaded
+        .store(reloaded, std::sync::atomic::Ordering::Relaxed);
+    if reloaded > 0 {
+        tracing::info!(
+            graphs = reloaded,
+            took_ms = started.elapsed().as_millis() as u64,
+            "graphs reloaded"
+        );
+    }
+}
 
 /// Indexes every namespace's live context entries and board documents from the
 /// store; entries stored without a vector of the model's dimension (written

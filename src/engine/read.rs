@@ -36,6 +36,12 @@ pub struct Stats {
     pub namespaces: usize,
     /// Namespaces searched through an HNSW graph.
     pub graph_namespaces: usize,
+    /// Rows written after their namespace's graph last grew, searched by an exact
+    /// scan until the maintenance thread inserts them (0 when caught up).
+    pub graph_tail_rows: usize,
+    /// Graphs reloaded from their dumps when the engine opened (the rest, if any
+    /// namespace needed one, are being built in the background).
+    pub graphs_reloaded: usize,
     /// Embedding requests waiting or running.
     pub embed_queue_depth: usize,
     /// Bytes the store occupies on disk.
@@ -478,12 +484,14 @@ impl Engine {
         let mut summaries = 0;
         let mut namespaces = 0;
         let mut graphs = 0;
+        let mut tail = 0;
         for ns in map.values() {
             let c = ns.index.counts();
             messages += c.messages;
             summaries += c.summaries;
             namespaces += usize::from(c.messages + c.summaries > 0);
             graphs += usize::from(c.graph);
+            tail += c.graph_tail;
         }
         Stats {
             model: self.inner.info.id.clone(),
@@ -492,6 +500,11 @@ impl Engine {
             summaries,
             namespaces,
             graph_namespaces: graphs,
+            graph_tail_rows: tail,
+            graphs_reloaded: self
+                .inner
+                .graphs_reloaded
+                .load(std::sync::atomic::Ordering::Relaxed),
             embed_queue_depth: self.inner.embed.depth(),
             disk_bytes: self.inner.store.size_on_disk(),
         }

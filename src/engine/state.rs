@@ -199,6 +199,8 @@ impl Inner {
                 name.as_str(),
                 self.info.dim,
                 self.config.index.clone(),
+                self.graph_root()
+                    .map(|root| crate::search::persist::namespace_dir(&root, name.as_str())),
             )),
             short_term: Mutex::new(ShortTerm::default()),
             summarized_upto: AtomicU64::new(record.as_ref().map_or(0, |r| r.summarized_upto)),
@@ -208,6 +210,13 @@ impl Inner {
             deleted: AtomicBool::new(false),
             entries: Mutex::new(EntryRows::default()),
         }
+    }
+
+    /// Where graph dumps live (`<data_dir>/graphs`), when they are kept.
+    pub(crate) fn graph_root(&self) -> Option<std::path::PathBuf> {
+        self.config
+            .persist_graphs
+            .then(|| self.config.data_dir.join("graphs"))
     }
 
     pub(crate) fn namespace(&self, name: &NamespaceName) -> Option<Arc<NamespaceState>> {
@@ -338,6 +347,7 @@ impl Inner {
             Mutation::DeleteNamespace { .. } => {
                 self.event_data.lock().clear();
                 ns.deleted.store(true, Ordering::Release);
+                ns.index.discard();
                 self.namespaces.write().remove(&ns.name);
             }
         }

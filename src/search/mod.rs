@@ -11,8 +11,11 @@
 
 pub mod hybrid;
 pub mod lexical;
+pub mod persist;
 pub mod vector;
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -165,6 +168,11 @@ pub struct IndexCounts {
     pub lexical_documents: usize,
     /// Whether an approximate (graph) index serves the namespace.
     pub graph: bool,
+    /// Rows written after the graph's last position, served by an exact scan
+    /// until maintenance inserts them (0 without a graph).
+    pub graph_tail: usize,
+    /// Graph positions covered by the newest dump on disk (0: none).
+    pub graph_dumped: usize,
 }
 
 /// The search side of one namespace. Implementations are internally
@@ -186,7 +194,7 @@ pub trait SearchIndex: Send + Sync {
         filter: &Filter,
         kinds: &[HitKind],
     ) -> Option<Ranked>;
-    /// Rows of one kind in insertion order.
+    /// Rows of one kind, ascending (their insertion order).
     fn rows(&self, kind: HitKind) -> Vec<u64>;
     /// Record counts.
     fn counts(&self) -> IndexCounts;
@@ -195,26 +203,162 @@ pub trait SearchIndex: Send + Sync {
     /// Does that work (seconds at 100k); call it on a background thread. Searches
     /// keep being served meanwhile.
     fn maintain(&self);
+    /// Adopts what an earlier process persisted for this namespace (a graph dump),
+    /// after the records were inserted on open. Returns whether anything was
+    /// adopted; blocking (reads files). Default: nothing is persisted.
+    fn restore(&self) -> bool {
+        false
+    }
+    /// The namespace was deleted: drop what is persisted for it. Default: nothing.
+    fn discard(&self) {}
 }
+
+/// Dump a growing graph again once this many positions (at least; or a tenth of
+/// the dump, whichever is more) were inserted since the last dump, so a restart
+/// replays a bounded tail.
+const REDUMP_MIN: usize = 5_000;
+/// Tail rows inserted into the graph per round (the index lock is taken between
+/// rounds only to copy the vectors and to move the graph's end).
+const TAIL_ROUND: usize = 4_096;
 
 /// The in-process implementation: [`NamespaceIndex`] (exact scan below
 /// [`IndexConfig::exact_threshold`], HNSW above) and [`LexicalIndex`].
 /// Lock order: `vector` before `lexical`.
 pub struct InProcessIndex {
     name: String,
+    dim: usize,
+    config: IndexConfig,
     vector: RwLock<NamespaceIndex>,
     lexical: RwLock<LexicalIndex>,
+    /// Held (true) by the one maintenance thread of the namespace.
     rebuilding: AtomicBool,
+    /// Where this namespace's graph dumps go ([`persist`]); `None`: not persisted.
+    dumps: Option<PathBuf>,
+    /// Set by [`SearchIndex::discard`]: no more dumps.
+    discarded: AtomicBool,
 }
 
 impl InProcessIndex {
-    /// An empty index for namespace `name` (the name only labels log lines).
-    pub fn new(name: &str, dim: usize, config: IndexConfig) -> InProcessIndex {
+    /// An empty index for namespace `name`. With `dumps` (this namespace's dump
+    /// directory, [`persist::namespace_dir`]) its graphs are saved there after
+    /// every build and as they grow, and [`SearchIndex::restore`] reloads them.
+    pub fn new(
+        name: &str,
+        dim: usize,
+        config: IndexConfig,
+        dumps: Option<PathBuf>,
+    ) -> InProcessIndex {
         InProcessIndex {
             name: name.to_owned(),
-            vector: RwLock::new(NamespaceIndex::new(dim, config)),
+            dim,
+            vector: RwLock::new(NamespaceIndex::new(dim, config.clone())),
+            config,
             lexical: RwLock::new(LexicalIndex::new()),
             rebuilding: AtomicBool::new(false),
+            dumps,
+            discarded: AtomicBool::new(false),
+        }
+    }
+
+    /// Maintenance work to do: a rebuild, or tail rows to insert into the graph.
+    fn has_work(&self) -> bool {
+        let idx = self.vector.read();
+        idx.needs_rebuild() || idx.tail_len() > 0
+    }
+
+    /// Rebuilds the vector index from a snapshot without blocking searches, dumps
+    /// the new graph, then swaps it in (rows written meanwhile become its tail).
+    fn rebuild(&self) {
+        let started = Instant::now();
+        let snapshot = self.vector.read().snapshot();
+        let mut rebuilt = NamespaceIndex::rebuilt_from(&snapshot);
+        let dump = rebuilt.graph_for_dump();
+        {
+            let mut idx = self.vector.write();
+            idx.catch_up(&mut rebuilt, snapshot.upto);
+            *idx = rebuilt;
+        }
+        tracing::info!(
+            namespace = %self.name,
+            took_ms = started.elapsed().as_millis() as u64,
+            "index rebuilt"
+        );
+        match dump {
+            // Swapped in already; this thread is still the graph's only writer.
+            Some((graph, seqs)) => self.dump_and_record(&graph, &seqs),
+            None => {
+                if let Some(dir) = &self.dumps
+                    && !self.discarded.load(Ordering::Acquire)
+                {
+                    persist::remove(dir);
+                }
+            }
+        }
+    }
+
+    /// Dumps `graph` and records the positions it covers; a failed dump is
+    /// recorded too, so the next attempt waits for [`REDUMP_MIN`] more rows
+    /// instead of following every write.
+    fn dump_and_record(&self, graph: &vector::SharedGraph, seqs: &[u64]) {
+        self.dump(graph, seqs);
+        self.vector.write().graph_dumped(graph, seqs.len());
+    }
+
+    /// Inserts up to [`TAIL_ROUND`] tail rows into the graph; dumps it when it
+    /// grew enough since the last dump. False when there was nothing to do.
+    fn extend_graph(&self) -> bool {
+        let Some((graph, from, vectors)) = self.vector.read().graph_tail(TAIL_ROUND) else {
+            return false;
+        };
+        let to = from + vectors.len() / self.dim;
+        NamespaceIndex::insert_tail(&graph, from, &vectors, self.dim);
+        let extended = self.vector.write().graph_extended(&graph, from, to);
+        if !extended {
+            return true;
+        }
+        let due = {
+            let idx = self.vector.read();
+            (idx.undumped() >= REDUMP_MIN.max(idx.dumped() / 10))
+                .then(|| idx.graph_for_dump())
+                .flatten()
+        };
+        if let Some((g, seqs)) = due
+            && Arc::ptr_eq(&g, &graph)
+        {
+            self.dump_and_record(&graph, &seqs);
+        }
+        true
+    }
+
+    /// Writes a dump of `graph` (positions `0..seqs.len()`); the caller is the
+    /// graph's only writer. False when not persisted or the dump failed (logged:
+    /// the next open then rebuilds, which is slower, not wrong).
+    fn dump(&self, graph: &vector::SharedGraph, seqs: &[u64]) -> bool {
+        let Some(dir) = &self.dumps else { return false };
+        if self.discarded.load(Ordering::Acquire) {
+            return false;
+        }
+        let started = Instant::now();
+        match persist::dump(dir, &self.name, graph, seqs, self.dim, &self.config) {
+            Ok(written) => {
+                if self.discarded.load(Ordering::Acquire) {
+                    // Deleted meanwhile: only this dump goes (a namespace of the same
+                    // name created since may have dumps of its own here).
+                    persist::remove(&written);
+                    return false;
+                }
+                tracing::info!(
+                    namespace = %self.name,
+                    positions = seqs.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "graph dumped"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %self.name, error = %e, "graph dump failed");
+                false
+            }
         }
     }
 }
@@ -298,45 +442,106 @@ impl SearchIndex for InProcessIndex {
                 + idx.count(HitKind::Agent),
             lexical_documents: self.lexical.read().len(),
             graph: idx.has_graph(),
+            graph_tail: idx.tail_len(),
+            graph_dumped: idx.dumped(),
         }
     }
 
     fn needs_maintenance(&self) -> bool {
-        !self.rebuilding.load(Ordering::Acquire) && self.vector.read().needs_rebuild()
+        !self.rebuilding.load(Ordering::Acquire) && self.has_work()
     }
 
-    /// Rebuilds the vector index from a snapshot without blocking searches, then
-    /// swaps it in. One rebuild at a time; a second call while one runs returns.
+    /// Rebuilds the graph when [`NamespaceIndex::needs_rebuild`] says so and
+    /// inserts tail rows into it, until there is nothing left; searches are served
+    /// throughout. One maintenance thread per namespace; a second call while one
+    /// runs returns at once (the running one sees the new work before it stops).
     fn maintain(&self) {
-        if !self.vector.read().needs_rebuild() || self.rebuilding.swap(true, Ordering::AcqRel) {
-            return;
+        /// Lowers the flag however the round ends (a panic included), so a failed
+        /// round does not stop this namespace's maintenance for good.
+        struct Lower<'a>(&'a AtomicBool);
+        impl Drop for Lower<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        loop {
+            if self.rebuilding.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            let lower = Lower(&self.rebuilding);
+            let mut rebuilds = 0;
+            loop {
+                // At most two rebuilds per call: deletes racing a rebuild must not
+                // keep this thread rebuilding forever (the next write asks again).
+                if rebuilds < 2 && self.vector.read().needs_rebuild() {
+                    rebuilds += 1;
+                    self.rebuild();
+                } else if !self.extend_graph() {
+                    break;
+                }
+            }
+            drop(lower);
+            // Work that arrived after the last check but before the flag dropped
+            // found the flag up and left it to this thread.
+            let more = {
+                let idx = self.vector.read();
+                idx.tail_len() > 0 || (rebuilds < 2 && idx.needs_rebuild())
+            };
+            if !more {
+                return;
+            }
+        }
+    }
+
+    fn restore(&self) -> bool {
+        let Some(dir) = &self.dumps else { return false };
+        let live = self.vector.read().len();
+        if live < self.config.exact_threshold {
+            // Not deleted: an engine opened with another threshold (say `memoryd
+            // check` without the server's flags) must not cost the server its dump.
+            return false;
         }
         let started = Instant::now();
-        loop {
-            let snapshot = self.vector.read().snapshot();
-            let mut rebuilt = NamespaceIndex::rebuilt_from(&snapshot);
-            // Catching up happens under the write lock, which blocks searches: if a
-            // bulk ingest appended many rows during the build, build again from a
-            // fresh snapshot instead of inserting them one by one under the lock.
-            let appended = self
-                .vector
-                .read()
-                .rows_total()
-                .saturating_sub(snapshot.upto);
-            if appended > (snapshot.upto / 10).max(1_000) {
-                continue;
+        let Some(loaded) = persist::load(dir, &self.name, self.dim, &self.config) else {
+            return false;
+        };
+        let positions = loaded.seqs.len();
+        // Its own statement: the write guard must be gone before the log line
+        // reads the index (parking_lot locks are not re-entrant).
+        let restored = self.vector.write().restore(loaded.hnsw, loaded.seqs);
+        match restored {
+            Ok(dead) => {
+                let tail = self.vector.read().tail_len();
+                tracing::info!(
+                    namespace = %self.name,
+                    positions,
+                    tombstones = dead,
+                    tail,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "graph reloaded"
+                );
+                true
             }
-            let mut idx = self.vector.write();
-            idx.catch_up(&mut rebuilt, snapshot.upto);
-            *idx = rebuilt;
-            break;
+            Err(e) => {
+                tracing::warn!(namespace = %self.name, error = %e, "graph dump does not fit; discarded");
+                persist::remove(dir);
+                false
+            }
         }
-        self.rebuilding.store(false, Ordering::Release);
-        tracing::info!(
-            namespace = %self.name,
-            took_ms = started.elapsed().as_millis() as u64,
-            "index rebuilt"
-        );
+    }
+
+    fn discard(&self) {
+        self.discarded.store(true, Ordering::Release);
+        if let Some(dir) = self.dumps.clone() {
+            // Off the caller's thread (this runs inside a commit); a crash before it
+            // is finished is cleaned up by the next open.
+            let spawned = std::thread::Builder::new()
+                .name("memoryd-dump-rm".into())
+                .spawn(move || persist::remove(&dir));
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start a thread to delete a graph dump");
+            }
+        }
     }
 }
 

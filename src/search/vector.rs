@@ -8,7 +8,12 @@
 //! a graph or lose recall.
 //!
 //! Rows are append-only: a row's number never changes until the index is
-//! rebuilt. Deletes are tombstones; a graph over-fetches and drops them, and
+//! rebuilt. A write only appends; the graph covers a prefix of the rows and
+//! searches scan the rows after it (the *tail*) exactly, while the namespace's
+//! maintenance thread inserts the tail into the graph ([`NamespaceIndex::graph_tail`],
+//! [`NamespaceIndex::graph_extended`]): writers never wait for graph inserts, and a
+//! graph reloaded from a dump ([`NamespaceIndex::restore`]) serves at once with
+//! the rows written after the dump in its tail. Deletes are tombstones; a graph over-fetches and drops them, and
 //! [`NamespaceIndex::needs_rebuild`] asks for a rebuild once they pass
 //! [`IndexConfig::rebuild_dead_ratio`]. hnsw_rs has no delete, and its
 //! `search_filter` disables early stopping (63 ms instead of 1.2 ms at 100k with
@@ -17,6 +22,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use hnsw_rs::prelude::{DistDot, Hnsw};
@@ -177,12 +183,66 @@ impl RowFilter {
     }
 }
 
+/// The HNSW graph of a namespace. Only the namespace's maintenance thread
+/// inserts into it (hnsw_rs inserts through `&self`), which is what lets a dump
+/// be written while searches go on.
+pub type SharedGraph = Arc<Hnsw<'static, f32, DistDot>>;
+
 struct Graph {
-    hnsw: Hnsw<'static, f32, DistDot>,
-    /// Rows `0..len` are in the graph.
+    hnsw: SharedGraph,
+    /// Rows `0..len` are in the graph; rows from `len` on are the tail.
     len: usize,
     /// Rows in the graph that are tombstones.
     dead: usize,
+    /// Positions covered by the newest dump on disk (0: none).
+    dumped: usize,
+}
+
+/// The pool graph inserts run on: one thread fewer than the machine has (at
+/// least one), because candle and our forward pass run the model on rayon's
+/// global pool, and a graph build there starved query embedding (a text search
+/// took ~500 ms during a build instead of ~20 ms). Shared by every namespace.
+fn graph_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads =
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("memoryd-hnsw-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Inserts `(vector, position)` items, in parallel on [`graph_pool`] when there
+/// are enough of them.
+fn insert_all(hnsw: &Hnsw<'static, f32, DistDot>, items: &[(&[f32], usize)]) {
+    match graph_pool() {
+        Some(pool) if items.len() >= 64 => {
+            let items = items.to_vec();
+            pool.install(|| hnsw.parallel_insert_slice(&items))
+        }
+        _ => items.iter().for_each(|&item| hnsw.insert_slice(item)),
+    }
+}
+
+impl Row {
+    /// A dump position whose row is gone (or changed) in the store.
+    fn tombstone(seq: u64) -> Row {
+        Row {
+            seq,
+            kind: 0,
+            timestamp_micros: 0,
+            role: u8::MAX,
+            agent: 0,
+            session: 0,
+            name: 0,
+            has_metadata: false,
+            alive: false,
+        }
+    }
 }
 
 /// The vectors of one namespace.
@@ -247,14 +307,20 @@ impl NamespaceIndex {
             .collect()
     }
 
-    /// Seqs of live rows of one kind, in insertion order.
+    /// Seqs of live rows of one kind, ascending (insertion order for messages and
+    /// summaries; a graph reloaded by [`Self::restore`] may reorder rows).
     pub fn seqs_of(&self, kind: HitKind) -> Vec<u64> {
         let k = kind.to_u8();
-        self.rows
+        let mut seqs: Vec<u64> = self
+            .rows
             .iter()
             .filter(|r| r.alive && r.kind == k)
             .map(|r| r.seq)
-            .collect()
+            .collect();
+        if !seqs.is_sorted() {
+            seqs.sort_unstable();
+        }
+        seqs
     }
 
     /// Appends a message's unit vector `[dim]`. If the namespace has a graph the
@@ -326,10 +392,6 @@ impl NamespaceIndex {
         self.vectors.extend_from_slice(vector);
         self.by_seq.insert(seq, idx);
         self.live += 1;
-        if let Some(g) = &mut self.graph {
-            g.hnsw.insert_slice((vector, idx));
-            g.len = idx + 1;
-        }
     }
 
     /// Marks `seq` deleted. Returns false when it was not live here.
@@ -392,21 +454,171 @@ impl NamespaceIndex {
             .enumerate()
             .map(|(i, v)| (v, i))
             .collect();
-        // A private pool: candle runs the model on rayon's global pool, and a graph
-        // build there starved query embedding (a text search took ~500 ms during a
-        // build instead of ~20 ms). One core is left to the model.
-        let threads =
-            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
-        match rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("memoryd-hnsw-{i}"))
-            .build()
-        {
-            Ok(pool) => pool.install(|| hnsw.parallel_insert_slice(&items)),
-            Err(_) => items.iter().for_each(|&item| hnsw.insert_slice(item)),
-        }
+        insert_all(&hnsw, &items);
         let dead = self.rows.iter().filter(|r| !r.alive).count();
-        self.graph = Some(Graph { hnsw, len: n, dead });
+        self.graph = Some(Graph {
+            hnsw: Arc::new(hnsw),
+            len: n,
+            dead,
+            dumped: 0,
+        });
+    }
+
+    /// The graph and the rows `0..len` it covers (`None` without a graph): what a
+    /// dump writes. The caller must be the graph's only writer while it dumps.
+    pub fn graph_for_dump(&self) -> Option<(SharedGraph, Vec<u64>)> {
+        let g = self.graph.as_ref()?;
+        Some((
+            g.hnsw.clone(),
+            self.rows[..g.len].iter().map(|r| r.seq).collect(),
+        ))
+    }
+
+    /// Records that a dump of `graph` covering `len` positions is on disk.
+    pub fn graph_dumped(&mut self, graph: &SharedGraph, len: usize) {
+        if let Some(g) = &mut self.graph
+            && Arc::ptr_eq(&g.hnsw, graph)
+        {
+            g.dumped = g.dumped.max(len);
+        }
+    }
+
+    /// Positions in the graph not yet covered by a dump (0 without a graph).
+    pub fn undumped(&self) -> usize {
+        self.graph
+            .as_ref()
+            .map_or(0, |g| g.len - g.dumped.min(g.len))
+    }
+
+    /// Positions covered by the newest dump (0: none or no graph).
+    pub fn dumped(&self) -> usize {
+        self.graph.as_ref().map_or(0, |g| g.dumped)
+    }
+
+    /// Rows appended after the graph's last position (0 without a graph).
+    pub fn tail_len(&self) -> usize {
+        self.graph.as_ref().map_or(0, |g| self.rows.len() - g.len)
+    }
+
+    /// Up to `max` tail rows to insert into the graph: the graph, the first tail
+    /// position and copies of the vectors from there (`[n · dim]`).
+    pub fn graph_tail(&self, max: usize) -> Option<(SharedGraph, usize, Vec<f32>)> {
+        let g = self.graph.as_ref()?;
+        let from = g.len;
+        let to = self.rows.len().min(from.saturating_add(max));
+        if to == from {
+            return None;
+        }
+        Some((
+            g.hnsw.clone(),
+            from,
+            self.vectors[from * self.dim..to * self.dim].to_vec(),
+        ))
+    }
+
+    /// Inserts tail vectors (from [`Self::graph_tail`]) into `graph` at positions
+    /// `from..`. Runs without the index's lock (hnsw_rs inserts through `&self`;
+    /// searches ignore positions past the graph's `len` until
+    /// [`Self::graph_extended`] moves it).
+    pub fn insert_tail(graph: &SharedGraph, from: usize, vectors: &[f32], dim: usize) {
+        let items: Vec<(&[f32], usize)> = vectors
+            .chunks_exact(dim)
+            .enumerate()
+            .map(|(i, v)| (v, from + i))
+            .collect();
+        insert_all(graph, &items);
+    }
+
+    /// Moves the graph's end to `to` after [`Self::insert_tail`] inserted
+    /// `from..to`; false (nothing changed) when the graph was replaced or moved
+    /// meanwhile.
+    pub fn graph_extended(&mut self, graph: &SharedGraph, from: usize, to: usize) -> bool {
+        let Some(g) = &mut self.graph else {
+            return false;
+        };
+        if !Arc::ptr_eq(&g.hnsw, graph) || g.len != from || to > self.rows.len() {
+            return false;
+        }
+        g.dead += self.rows[from..to].iter().filter(|r| !r.alive).count();
+        g.len = to;
+        true
+    }
+
+    /// Adopts a graph reloaded from a dump whose position `p` held row `seqs[p]`.
+    /// Rows are reordered so that every position whose row is live here with a
+    /// bit-identical vector keeps it; other positions become tombstones (the row
+    /// was deleted, or an entry was renumbered). Live rows the dump lacks are
+    /// appended after it: the tail, scanned exactly until maintenance inserts it.
+    /// Returns how many positions became tombstones.
+    ///
+    /// # Errors
+    /// The dump does not fit (another dimension, points missing or out of range);
+    /// the index is unchanged.
+    pub fn restore(
+        &mut self,
+        hnsw: Hnsw<'static, f32, DistDot>,
+        seqs: Vec<u64>,
+    ) -> Result<usize, String> {
+        let n = seqs.len();
+        let mut points = vec![None; n];
+        for p in hnsw.get_point_indexation() {
+            let id = p.get_origin_id();
+            if id >= n || p.get_v().len() != self.dim {
+                return Err(format!("point {id} out of range or of another dimension"));
+            }
+            points[id] = Some(p);
+        }
+        let dim = self.dim;
+        let mut placed = vec![false; self.rows.len()];
+        let mut rows = Vec::with_capacity(self.rows.len().max(n));
+        let mut vectors = Vec::with_capacity(rows.capacity() * dim);
+        let mut dead = 0;
+        for (pos, &seq) in seqs.iter().enumerate() {
+            let Some(point) = &points[pos] else {
+                return Err(format!("position {pos} has no point"));
+            };
+            let stored = point.get_v();
+            match self.by_seq.get(&seq) {
+                Some(&i) if !placed[i] && self.vectors[i * dim..(i + 1) * dim] == *stored => {
+                    placed[i] = true;
+                    rows.push(self.rows[i]);
+                    vectors.extend_from_slice(stored);
+                }
+                _ => {
+                    dead += 1;
+                    rows.push(Row::tombstone(seq));
+                    vectors.extend_from_slice(stored);
+                }
+            }
+        }
+        drop(points);
+        if dead > 64 && dead as f32 > self.config.rebuild_dead_ratio * n as f32 {
+            // Mostly stale (e.g. a namespace deleted and created again before a
+            // crash): tombstones would make every search walk most of the graph.
+            return Err(format!("{dead} of {n} positions are stale"));
+        }
+        for (i, r) in self.rows.iter().enumerate() {
+            if !placed[i] {
+                rows.push(*r);
+                vectors.extend_from_slice(&self.vectors[i * dim..(i + 1) * dim]);
+            }
+        }
+        self.by_seq = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.alive)
+            .map(|(i, r)| (r.seq, i))
+            .collect();
+        self.live = self.by_seq.len();
+        self.rows = rows;
+        self.vectors = vectors;
+        self.graph = Some(Graph {
+            hnsw: Arc::new(hnsw),
+            len: n,
+            dead,
+            dumped: n,
+        });
+        Ok(dead)
     }
 
     /// Copies the live rows for an off-lock rebuild.
@@ -430,7 +642,8 @@ impl NamespaceIndex {
     }
 
     /// Brings a rebuilt index up to date with this one: rows deleted since the
-    /// snapshot are deleted, rows appended since are appended.
+    /// snapshot are deleted, rows appended since are appended (to the tail: not
+    /// inserted into the graph here, which runs under the write lock).
     pub fn catch_up(&self, rebuilt: &mut NamespaceIndex, snapshot_upto: usize) {
         let stale: Vec<u64> = rebuilt
             .rows
@@ -449,10 +662,6 @@ impl NamespaceIndex {
             rebuilt.vectors.extend_from_slice(v);
             rebuilt.by_seq.insert(r.seq, idx);
             rebuilt.live += 1;
-            if let Some(g) = &mut rebuilt.graph {
-                g.hnsw.insert_slice((v, idx));
-                g.len = idx + 1;
-            }
             if !r.alive {
                 rebuilt.remove(r.seq);
             }
@@ -539,14 +748,29 @@ impl NamespaceIndex {
         let fetch = (wanted + graph.dead).min(graph.len);
         let ef = self.config.ef_search.max(fetch);
         let mut top = TopK::new(k);
-        for n in graph.hnsw.search(query, fetch, ef) {
-            let idx = n.d_id;
-            if let Some(r) = self.rows.get(idx)
-                && filter.matches(r)
-            {
+        let at = |i: usize| &self.vectors[i * self.dim..(i + 1) * self.dim];
+        if fetch > 0 {
+            for n in graph.hnsw.search(query, fetch, ef) {
+                let idx = n.d_id;
+                // Positions past `len` are being inserted; the tail scan has them.
+                if idx < graph.len
+                    && let Some(r) = self.rows.get(idx)
+                    && filter.matches(r)
+                {
+                    // Exact scores (DistDot clamps at 0 and loses the sign).
+                    top.push(Scored {
+                        score: dot(query, at(idx)),
+                        seq: r.seq,
+                    });
+                }
+            }
+        }
+        // The tail: rows not in the graph yet, scanned exactly.
+        for idx in graph.len..self.rows.len() {
+            if filter.matches(&self.rows[idx]) {
                 top.push(Scored {
-                    score: 1.0 - n.distance,
-                    seq: r.seq,
+                    score: dot(query, at(idx)),
+                    seq: self.rows[idx].seq,
                 });
             }
         }
@@ -555,19 +779,7 @@ impl NamespaceIndex {
             // The graph's neighbourhood held too few matches: never lose recall to a filter.
             return (self.exact(query, k, filter), SearchPath::GraphFallback);
         }
-        // Recompute exact scores (DistDot clamps at 0 and loses the sign).
-        let mut rescored: Vec<Scored> = found
-            .iter()
-            .map(|s| {
-                let i = self.by_seq[&s.seq];
-                Scored {
-                    score: dot(query, &self.vectors[i * self.dim..(i + 1) * self.dim]),
-                    seq: s.seq,
-                }
-            })
-            .collect();
-        rescored.sort_by(|a, b| b.cmp(a));
-        (rescored, SearchPath::Graph)
+        (found, SearchPath::Graph)
     }
 
     /// Whether `seq` is a live row that `filter` admits.

@@ -22,6 +22,8 @@ use crate::common::repo_path;
 use crate::server::Server;
 
 const NS: &str = "crash";
+/// Server flags of the crash loop.
+const GRAPH: &[&str] = &["--exact-threshold", "64"];
 
 const WORDS: &[&str] = &[
     "harbor", "violin", "glacier", "pepper", "lantern", "orchid", "canyon", "velvet", "compass",
@@ -396,6 +398,26 @@ fn verify(server: &Server, model: &mut Model, rng: &mut StdRng, cycle: usize) {
     );
 }
 
+/// `memoryd stats` on the stopped server's directory.
+fn stats(dir: &std::path::Path, flags: &[&str]) -> Value {
+    let out = Command::new(crate::server::binary())
+        .arg("stats")
+        .args(flags)
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--models-dir")
+        .arg(repo_path("models"))
+        .env("MEMORYD_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// `memoryd check` on the stopped server's directory: the store's trees agree
 /// with each other and with the indexes rebuilt from them.
 fn offline_check(dir: &std::path::Path, cycle: usize) {
@@ -432,7 +454,10 @@ fn kill_9_loop_loses_no_acknowledged_write() {
     let mut model = Model::default();
     let started = std::time::Instant::now();
     for cycle in 0..cycles {
-        let server = Server::start(dir.path());
+        // A low graph threshold: the namespace gets an HNSW graph after a few
+        // cycles, rebuilt (and dumped) as deletes pile up, so kills also land
+        // during builds and dumps and restarts reload dumps.
+        let server = Server::start_with(dir.path(), GRAPH);
         verify(&server, &mut model, &mut rng, cycle);
         let stop = Arc::new(AtomicBool::new(false));
         let client = {
@@ -454,8 +479,13 @@ fn kill_9_loop_loses_no_acknowledged_write() {
             );
         }
     }
-    let server = Server::start(dir.path());
+    let server = Server::start_with(dir.path(), GRAPH);
     verify(&server, &mut model, &mut rng, cycles);
+    server.signal("-KILL");
+    // The namespace outgrew the threshold early on, so its graph was dumped and
+    // the restarts reloaded it (not only rebuilt it).
+    let stats = stats(dir.path(), GRAPH);
+    assert_eq!(stats["graphs_reloaded"], 1, "{stats}");
     eprintln!(
         "crash loop: {cycles} cycles, {} operations sent, {} acknowledged, {} summaries; \
          unanswered writes at the kill: {} landed, {} did not; \
@@ -472,6 +502,136 @@ fn kill_9_loop_loses_no_acknowledged_write() {
         model.context_writes,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// `kill -9` while a graph dump is being written (held, every file written and
+/// no manifest yet, by the fault-injection pause): the restart discards the
+/// unfinished generation, serves every acknowledged message at once (an exact
+/// scan until the graph is rebuilt in the background), rebuilds and dumps again;
+/// the next restart reloads that dump, and the store agrees with the index.
+#[test]
+fn kill_9_during_a_graph_dump_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--exact-threshold", "64", "--no-background-summarize"];
+    let server = Server::start_with_env(
+        dir.path(),
+        &flags,
+        &[("MEMORYD_FAULT_DUMP_PAUSE_MS", "600000")],
+    );
+    let c = client();
+    let contents: Vec<String> = (0..120)
+        .map(|i| {
+            format!(
+                "dump test {i}: {} {} {}",
+                WORDS[i % WORDS.len()],
+                WORDS[(i * 7 + 3) % WORDS.len()],
+                WORDS[(i * 13 + 5) % WORDS.len()]
+            )
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for chunk in contents.chunks(40) {
+        let msgs: Vec<Value> = chunk
+            .iter()
+            .map(|t| json!({"role": "user", "content": t}))
+            .collect();
+        let (s, v) = send(
+            &c,
+            reqwest::Method::POST,
+            format!("{}/v1/namespaces/{NS}/messages", server.base),
+            Some(json!({"messages": msgs})),
+        )
+        .unwrap();
+        assert_eq!(s, 201, "{v}");
+        ids.extend(
+            v["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_str().unwrap().to_owned()),
+        );
+    }
+    // Wait until the dump is held: a generation with its files and no manifest.
+    let graphs = dir.path().join("graphs");
+    let held = || -> bool {
+        let Ok(nss) = std::fs::read_dir(&graphs) else {
+            return false;
+        };
+        nss.flatten().any(|ns| {
+            std::fs::read_dir(ns.path()).is_ok_and(|gens| {
+                gens.flatten().any(|g| {
+                    g.path().join("rows.bin").exists() && !g.path().join("manifest.json").exists()
+                })
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !held() {
+        assert!(std::time::Instant::now() < deadline, "no dump started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.signal("-KILL");
+
+    let server = Server::start_with(dir.path(), &flags);
+    assert!(!held(), "the unfinished generation was deleted on open");
+    let search = |server: &Server, t: &str| -> Vec<String> {
+        let (s, v) = send(
+            &c,
+            reqwest::Method::POST,
+            format!("{}/v1/namespaces/{NS}/search", server.base),
+            Some(json!({"query": t, "k": 3})),
+        )
+        .unwrap();
+        assert_eq!(s, 200, "{v}");
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (id, t) in ids.iter().zip(&contents).step_by(9) {
+        assert!(
+            search(&server, t).contains(id),
+            "{t} not found after the restart"
+        );
+    }
+    // The background rebuild dumps again (no pause now).
+    let whole = || {
+        std::fs::read_dir(&graphs).is_ok_and(|nss| {
+            nss.flatten().any(|ns| {
+                std::fs::read_dir(ns.path()).is_ok_and(|gens| {
+                    gens.flatten()
+                        .any(|g| g.path().join("manifest.json").exists())
+                })
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !whole() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dump after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.signal("-KILL");
+    offline_check(dir.path(), 0);
+    let stats = stats(dir.path(), &["--exact-threshold", "64"]);
+    assert_eq!(stats["graphs_reloaded"], 1, "{stats}");
+    // With the reload's info log line enabled (it once read the index while
+    // holding its write lock: a deadlock only with info logging on).
+    let server = Server::start_with_env(
+        dir.path(),
+        &flags,
+        &[("MEMORYD_LOG", "warn,memoryd::search=info")],
+    );
+    for (id, t) in ids.iter().zip(&contents).step_by(7) {
+        assert!(
+            search(&server, t).contains(id),
+            "{t} not found after the reload"
+        );
+    }
 }
 
 /// Events across a crash: a subscriber follows a namespace over SSE while a

@@ -1,0 +1,531 @@
+//! One node at scale (issue 19): restart, memory, ingest and search at 100k
+//! messages in one namespace, and many small namespaces.
+//!
+//! `cargo bench --bench scale -- big` (default `MEMORYD_SCALE_N=100000`):
+//! 1. N LoCoMo-like turns (LoCoMo text with a varied name and date in front, so
+//!    every text and vector is distinct) with vectors from the real model,
+//!    embedded once and cached under `$MEMORYD_CACHE/scale/` (~11 min the first
+//!    time on 2 cores; a rerun reads the file);
+//! 2. bulk load through `Engine::add_batch_with_embeddings` (1,000 per batch: one
+//!    transaction and one fsync each), until the graph has caught up and is dumped;
+//! 3. hybrid and dense search p50/p95 over 200 LoCoMo questions (query embedding
+//!    included, no query cache);
+//! 4. sustained ingest while the graph exists: 2,048 new turns through `add_batch`
+//!    (the model embeds them), 32 per request;
+//! 5. restart: `Engine::open` until it returns and until the first search
+//!    answers, with the graph dump (the default) and without (`persist_graphs:
+//!    false`: exact scan at once, the graph rebuilt in the background; its build
+//!    time is reported too);
+//! 6. RSS (`VmRSS`) after each phase.
+//!
+//! `cargo bench --bench scale -- many` (`MEMORYD_SCALE_NAMESPACES=10000`,
+//! `MEMORYD_SCALE_PER_NS=100`): that many namespaces of that many messages each
+//! (vectors reused from the cache), open time, RSS, and search p50 over random
+//! namespaces.
+//!
+//! Restarts and the spread searches run in fresh child processes of the bench
+//! (`reopen`, `spread`), so their RSS is a restarted server's. 1M messages over
+//! 100 namespaces: `MEMORYD_SCALE_NAMESPACES=100 MEMORYD_SCALE_PER_NS=10000
+//! cargo bench --bench scale -- many`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use memoryd::{
+    Access, Engine, EngineConfig, NewMessage, Role, SearchMode, SearchRequest, SummarizeConfig,
+};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse().expect(name))
+        .unwrap_or(default)
+}
+
+fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("MEMORYD_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/memoryd")
+        });
+    base.join("scale")
+}
+
+/// VmRSS of this process, MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+const NAMES: &[&str] = &[
+    "Caroline", "Melanie", "Jon", "Gina", "John", "Maria", "Joanna", "Nate", "Tim", "Audrey",
+    "Andrew", "James", "Deborah", "Jolene", "Evan", "Sam", "Calvin", "Dave", "Priya", "Kenji",
+];
+
+/// Turn `i`: a LoCoMo turn with a speaker and a day of its own.
+fn turn(turns: &[String], i: usize) -> (String, String, chrono::DateTime<chrono::Utc>) {
+    let base = &turns[i % turns.len()];
+    let text = base.split_once(": ").map_or(base.as_str(), |(_, t)| t);
+    let name = NAMES[(i / turns.len() + i * 7) % NAMES.len()];
+    let day = chrono::DateTime::from_timestamp(1_600_000_000 + (i as i64) * 600, 0).unwrap();
+    (format!("{name}: {text}"), name.to_owned(), day)
+}
+
+fn message(turns: &[String], i: usize) -> NewMessage {
+    let (text, name, at) = turn(turns, i);
+    let mut m = NewMessage::new(
+        if i.is_multiple_of(2) {
+            Role::User
+        } else {
+            Role::Assistant
+        },
+        text,
+    );
+    m.name = Some(name);
+    m.session_id = Some(format!("session-{}", i / 20));
+    m.timestamp = Some(at);
+    m
+}
+
+/// Real-model vectors of turns `0..n` `[n · dim]`, cached on disk.
+fn vectors(turns: &[String], n: usize) -> Vec<f32> {
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let embedder = common::embedder();
+    let dim = embedder.info().dim;
+    let path = dir.join(format!("vectors-{}-{dim}-{n}.f32", embedder.info().id));
+    if let Ok(bytes) = std::fs::read(&path)
+        && bytes.len() == n * dim * 4
+    {
+        return bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+    }
+    let started = Instant::now();
+    let mut out = Vec::with_capacity(n * dim);
+    let texts: Vec<String> = (0..n).map(|i| turn(turns, i).0).collect();
+    for (b, chunk) in texts.chunks(64).enumerate() {
+        let refs: Vec<&str> = chunk.iter().map(|s| s.as_str()).collect();
+        out.extend_from_slice(&embedder.embed(&refs).unwrap().data);
+        if b % 100 == 0 {
+            eprintln!(
+                "embedding for the cache: {}/{n} ({:.0} turns/s)",
+                out.len() / dim,
+                (out.len() / dim) as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let bytes: Vec<u8> = out.iter().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(&path, bytes).unwrap();
+    out
+}
+
+/// Vectors cached by default: 100k to load plus 2,048 for the ingest phase.
+const POOL: usize = 102_048;
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    EngineConfig {
+        model: common::model_config(),
+        summarize: SummarizeConfig {
+            enabled: false,
+            ..SummarizeConfig::default()
+        },
+        query_cache_capacity: 0,
+        ..EngineConfig::with_data_dir(dir)
+    }
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// p50 and p95 of `queries` in `mode` on `ns`, ms.
+async fn search_ms(e: &Engine, ns: &str, queries: &[String], mode: SearchMode) -> (f64, f64) {
+    let mut t = Vec::new();
+    for q in queries {
+        let s = Instant::now();
+        let hits = e
+            .search(
+                &Access::full(),
+                ns,
+                SearchRequest::text(q.clone(), 10).with_mode(mode),
+            )
+            .await
+            .unwrap();
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(hits);
+    }
+    t.sort_by(f64::total_cmp);
+    (pct(&t, 0.5), pct(&t, 0.95))
+}
+
+async fn wait_caught_up(e: &Engine) {
+    loop {
+        let s = e.stats();
+        if s.graph_namespaces > 0 && s.graph_tail_rows == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn row(what: &str, value: String) {
+    println!("| {what} | {value} |");
+}
+
+fn big() {
+    let n = env_usize("MEMORYD_SCALE_N", 100_000);
+    let turns = common::locomo_turns();
+    let questions: Vec<String> = common::locomo_questions().into_iter().take(200).collect();
+    let vecs = vectors(&turns, (n + 2048).max(POOL));
+    let dim = 384;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // MEMORYD_SCALE_KEEP=DIR: load into DIR and keep it (a rerun on a loaded DIR
+    // only restarts), for looking at restarts alone.
+    let kept = std::env::var_os("MEMORYD_SCALE_KEEP").map(PathBuf::from);
+    if let Some(k) = &kept
+        && k.join("sled").exists()
+    {
+        reopen_child(k, "big", true);
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: &std::path::Path = kept.as_deref().unwrap_or(tmp.path());
+    let rss0 = rss_mib();
+    println!("\n| {n} messages in one namespace | |\n|---|---|");
+    rt.block_on(async {
+        let e = Engine::open_with_embedder(config(dir), common::embedder()).unwrap();
+        let started = Instant::now();
+        for start in (0..n).step_by(1000) {
+            let end = (start + 1000).min(n);
+            let msgs = (start..end).map(|i| message(&turns, i)).collect();
+            e.add_batch_with_embeddings(
+                &Access::full(),
+                "big",
+                msgs,
+                vecs[start * dim..end * dim].to_vec(),
+            )
+            .await
+            .unwrap();
+        }
+        let loaded = started.elapsed().as_secs_f64();
+        row(
+            "bulk load (stored + BM25, vectors given)",
+            format!("{loaded:.1} s, {:.0} msg/s", n as f64 / loaded),
+        );
+        wait_caught_up(&e).await;
+        row(
+            "graph caught up (built in the background while loading, then dumped)",
+            format!("{:.1} s after the start", started.elapsed().as_secs_f64()),
+        );
+        row(
+            "RSS after load",
+            format!(
+                "{:.0} MiB ({:.0} MiB over the empty engine, {:.0} B/message)",
+                rss_mib(),
+                rss_mib() - rss0,
+                (rss_mib() - rss0) * 1048576.0 / n as f64
+            ),
+        );
+        let (h50, h95) = search_ms(&e, "big", &questions, SearchMode::Hybrid).await;
+        let (d50, d95) = search_ms(&e, "big", &questions, SearchMode::Dense).await;
+        let (l50, l95) = search_ms(&e, "big", &questions, SearchMode::Lexical).await;
+        row("hybrid search p50 / p95", format!("{h50:.2} / {h95:.2} ms"));
+        row("dense search p50 / p95", format!("{d50:.2} / {d95:.2} ms"));
+        row(
+            "lexical search p50 / p95",
+            format!("{l50:.2} / {l95:.2} ms"),
+        );
+
+        // Sustained ingest with the model on the write path, graph present.
+        let started = Instant::now();
+        let extra = 2048;
+        for start in (n..n + extra).step_by(32) {
+            let msgs = (start..start + 32).map(|i| message(&turns, i)).collect();
+            e.add_batch(&Access::full(), "big", msgs).await.unwrap();
+        }
+        let took = started.elapsed().as_secs_f64();
+        row(
+            "ingest with embedding, graph present (32 turns per request)",
+            format!("{:.0} turns/s", extra as f64 / took),
+        );
+        wait_caught_up(&e).await;
+        row(
+            "graph tail caught up after that ingest",
+            format!("{:.1} s after it began", started.elapsed().as_secs_f64()),
+        );
+        e.flush().await.unwrap();
+    });
+    drop(rt);
+    // Restarts, each in a fresh process (clean RSS): with the dump, then without.
+    reopen_child(dir, "big", true);
+    if kept.is_none() {
+        reopen_child(dir, "big", false);
+    }
+    let size: u64 = walk(&dir.join("graphs"));
+    row(
+        "graph dump on disk",
+        format!("{:.0} MiB", size as f64 / 1048576.0),
+    );
+    row(
+        "store on disk",
+        format!(
+            "{:.0} MiB",
+            walk(dir) as f64 / 1048576.0 - size as f64 / 1048576.0
+        ),
+    );
+}
+
+/// Runs `reopen` in a child process of this bench and passes its rows through.
+fn reopen_child(dir: &std::path::Path, ns: &str, dumps: bool) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("reopen")
+        .env("MEMORYD_SCALE_DIR", dir)
+        .env("MEMORYD_SCALE_NS", ns)
+        .env("MEMORYD_SCALE_DUMPS", if dumps { "1" } else { "0" })
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A restart: `Engine::open` on `MEMORYD_SCALE_DIR`, the first search of
+/// `MEMORYD_SCALE_NS`, hybrid p50 right after, RSS; without dumps also the time
+/// until the background build has caught up.
+fn reopen() {
+    let dir = PathBuf::from(std::env::var_os("MEMORYD_SCALE_DIR").expect("MEMORYD_SCALE_DIR"));
+    let ns = std::env::var("MEMORYD_SCALE_NS").unwrap();
+    let dumps = std::env::var("MEMORYD_SCALE_DUMPS").as_deref() == Ok("1");
+    let questions: Vec<String> = common::locomo_questions().into_iter().take(200).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let embedder = common::embedder();
+    let rss_model = rss_mib();
+    let t = Instant::now();
+    let cfg = EngineConfig {
+        persist_graphs: dumps,
+        ..config(&dir)
+    };
+    let e = Engine::open_with_embedder(cfg, embedder).unwrap();
+    let opened = t.elapsed().as_secs_f64();
+    let first = rt.block_on(async {
+        e.search(
+            &Access::full(),
+            &ns,
+            SearchRequest::text(questions[0].clone(), 10),
+        )
+        .await
+        .unwrap();
+        t.elapsed().as_secs_f64()
+    });
+    let s = e.stats();
+    let label = if dumps {
+        "with graph dumps"
+    } else {
+        "without graph dumps"
+    };
+    row(
+        &format!("restart {label}: open / first search answered"),
+        format!(
+            "{opened:.2} s / {first:.2} s (graphs reloaded {}, graph namespaces {}, tail {})",
+            s.graphs_reloaded, s.graph_namespaces, s.graph_tail_rows
+        ),
+    );
+    let (h50, h95) = rt.block_on(search_ms(&e, &ns, &questions[..100], SearchMode::Hybrid));
+    row(
+        "  hybrid p50 / p95 right after (100 questions)",
+        format!("{h50:.2} / {h95:.2} ms"),
+    );
+    if std::env::var_os("MEMORYD_SCALE_CANDIDATES").is_some() {
+        // Hybrid latency against the size of each channel's candidate pool.
+        for c in [100, 70, 50, 30, 20] {
+            let params = memoryd::HybridParams {
+                candidates: c,
+                ..Default::default()
+            };
+            let mut t = Vec::new();
+            rt.block_on(async {
+                for q in &questions {
+                    let s = Instant::now();
+                    std::hint::black_box(
+                        e.search(
+                            &Access::full(),
+                            &ns,
+                            SearchRequest::text(q.clone(), 10).with_hybrid(params),
+                        )
+                        .await
+                        .unwrap(),
+                    );
+                    t.push(s.elapsed().as_secs_f64() * 1e3);
+                }
+            });
+            t.sort_by(f64::total_cmp);
+            row(
+                &format!("  hybrid p50 / p95 with {c} candidates per channel"),
+                format!("{:.2} / {:.2} ms", pct(&t, 0.5), pct(&t, 0.95)),
+            );
+        }
+    }
+    row(
+        "  RSS after open (fresh process; model alone)",
+        format!("{:.0} MiB ({:.0} MiB)", rss_mib(), rss_model),
+    );
+    if !dumps {
+        // A namespace big enough for a graph is being built in the background.
+        let want = e.config().index.exact_threshold;
+        if s.messages >= want {
+            rt.block_on(wait_caught_up(&e));
+            row(
+                "  background graph build (all rows)",
+                format!("done {:.0} s after open", t.elapsed().as_secs_f64()),
+            );
+        }
+    }
+}
+
+fn walk(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p).map_or(0, |rd| {
+        rd.flatten()
+            .map(|e| {
+                let m = e.metadata().unwrap();
+                if m.is_dir() { walk(&e.path()) } else { m.len() }
+            })
+            .sum()
+    })
+}
+
+fn many() {
+    let nss = env_usize("MEMORYD_SCALE_NAMESPACES", 10_000);
+    let per = env_usize("MEMORYD_SCALE_PER_NS", 100);
+    let turns = common::locomo_turns();
+    let pool = 100_000;
+    let vecs = vectors(&turns, POOL);
+    let dim = 384;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    println!("\n| {nss} namespaces × {per} messages | |\n|---|---|");
+    let rss0 = rss_mib();
+    rt.block_on(async {
+        let e = Engine::open_with_embedder(config(dir.path()), common::embedder()).unwrap();
+        let started = Instant::now();
+        for ns in 0..nss {
+            for start in (0..per).step_by(1000) {
+                let end = (start + 1000).min(per);
+                let first = ns * per + start;
+                let msgs = (0..end - start)
+                    .map(|i| message(&turns, (first + i) % pool))
+                    .collect();
+                let v: Vec<f32> = (0..end - start)
+                    .flat_map(|i| {
+                        let r = (first + i) % pool;
+                        vecs[r * dim..(r + 1) * dim].to_vec()
+                    })
+                    .collect();
+                e.add_batch_with_embeddings(&Access::full(), &format!("agent-{ns}"), msgs, v)
+                    .await
+                    .unwrap();
+            }
+            if nss >= 100 && ns % (nss / 10) == 0 {
+                eprintln!("many: {ns}/{nss} namespaces loaded");
+            }
+        }
+        row(
+            "load (one batch per namespace)",
+            format!("{:.1} s", started.elapsed().as_secs_f64()),
+        );
+        row(
+            "RSS after load",
+            format!(
+                "{:.0} MiB ({:.0} B/message over the empty engine)",
+                rss_mib(),
+                (rss_mib() - rss0) * 1048576.0 / (nss * per) as f64
+            ),
+        );
+        e.flush().await.unwrap();
+    });
+    drop(rt);
+    reopen_child(dir.path(), "agent-0", true);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("spread")
+        .env("MEMORYD_SCALE_DIR", dir.path())
+        .env("MEMORYD_SCALE_NAMESPACES", nss.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    row(
+        "store on disk",
+        format!("{:.0} MiB", walk(dir.path()) as f64 / 1048576.0),
+    );
+}
+
+/// Hybrid search over random namespaces of a `many` directory, fresh process.
+fn spread() {
+    let dir = PathBuf::from(std::env::var_os("MEMORYD_SCALE_DIR").expect("MEMORYD_SCALE_DIR"));
+    let nss = env_usize("MEMORYD_SCALE_NAMESPACES", 10_000);
+    let questions: Vec<String> = common::locomo_questions().into_iter().take(200).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let e = Engine::open_with_embedder(config(&dir), common::embedder()).unwrap();
+    let mut t = Vec::new();
+    rt.block_on(async {
+        for (i, q) in questions.iter().enumerate() {
+            let ns = format!("agent-{}", (i * 7919) % nss);
+            let s = Instant::now();
+            std::hint::black_box(
+                e.search(&Access::full(), &ns, SearchRequest::text(q.clone(), 10))
+                    .await
+                    .unwrap(),
+            );
+            t.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+    });
+    t.sort_by(f64::total_cmp);
+    row(
+        "hybrid search p50 / p95, 200 questions over random namespaces",
+        format!("{:.2} / {:.2} ms", pct(&t, 0.5), pct(&t, 0.95)),
+    );
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let all = which.is_empty();
+    if which.iter().any(|w| w == "reopen") {
+        return reopen();
+    }
+    if which.iter().any(|w| w == "spread") {
+        return spread();
+    }
+    if all || which.iter().any(|w| w == "big") {
+        big();
+    }
+    if all || which.iter().any(|w| w == "many") {
+        many();
+    }
+}
