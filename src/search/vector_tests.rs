@@ -206,6 +206,11 @@ fn rows_after_the_graph_are_found_through_the_tail_then_the_graph() {
         g.push(10_000 + i as u64, &msg(i), v);
     }
     assert_eq!(g.tail_len(), 300);
+    assert_eq!(
+        g.vectors_held(),
+        300,
+        "the graph's rows keep their vector in the graph only"
+    );
     for (i, v) in fresh.iter().enumerate().step_by(7) {
         let (hits, path) = g.search_traced(v, 3, &all(), false);
         assert_eq!(path, SearchPath::Graph);
@@ -216,6 +221,7 @@ fn rows_after_the_graph_are_found_through_the_tail_then_the_graph() {
     NamespaceIndex::insert_tail(&graph, from, &vectors, 32);
     assert!(g.graph_extended(&graph, from, 2300));
     assert_eq!(g.tail_len(), 0);
+    assert_eq!(g.vectors_held(), 0);
     assert!(!g.graph_extended(&graph, from, 2300), "moved once only");
     let mut found = 0;
     for (i, v) in fresh.iter().enumerate() {
@@ -263,6 +269,7 @@ fn a_reloaded_dump_keeps_each_row_at_its_position() {
     assert_eq!(dead, 2, "row 7 (deleted) and row 9 (changed)");
     assert_eq!(fresh.len(), 1499 + 20);
     assert_eq!(fresh.tail_len(), 21, "row 9 and the 20 new rows");
+    assert_eq!(fresh.vectors_held(), 21);
     assert!(fresh.has_graph());
     let mut found = 0;
     for (i, v) in vs.iter().enumerate() {

@@ -157,6 +157,13 @@ fn row_key(k: &[u8], tree: &'static str) -> Result<RowId> {
 /// Point reads done on the caller's thread instead of the blocking pool.
 const INLINE_READS: usize = 32;
 
+/// sled's page cache, bytes. sled's default (1 GiB) filled with every page the
+/// open-time scan touched, so a restarted server with 100k messages held ~350 MiB
+/// of store pages it never read again (the indexes hold what searches need; a hit
+/// is one point read). Measured with `cargo bench --bench scale` (README, "One
+/// node at scale").
+const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 impl SledStore {
     /// Opens (or creates) the store in `<dir>/sled`.
     ///
@@ -167,6 +174,7 @@ impl SledStore {
         std::fs::create_dir_all(dir)?;
         let config = sled::Config::new()
             .path(dir.join("sled"))
+            .cache_capacity(SLED_CACHE_BYTES)
             .mode(sled::Mode::HighThroughput);
         // sled releases its file lock from a background thread after the last handle
         // drops, so reopening a directory in the same process can briefly find it
