@@ -148,22 +148,42 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 /// p50 and p95 of `queries` in `mode` on `ns`, ms.
 async fn search_ms(e: &Engine, ns: &str, queries: &[String], mode: SearchMode) -> (f64, f64) {
-    let mut t = Vec::new();
-    for q in queries {
-        let s = Instant::now();
-        let hits = e
-            .search(
-                &Access::full(),
-                ns,
+    latency_ms(
+        e,
+        queries.iter().map(|q| {
+            (
+                ns.to_owned(),
                 SearchRequest::text(q.clone(), 10).with_mode(mode),
             )
-            .await
-            .unwrap();
+        }),
+    )
+    .await
+}
+
+/// p50 and p95 of `searches` (namespace, request), one after another, ms.
+async fn latency_ms(
+    e: &Engine,
+    searches: impl Iterator<Item = (String, SearchRequest)>,
+) -> (f64, f64) {
+    let mut t = Vec::new();
+    for (ns, request) in searches {
+        let s = Instant::now();
+        let hits = e.search(&Access::full(), &ns, request).await.unwrap();
         t.push(s.elapsed().as_secs_f64() * 1e3);
         std::hint::black_box(hits);
     }
     t.sort_by(f64::total_cmp);
     (pct(&t, 0.5), pct(&t, 0.95))
+}
+
+/// The runtime every part of the bench searches from (two workers, like the server
+/// on this machine).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn wait_caught_up(e: &Engine) {
@@ -186,11 +206,7 @@ fn big() {
     let questions: Vec<String> = common::locomo_questions().into_iter().take(200).collect();
     let vecs = vectors(&turns, (n + 2048).max(POOL));
     let dim = 384;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     // MEMORYD_SCALE_KEEP=DIR: load into DIR and keep it (a rerun on a loaded DIR
     // only restarts), for looking at restarts alone.
     let kept = std::env::var_os("MEMORYD_SCALE_KEEP").map(PathBuf::from);
@@ -309,11 +325,7 @@ fn reopen() {
     let ns = std::env::var("MEMORYD_SCALE_NS").unwrap();
     let dumps = std::env::var("MEMORYD_SCALE_DUMPS").as_deref() == Ok("1");
     let questions: Vec<String> = common::locomo_questions().into_iter().take(200).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let embedder = common::embedder();
     let rss_model = rss_mib();
     let t = Instant::now();
@@ -358,26 +370,14 @@ fn reopen() {
                 candidates: c,
                 ..Default::default()
             };
-            let mut t = Vec::new();
-            rt.block_on(async {
-                for q in &questions {
-                    let s = Instant::now();
-                    std::hint::black_box(
-                        e.search(
-                            &Access::full(),
-                            &ns,
-                            SearchRequest::text(q.clone(), 10).with_hybrid(params),
-                        )
-                        .await
-                        .unwrap(),
-                    );
-                    t.push(s.elapsed().as_secs_f64() * 1e3);
-                }
+            let searches = questions.iter().map(|q| {
+                let request = SearchRequest::text(q.clone(), 10).with_hybrid(params);
+                (ns.clone(), request)
             });
-            t.sort_by(f64::total_cmp);
+            let (p50, p95) = rt.block_on(latency_ms(&e, searches));
             row(
                 &format!("  hybrid p50 / p95 with {c} candidates per channel"),
-                format!("{:.2} / {:.2} ms", pct(&t, 0.5), pct(&t, 0.95)),
+                format!("{p50:.2} / {p95:.2} ms"),
             );
         }
     }
@@ -416,11 +416,7 @@ fn many() {
     let pool = 100_000;
     let vecs = vectors(&turns, POOL);
     let dim = 384;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     println!("\n| {nss} namespaces × {per} messages | |\n|---|---|");
     let rss0 = rss_mib();
@@ -484,29 +480,16 @@ fn spread() {
     let dir = PathBuf::from(std::env::var_os("MEMORYD_SCALE_DIR").expect("MEMORYD_SCALE_DIR"));
     let nss = env_usize("MEMORYD_SCALE_NAMESPACES", 10_000);
     let questions: Vec<String> = common::locomo_questions().into_iter().take(200).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let e = Engine::open_with_embedder(config(&dir), common::embedder()).unwrap();
-    let mut t = Vec::new();
-    rt.block_on(async {
-        for (i, q) in questions.iter().enumerate() {
-            let ns = format!("agent-{}", (i * 7919) % nss);
-            let s = Instant::now();
-            std::hint::black_box(
-                e.search(&Access::full(), &ns, SearchRequest::text(q.clone(), 10))
-                    .await
-                    .unwrap(),
-            );
-            t.push(s.elapsed().as_secs_f64() * 1e3);
-        }
+    let searches = questions.iter().enumerate().map(|(i, q)| {
+        let ns = format!("agent-{}", (i * 7919) % nss);
+        (ns, SearchRequest::text(q.clone(), 10))
     });
-    t.sort_by(f64::total_cmp);
+    let (p50, p95) = rt.block_on(latency_ms(&e, searches));
     row(
         "hybrid search p50 / p95, 200 questions over random namespaces",
-        format!("{:.2} / {:.2} ms", pct(&t, 0.5), pct(&t, 0.95)),
+        format!("{p50:.2} / {p95:.2} ms"),
     );
 }
 

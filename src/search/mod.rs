@@ -266,13 +266,13 @@ impl InProcessIndex {
         idx.needs_rebuild() || idx.tail_len() > 0
     }
 
-    /// Rebuilds the vector index from a snapshot without blocking searches, dumps
-    /// the new graph, then swaps it in (rows written meanwhile become its tail).
+    /// Rebuilds the vector index from a snapshot without blocking searches, swaps
+    /// it in (rows written meanwhile become its tail), then dumps the new graph.
     fn rebuild(&self) {
         let started = Instant::now();
         let snapshot = self.vector.read().snapshot();
         let mut rebuilt = NamespaceIndex::rebuilt_from(&snapshot);
-        let dump = rebuilt.graph_for_dump();
+        let dump = self.dumps.as_ref().and(rebuilt.graph_for_dump());
         {
             let mut idx = self.vector.write();
             idx.catch_up(&mut rebuilt, snapshot.upto);
@@ -285,7 +285,7 @@ impl InProcessIndex {
         );
         match dump {
             // Swapped in already; this thread is still the graph's only writer.
-            Some((graph, seqs)) => self.dump_and_record(&graph, &seqs),
+            Some((graph, seqs)) => self.dump(&graph, &seqs),
             None => {
                 if let Some(dir) = &self.dumps
                     && !self.discarded.load(Ordering::Acquire)
@@ -294,14 +294,6 @@ impl InProcessIndex {
                 }
             }
         }
-    }
-
-    /// Dumps `graph` and records the positions it covers; a failed dump is
-    /// recorded too, so the next attempt waits for [`REDUMP_MIN`] more rows
-    /// instead of following every write.
-    fn dump_and_record(&self, graph: &vector::SharedGraph, seqs: &[u64]) {
-        self.dump(graph, seqs);
-        self.vector.write().graph_dumped(graph, seqs.len());
     }
 
     /// Inserts up to [`TAIL_ROUND`] tail rows into the graph; dumps it when it
@@ -316,50 +308,44 @@ impl InProcessIndex {
         if !extended {
             return true;
         }
-        let due = {
+        let due = self.dumps.is_some() && {
             let idx = self.vector.read();
-            (idx.undumped() >= REDUMP_MIN.max(idx.dumped() / 10))
-                .then(|| idx.graph_for_dump())
-                .flatten()
+            idx.undumped() >= REDUMP_MIN.max(idx.dumped() / 10)
         };
+        let due = due.then(|| self.vector.read().graph_for_dump()).flatten();
         if let Some((g, seqs)) = due
             && Arc::ptr_eq(&g, &graph)
         {
-            self.dump_and_record(&graph, &seqs);
+            self.dump(&graph, &seqs);
         }
         true
     }
 
-    /// Writes a dump of `graph` (positions `0..seqs.len()`); the caller is the
-    /// graph's only writer. False when not persisted or the dump failed (logged:
-    /// the next open then rebuilds, which is slower, not wrong).
-    fn dump(&self, graph: &vector::SharedGraph, seqs: &[u64]) -> bool {
-        let Some(dir) = &self.dumps else { return false };
-        if self.discarded.load(Ordering::Acquire) {
-            return false;
-        }
-        let started = Instant::now();
-        match persist::dump(dir, &self.name, graph, seqs, self.dim, &self.config) {
-            Ok(written) => {
-                if self.discarded.load(Ordering::Acquire) {
-                    // Deleted meanwhile: only this dump goes (a namespace of the same
-                    // name created since may have dumps of its own here).
-                    persist::remove(&written);
-                    return false;
-                }
-                tracing::info!(
+    /// Writes a dump of `graph` (positions `0..seqs.len()`; the caller is the
+    /// graph's only writer) and records the positions it covers. A failed dump is
+    /// recorded too (logged; the next open rebuilds, which is slower, not wrong), so
+    /// the next attempt waits for [`REDUMP_MIN`] more rows instead of following
+    /// every write.
+    fn dump(&self, graph: &vector::SharedGraph, seqs: &[u64]) {
+        let Some(dir) = &self.dumps else { return };
+        if !self.discarded.load(Ordering::Acquire) {
+            let started = Instant::now();
+            match persist::dump(dir, &self.name, graph, seqs, self.dim, &self.config) {
+                // Deleted meanwhile: only this dump goes (a namespace of the same
+                // name created since may have dumps of its own here).
+                Ok(written) if self.discarded.load(Ordering::Acquire) => persist::remove(&written),
+                Ok(_) => tracing::info!(
                     namespace = %self.name,
                     positions = seqs.len(),
                     took_ms = started.elapsed().as_millis() as u64,
                     "graph dumped"
-                );
-                true
-            }
-            Err(e) => {
-                tracing::warn!(namespace = %self.name, error = %e, "graph dump failed");
-                false
+                ),
+                Err(e) => {
+                    tracing::warn!(namespace = %self.name, error = %e, "graph dump failed")
+                }
             }
         }
+        self.vector.write().graph_dumped(graph, seqs.len());
     }
 }
 

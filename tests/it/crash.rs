@@ -398,10 +398,10 @@ fn verify(server: &Server, model: &mut Model, rng: &mut StdRng, cycle: usize) {
     );
 }
 
-/// `memoryd stats` on the stopped server's directory.
-fn stats(dir: &std::path::Path, flags: &[&str]) -> Value {
-    let out = Command::new(crate::server::binary())
-        .arg("stats")
+/// Runs `memoryd <command> [flags]` on a stopped server's directory.
+fn offline(command: &str, dir: &std::path::Path, flags: &[&str]) -> std::process::Output {
+    Command::new(crate::server::binary())
+        .arg(command)
         .args(flags)
         .arg("--data-dir")
         .arg(dir)
@@ -409,7 +409,12 @@ fn stats(dir: &std::path::Path, flags: &[&str]) -> Value {
         .arg(repo_path("models"))
         .env("MEMORYD_LOG", "warn")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// `memoryd stats` on the stopped server's directory.
+fn stats(dir: &std::path::Path, flags: &[&str]) -> Value {
+    let out = offline("stats", dir, flags);
     assert!(
         out.status.success(),
         "{}",
@@ -421,15 +426,7 @@ fn stats(dir: &std::path::Path, flags: &[&str]) -> Value {
 /// `memoryd check` on the stopped server's directory: the store's trees agree
 /// with each other and with the indexes rebuilt from them.
 fn offline_check(dir: &std::path::Path, cycle: usize) {
-    let out = Command::new(crate::server::binary())
-        .arg("check")
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--models-dir")
-        .arg(repo_path("models"))
-        .env("MEMORYD_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = offline("check", dir, &[]);
     assert!(
         out.status.success(),
         "cycle {cycle}: memoryd check failed:\n{}\n{}",
