@@ -550,27 +550,35 @@ fn kill_9_during_a_graph_dump_loses_nothing() {
     }
     // Wait until the dump is held: a generation with its files and no manifest.
     let graphs = dir.path().join("graphs");
-    let held = || -> bool {
-        let Ok(nss) = std::fs::read_dir(&graphs) else {
-            return false;
-        };
-        nss.flatten().any(|ns| {
-            std::fs::read_dir(ns.path()).is_ok_and(|gens| {
-                gens.flatten().any(|g| {
-                    g.path().join("rows.bin").exists() && !g.path().join("manifest.json").exists()
-                })
-            })
+    let held_dir = || -> Option<std::path::PathBuf> {
+        std::fs::read_dir(&graphs).ok()?.flatten().find_map(|ns| {
+            std::fs::read_dir(ns.path())
+                .ok()?
+                .flatten()
+                .map(|g| g.path())
+                .find(|g| g.join("rows.bin").exists() && !g.join("manifest.json").exists())
         })
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !held() {
+    let unfinished = loop {
+        if let Some(g) = held_dir() {
+            break g;
+        }
         assert!(std::time::Instant::now() < deadline, "no dump started");
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
     server.signal("-KILL");
+    // A mark of our own in the unfinished generation: the background rebuild
+    // after the restart may write a new generation under the same name, but
+    // never this file.
+    let mark = unfinished.join("left-by-the-test");
+    std::fs::write(&mark, b"").unwrap();
 
     let server = Server::start_with(dir.path(), &flags);
-    assert!(!held(), "the unfinished generation was deleted on open");
+    assert!(
+        !mark.exists(),
+        "the unfinished generation was deleted on open"
+    );
     let search = |server: &Server, t: &str| -> Vec<String> {
         let (s, v) = send(
             &c,
