@@ -707,55 +707,111 @@ async fn ingest(
     format: Format,
     batch: usize,
 ) -> Result<()> {
-    let groups: Vec<(String, Vec<NewMessage>)> = match format {
-        Format::Jsonl => {
-            let f = std::io::BufReader::new(
-                std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?,
+    let started = std::time::Instant::now();
+    let total = match format {
+        // Streamed: a million-line file is never held in memory; the bar follows
+        // the bytes read.
+        Format::Jsonl => ingest_jsonl(engine, file, namespace, batch).await?,
+        Format::Locomo => {
+            let groups: Vec<(String, Vec<NewMessage>)> = memoryd::locomo::load(file)?
+                .into_iter()
+                .map(|s| (format!("{namespace}-{}", s.sample_id), s.messages()))
+                .collect();
+            let total: usize = groups.iter().map(|(_, m)| m.len()).sum();
+            let bar = progress(
+                total as u64,
+                "{bar:40} {pos}/{len} messages  {per_sec}  eta {eta}",
             );
-            let mut msgs = Vec::new();
-            for (i, line) in f.lines().enumerate() {
-                let line = line?;
-                if line.trim().is_empty() {
-                    continue;
+            for (ns, msgs) in groups {
+                for chunk in msgs.chunks(batch) {
+                    engine
+                        .add_batch(&Access::full(), &ns, chunk.to_vec())
+                        .await?;
+                    bar.inc(chunk.len() as u64);
                 }
-                let m: NewMessage = serde_json::from_str(&line)
-                    .with_context(|| format!("{}:{}: not a message", file.display(), i + 1))?;
-                msgs.push(m);
             }
-            vec![(namespace.to_string(), msgs)]
+            bar.finish_and_clear();
+            total
         }
-        Format::Locomo => memoryd::locomo::load(file)?
-            .into_iter()
-            .map(|s| (format!("{namespace}-{}", s.sample_id), s.messages()))
-            .collect(),
     };
-    let total: usize = groups.iter().map(|(_, m)| m.len()).sum();
     if total == 0 {
         bail!("{} holds no messages", file.display());
     }
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(total as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} messages  {per_sec}  eta {eta}")
-            .expect("valid template"),
-    );
-    let started = std::time::Instant::now();
-    for (ns, msgs) in groups {
-        for chunk in msgs.chunks(batch) {
-            engine
-                .add_batch(&Access::full(), &ns, chunk.to_vec())
-                .await?;
-            bar.inc(chunk.len() as u64);
-        }
-    }
-    bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "stored {total} messages in {secs:.1} s ({:.0} messages/s)",
         total as f64 / secs
     );
     Ok(())
+}
+
+/// A progress bar on stderr when it is a terminal (hidden otherwise).
+fn progress(len: u64, template: &str) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(len)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+    bar
+}
+
+/// Stores a JSON Lines file `batch` messages per write, reading as it goes.
+/// Returns the messages stored; on an error, says how many were stored before it
+/// and the line to resume from (`tail -n +LINE FILE > rest.jsonl`).
+async fn ingest_jsonl(
+    engine: &Engine,
+    file: &PathBuf,
+    namespace: &str,
+    batch: usize,
+) -> Result<usize> {
+    let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = progress(len, "{bar:40} {bytes}/{total_bytes}  {msg}  eta {eta}");
+    let mut reader = std::io::BufReader::new(f);
+    let (mut stored, mut line_no, mut stored_through) = (0usize, 0usize, 0usize);
+    let mut pending: Vec<NewMessage> = Vec::with_capacity(batch);
+    let mut line = String::new();
+    let rate = |stored: usize| stored as f64 / bar.elapsed().as_secs_f64().max(1e-3);
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let eof = n == 0;
+        if !eof {
+            line_no += 1;
+            bar.inc(n as u64);
+            if !line.trim().is_empty() {
+                let m: NewMessage = serde_json::from_str(&line).with_context(|| {
+                    format!(
+                        "{}:{line_no}: not a message ({stored} messages stored; resume from line {})",
+                        file.display(),
+                        stored_through + 1
+                    )
+                })?;
+                pending.push(m);
+            }
+        }
+        if pending.len() >= batch || (eof && !pending.is_empty()) {
+            let k = pending.len();
+            engine
+                .add_batch(&Access::full(), namespace, std::mem::take(&mut pending))
+                .await
+                .with_context(|| {
+                    format!(
+                        "{stored} messages stored before this batch; resume from line {}",
+                        stored_through + 1
+                    )
+                })?;
+            stored += k;
+            stored_through = line_no;
+            bar.set_message(format!("{stored} messages  {:.0}/s", rate(stored)));
+        }
+        if eof {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(stored)
 }

@@ -164,6 +164,82 @@ fn cli_embed_prints_one_vector_per_line() {
     assert!(lines[1].iter().zip(&hello).map(|(a, b)| a * b).sum::<f32>() < 0.9);
 }
 
+/// `memoryd ingest` streams a JSON Lines file in batches: a bad line stops it
+/// with the line number and where to resume, the batches before it stay stored,
+/// and resuming from that line stores the rest (nothing twice).
+#[test]
+fn cli_ingest_reports_where_to_resume_after_a_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(crate::server::binary())
+            .args(args)
+            .arg("--models-dir")
+            .arg(repo_path("models"))
+            .env("MEMORYD_LOG", "warn")
+            .env("RUST_BACKTRACE", "0")
+            .env("MEMORYD_DATA_DIR", dir.path().join("data"))
+            .output()
+            .unwrap()
+    };
+    let line =
+        |i: usize| format!(r#"{{"role":"user","content":"turn number {i} about gardening"}}"#);
+    let mut lines: Vec<String> = (1..=4).map(line).collect();
+    lines.push("{not json".into()); // line 5
+    lines.extend((6..=7).map(line));
+    let file = dir.path().join("in.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = run(&[
+        "ingest",
+        file.to_str().unwrap(),
+        "--namespace",
+        "n",
+        "--batch",
+        "2",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a bad line must fail the ingest");
+    assert!(
+        err.contains(":5: not a message") && err.contains("4 messages stored; resume from line 5"),
+        "{err}"
+    );
+    let count = |run: &dyn Fn(&[&str]) -> std::process::Output| -> usize {
+        let out = run(&["recent", "--namespace", "n", "--limit", "100"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(
+        count(&run),
+        4,
+        "the two batches before the bad line are stored"
+    );
+    // Resume: the rest of the file from line 6 (the bad line dropped).
+    let rest = dir.path().join("rest.jsonl");
+    std::fs::write(&rest, lines[5..].join("\n") + "\n").unwrap();
+    let out = run(&[
+        "ingest",
+        rest.to_str().unwrap(),
+        "--namespace",
+        "n",
+        "--batch",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stored 2 messages"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&run), 6);
+}
+
 /// `memoryd context set|get|history` over one data directory: versions grow, a
 /// stale `--expected-version` fails with a non-zero exit and changes nothing,
 /// and `get` reads through the parent chain.
