@@ -162,7 +162,10 @@ impl Engine {
     ) -> Result<Engine> {
         std::thread::scope(|s| {
             s.spawn(|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
+                // One worker: the store reads the next page there while this
+                // thread indexes the current one (see `load_records`).
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
                     .enable_all()
                     .build()
                     .map_err(Error::Io)?;
@@ -180,6 +183,12 @@ impl Engine {
     ) -> Result<Engine> {
         let started = Instant::now();
         config.hybrid.validate()?;
+        if !crate::search::vector::set_graph_threads(config.index.build_threads) {
+            tracing::warn!(
+                threads = config.index.build_threads,
+                "the HNSW build pool was sized by an earlier engine in this process; keeping it"
+            );
+        }
         let info = embedder.info().clone();
         store.check_or_init_meta(&info).await?;
         let embed = EmbedQueue::start(
@@ -233,46 +242,7 @@ impl Engine {
             let ns = inner.new_namespace(&name, Some(record));
             inner.namespaces.write().insert(name, Arc::new(ns));
         }
-        let mut count = 0usize;
-        for kind in [RecordKind::Message, RecordKind::Summary] {
-            let mut after = None;
-            loop {
-                let page = inner.store.scan(kind, after, LOAD_PAGE).await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.row);
-                for stored in &page {
-                    if stored.vector.len() != inner.info.dim {
-                        return Err(Error::Corrupt {
-                            tree: "vectors",
-                            message: format!(
-                                "row {} has {} values, the model {}",
-                                stored.row,
-                                stored.vector.len(),
-                                inner.info.dim
-                            ),
-                        });
-                    }
-                    let name = NamespaceName::parse(stored.record.namespace())?;
-                    let ns = inner.namespace_or_create(&name);
-                    match &stored.record {
-                        Record::Message(m) => {
-                            ns.index.insert(&[IndexDoc::Message {
-                                row: stored.row,
-                                message: m,
-                                vector: &stored.vector,
-                            }]);
-                            ns.remember([(stored.row, m)], inner.config.short_term_capacity);
-                            count += 1;
-                        }
-                        Record::Summary(s) => ns.index.insert(&[IndexDoc::Summary {
-                            row: stored.row,
-                            summary: s,
-                            vector: &stored.vector,
-                        }]),
-                    }
-                }
-            }
-        }
+        let count = load_records(&inner).await?;
         tracing::info!(
             records = count,
             took_ms = started.elapsed().as_millis() as u64,
@@ -428,6 +398,94 @@ const _: fn() = || {
 /// Reloads the graph dumps of the namespaces large enough for a graph and
 /// deletes dump directories no loaded namespace owns (deleted namespaces, or a
 /// crash between a namespace's deletion and its dump's removal).
+/// Reads every message and summary from the store into the namespaces' indexes
+/// and short-term rings; returns the number of messages. Pipelined: the store
+/// decodes page n + 1 (on the runtime's worker) while this thread indexes page n,
+/// the namespaces of a page in parallel (rayon), each with one lock per page.
+///
+/// # Errors
+/// [`Error::Corrupt`] for a vector of the wrong dimension or a bad namespace
+/// name; the store's errors.
+async fn load_records(inner: &Arc<Inner>) -> Result<usize> {
+    use rayon::prelude::*;
+    let mut count = 0usize;
+    for kind in [RecordKind::Message, RecordKind::Summary] {
+        let read = |after| {
+            let store = inner.store.clone();
+            tokio::spawn(async move { store.scan(kind, after, LOAD_PAGE).await })
+        };
+        let mut next = read(None);
+        loop {
+            let page = next.await.map_err(|e| {
+                Error::Io(std::io::Error::other(format!("store read failed: {e}")))
+            })??;
+            let Some(last) = page.last() else { break };
+            next = read(Some(last.row));
+            // The page's records by namespace, in row order within each.
+            let mut groups: Vec<(Arc<NamespaceState>, Vec<&crate::storage::StoredRecord>)> =
+                Vec::new();
+            let mut at: std::collections::HashMap<&str, usize> = Default::default();
+            for stored in &page {
+                if stored.vector.len() != inner.info.dim {
+                    return Err(Error::Corrupt {
+                        tree: "vectors",
+                        message: format!(
+                            "row {} has {} values, the model {}",
+                            stored.row,
+                            stored.vector.len(),
+                            inner.info.dim
+                        ),
+                    });
+                }
+                let name = stored.record.namespace();
+                let i = match at.get(name) {
+                    Some(&i) => i,
+                    None => {
+                        let ns = inner.namespace_or_create(&NamespaceName::parse(name)?);
+                        groups.push((ns, Vec::new()));
+                        at.insert(name, groups.len() - 1);
+                        groups.len() - 1
+                    }
+                };
+                groups[i].1.push(stored);
+            }
+            let capacity = inner.config.short_term_capacity;
+            count += groups
+                .par_iter()
+                .map(|(ns, records)| {
+                    let docs: Vec<IndexDoc<'_>> = records
+                        .iter()
+                        .map(|stored| match &stored.record {
+                            Record::Message(m) => IndexDoc::Message {
+                                row: stored.row,
+                                message: m,
+                                vector: &stored.vector,
+                            },
+                            Record::Summary(s) => IndexDoc::Summary {
+                                row: stored.row,
+                                summary: s,
+                                vector: &stored.vector,
+                            },
+                        })
+                        .collect();
+                    ns.index.insert(&docs);
+                    let messages: Vec<_> = records
+                        .iter()
+                        .filter_map(|stored| match &stored.record {
+                            Record::Message(m) => Some((stored.row, m)),
+                            Record::Summary(_) => None,
+                        })
+                        .collect();
+                    let n = messages.len();
+                    ns.remember(messages, capacity);
+                    n
+                })
+                .sum::<usize>();
+        }
+    }
+    Ok(count)
+}
+
 fn restore_graphs(inner: &Arc<Inner>, states: &[Arc<NamespaceState>]) {
     let Some(root) = inner.graph_root() else {
         return;
