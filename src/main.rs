@@ -76,6 +76,10 @@ struct EngineArgs {
     /// HNSW ef_search.
     #[arg(long, global = true, env = "MEMORYD_EF_SEARCH", default_value_t = IndexConfig::default().ef_search)]
     ef_search: usize,
+    /// Threads that build HNSW graphs (0: all cores but one, so building never
+    /// takes the core that embeds queries).
+    #[arg(long, global = true, env = "MEMORYD_INDEX_THREADS", default_value_t = IndexConfig::default().build_threads)]
+    index_threads: usize,
     /// Do not save HNSW graphs under <data-dir>/graphs (a restart then rebuilds
     /// them in the background, serving those namespaces by exact scan meanwhile).
     #[arg(long, global = true, env = "MEMORYD_NO_GRAPH_DUMPS")]
@@ -173,6 +177,7 @@ impl EngineArgs {
                 m: self.hnsw_m,
                 ef_construction: self.ef_construction,
                 ef_search: self.ef_search,
+                build_threads: self.index_threads,
                 ..IndexConfig::default()
             },
             short_term_capacity: self.short_term_capacity,

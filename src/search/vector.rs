@@ -24,6 +24,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
@@ -201,15 +202,18 @@ struct Graph {
     dumped: usize,
 }
 
-/// The pool graph inserts run on: one thread fewer than the machine has (at
-/// least one), because candle and our forward pass run the model on rayon's
+/// The pool graph inserts run on: by default one thread fewer than the machine
+/// has (at least one; [`set_graph_threads`] to change it), because candle and our forward pass run the model on rayon's
 /// global pool, and a graph build there starved query embedding (a text search
 /// took ~500 ms during a build instead of ~20 ms). Shared by every namespace.
 fn graph_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {
-        let threads =
-            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+        let threads = match GRAPH_THREADS.load(AtomicOrdering::Relaxed) {
+            0 => {
+                std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+            }
+            n => n,
+        };
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("memoryd-hnsw-{i}"))
@@ -217,6 +221,23 @@ fn graph_pool() -> Option<&'static rayon::ThreadPool> {
             .ok()
     })
     .as_ref()
+}
+
+static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+static GRAPH_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sizes the process-wide pool that builds and extends HNSW graphs
+/// ([`IndexConfig::build_threads`]; 0: all cores but one, at least one). Takes
+/// effect only before the first graph is built; returns whether it did (the
+/// engine logs a warning otherwise).
+pub fn set_graph_threads(threads: usize) -> bool {
+    GRAPH_THREADS.store(threads, AtomicOrdering::Relaxed);
+    match POOL.get() {
+        None => true,
+        Some(pool) => {
+            threads == 0 || pool.as_ref().map(|p| p.current_num_threads()) == Some(threads)
+        }
+    }
 }
 
 /// Inserts `(vector, position)` items, in parallel on [`graph_pool`] when there
