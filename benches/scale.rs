@@ -205,6 +205,25 @@ fn row(what: &str, value: String) {
     println!("| {what} | {value} |");
 }
 
+/// Whether the `MEMORYD_SCALE_KEEP` directory `dir` already holds `dataset`
+/// (then a rerun only restarts); marks an empty one for it. Panics when it holds
+/// another dataset, whose figures would be printed under the wrong heading.
+fn kept_dataset(dir: &std::path::Path, dataset: &str) -> bool {
+    let mark = dir.join("scale-dataset");
+    match std::fs::read_to_string(&mark) {
+        Ok(held) if held == dataset => dir.join("sled").exists(),
+        Ok(held) => panic!("{} holds {held:?}, not {dataset:?}", dir.display()),
+        Err(_) if dir.join("sled").exists() => {
+            panic!("{} holds an unmarked store", dir.display())
+        }
+        Err(_) => {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(&mark, dataset).unwrap();
+            false
+        }
+    }
+}
+
 fn big() {
     let n = env_usize("MEMORYD_SCALE_N", 100_000);
     let turns = common::locomo_turns();
@@ -216,7 +235,7 @@ fn big() {
     // only restarts), for looking at restarts alone.
     let kept = std::env::var_os("MEMORYD_SCALE_KEEP").map(PathBuf::from);
     if let Some(k) = &kept
-        && k.join("sled").exists()
+        && kept_dataset(k, &format!("big {n}"))
     {
         reopen_child(k, "big", true);
         return;
@@ -453,7 +472,9 @@ fn many() {
     let rt = runtime();
     // MEMORYD_SCALE_KEEP=DIR as in `big`: a rerun on a loaded DIR skips the load.
     let kept = std::env::var_os("MEMORYD_SCALE_KEEP").map(PathBuf::from);
-    let loaded = kept.as_ref().is_some_and(|k| k.join("sled").exists());
+    let loaded = kept
+        .as_ref()
+        .is_some_and(|k| kept_dataset(k, &format!("many {nss}x{per}")));
     let tmp = tempfile::tempdir().unwrap();
     let dir: &std::path::Path = kept.as_deref().unwrap_or(tmp.path());
     println!("\n| {nss} namespaces × {per} messages | |\n|---|---|");

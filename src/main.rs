@@ -780,9 +780,13 @@ async fn ingest_jsonl(
     let rate = |stored: usize| stored as f64 / bar.elapsed().as_secs_f64().max(1e-3);
     loop {
         line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let n = reader.read_line(&mut line).with_context(|| {
+            format!(
+                "reading {} after line {line_no} ({stored} messages stored; resume from line {})",
+                file.display(),
+                stored_through + 1
+            )
+        })?;
         let eof = n == 0;
         if !eof {
             line_no += 1;

@@ -24,7 +24,7 @@ pub struct IndexConfig {
     /// Rebuild when tombstones exceed this fraction of the rows. Default 0.2.
     pub rebuild_dead_ratio: f32,
     /// Threads that build and extend HNSW graphs, in one pool per process (the
-    /// first engine opened sizes it). 0 (default): all cores but one, at least
+    /// first engine opened sizes it; later engines share it). 0 (default): all cores but one, at least
     /// one, so a build never takes the core that embeds queries. At 100k
     /// LoCoMo-like 384-d vectors on 2 cores: 86 s with 1 thread, 45 s with 2
     /// (`cargo bench --bench scale -- graph`, README "One node at scale").

@@ -162,8 +162,8 @@ impl Engine {
     ) -> Result<Engine> {
         std::thread::scope(|s| {
             s.spawn(|| {
-                // One worker: the store reads the next page there while this
-                // thread indexes the current one (see `load_records`).
+                // One worker: the store's read of the next page runs as a task
+                // there while this thread indexes the current one (`load_records`).
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
                     .enable_all()
@@ -186,7 +186,7 @@ impl Engine {
         if !crate::search::vector::set_graph_threads(config.index.build_threads) {
             tracing::warn!(
                 threads = config.index.build_threads,
-                "the HNSW build pool was sized by an earlier engine in this process; keeping it"
+                "the HNSW build pool already exists in this process with another size (an earlier engine sized it); keeping it"
             );
         }
         let info = embedder.info().clone();
@@ -395,13 +395,11 @@ const _: fn() = || {
     assert_send_sync::<Engine>();
 };
 
-/// Reloads the graph dumps of the namespaces large enough for a graph and
-/// deletes dump directories no loaded namespace owns (deleted namespaces, or a
-/// crash between a namespace's deletion and its dump's removal).
 /// Reads every message and summary from the store into the namespaces' indexes
 /// and short-term rings; returns the number of messages. Pipelined: the store
-/// decodes page n + 1 (on the runtime's worker) while this thread indexes page n,
-/// the namespaces of a page in parallel (rayon), each with one lock per page.
+/// reads page n + 1 (a task on the open runtime's worker; sled decodes on the
+/// blocking pool) while this thread indexes page n, the namespaces of a page in
+/// parallel (rayon), each with one lock per page.
 ///
 /// # Errors
 /// [`Error::Corrupt`] for a vector of the wrong dimension or a bad namespace
@@ -486,6 +484,9 @@ async fn load_records(inner: &Arc<Inner>) -> Result<usize> {
     Ok(count)
 }
 
+/// Reloads the graph dumps of the namespaces large enough for a graph and
+/// deletes dump directories no loaded namespace owns (deleted namespaces, or a
+/// crash between a namespace's deletion and its dump's removal).
 fn restore_graphs(inner: &Arc<Inner>, states: &[Arc<NamespaceState>]) {
     let Some(root) = inner.graph_root() else {
         return;

@@ -24,7 +24,6 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
@@ -207,15 +206,15 @@ struct Graph {
 /// global pool, and a graph build there starved query embedding (a text search
 /// took ~500 ms during a build instead of ~20 ms). Shared by every namespace.
 fn graph_pool() -> Option<&'static rayon::ThreadPool> {
+    pool_of(0)
+}
+
+/// The pool, built on first use with `threads` (0: all cores but one).
+fn pool_of(threads: usize) -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {
-        let threads = match GRAPH_THREADS.load(AtomicOrdering::Relaxed) {
-            0 => {
-                std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
-            }
-            n => n,
-        };
         rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
+            .num_threads(resolve_threads(threads))
             .thread_name(|i| format!("memoryd-hnsw-{i}"))
             .build()
             .ok()
@@ -223,21 +222,20 @@ fn graph_pool() -> Option<&'static rayon::ThreadPool> {
     .as_ref()
 }
 
-static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-static GRAPH_THREADS: AtomicUsize = AtomicUsize::new(0);
+fn resolve_threads(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+        n => n,
+    }
+}
 
 /// Sizes the process-wide pool that builds and extends HNSW graphs
-/// ([`IndexConfig::build_threads`]; 0: all cores but one, at least one). Takes
-/// effect only before the first graph is built; returns whether it did (the
-/// engine logs a warning otherwise).
+/// ([`IndexConfig::build_threads`]; 0: all cores but one, at least one). The
+/// pool is built by the first call (or the first graph build, whichever comes
+/// first) and keeps its size for the life of the process; returns whether its
+/// size is the one asked for (the engine logs a warning otherwise).
 pub fn set_graph_threads(threads: usize) -> bool {
-    GRAPH_THREADS.store(threads, AtomicOrdering::Relaxed);
-    match POOL.get() {
-        None => true,
-        Some(pool) => {
-            threads == 0 || pool.as_ref().map(|p| p.current_num_threads()) == Some(threads)
-        }
-    }
+    pool_of(threads).map(|p| p.current_num_threads()) == Some(resolve_threads(threads))
 }
 
 /// Inserts `(vector, position)` items, in parallel on [`graph_pool`] when there

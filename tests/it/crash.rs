@@ -574,11 +574,20 @@ fn kill_9_during_a_graph_dump_loses_nothing() {
     let mark = unfinished.join("left-by-the-test");
     std::fs::write(&mark, b"").unwrap();
 
-    let server = Server::start_with(dir.path(), &flags);
+    // Restart with dumps still held before their manifest: the background
+    // rebuild's new dump then cannot clean older generations up, so only open
+    // can have deleted the mark.
+    let paused = Server::start_with_env(
+        dir.path(),
+        &flags,
+        &[("MEMORYD_FAULT_DUMP_PAUSE_MS", "600000")],
+    );
     assert!(
         !mark.exists(),
         "the unfinished generation was deleted on open"
     );
+    drop(paused);
+    let server = Server::start_with(dir.path(), &flags);
     let search = |server: &Server, t: &str| -> Vec<String> {
         let (s, v) = send(
             &c,

@@ -181,28 +181,34 @@ fn cli_ingest_reports_where_to_resume_after_a_bad_line() {
             .output()
             .unwrap()
     };
+    let ingest = |file: &std::path::Path| {
+        run(&[
+            "ingest",
+            file.to_str().unwrap(),
+            "--namespace",
+            "n",
+            "--batch",
+            "3",
+        ])
+    };
     let line =
         |i: usize| format!(r#"{{"role":"user","content":"turn number {i} about gardening"}}"#);
+    // Batches of 3: lines 1-3 are stored; line 4 is read but not yet written when
+    // line 6 fails (line 5 is blank), so the resume point is line 4.
     let mut lines: Vec<String> = (1..=4).map(line).collect();
-    lines.push("{not json".into()); // line 5
-    lines.extend((6..=7).map(line));
+    lines.push(String::new()); // line 5
+    lines.push("{not json".into()); // line 6
+    lines.extend((7..=8).map(line));
     let file = dir.path().join("in.jsonl");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let out = run(&[
-        "ingest",
-        file.to_str().unwrap(),
-        "--namespace",
-        "n",
-        "--batch",
-        "2",
-    ]);
+    let out = ingest(&file);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a bad line must fail the ingest");
     assert!(
-        err.contains(":5: not a message") && err.contains("4 messages stored; resume from line 5"),
+        err.contains(":6: not a message") && err.contains("3 messages stored; resume from line 4"),
         "{err}"
     );
-    let count = |run: &dyn Fn(&[&str]) -> std::process::Output| -> usize {
+    let count = || -> usize {
         let out = run(&["recent", "--namespace", "n", "--limit", "100"]);
         assert!(
             out.status.success(),
@@ -212,32 +218,20 @@ fn cli_ingest_reports_where_to_resume_after_a_bad_line() {
         String::from_utf8_lossy(&out.stdout).lines().count()
     };
     assert_eq!(
-        count(&run),
-        4,
-        "the two batches before the bad line are stored"
+        count(),
+        3,
+        "the batch before the bad line is stored, no more"
     );
-    // Resume: the rest of the file from line 6 (the bad line dropped).
+    // Resume from line 4 with the bad line dropped: lines 4, 7 and 8, the file
+    // without a final newline.
     let rest = dir.path().join("rest.jsonl");
-    std::fs::write(&rest, lines[5..].join("\n") + "\n").unwrap();
-    let out = run(&[
-        "ingest",
-        rest.to_str().unwrap(),
-        "--namespace",
-        "n",
-        "--batch",
-        "2",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("stored 2 messages"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(count(&run), 6);
+    let tail = [lines[3].as_str(), lines[6].as_str(), lines[7].as_str()];
+    std::fs::write(&rest, tail.join("\n")).unwrap();
+    let out = ingest(&rest);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("stored 3 messages"), "{err}");
+    assert_eq!(count(), 6);
 }
 
 /// `memoryd context set|get|history` over one data directory: versions grow, a
