@@ -71,4 +71,4 @@ pub use engine::{
     EventCursor, EventFilter, EventPage, Limits, MessagePage, ModelConfig, ProblemPage, Stats,
     SummarizeConfig, load_embedder,
 };
-pub use storage::{AuditEntry, Change, ChangeKind, RecordStore, Retention, SledStore};
+pub use storage::{AuditEntry, Change, ChangeKind, PgStore, RecordStore, Retention, SledStore};

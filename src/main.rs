@@ -80,6 +80,11 @@ struct EngineArgs {
     /// takes the core that embeds queries).
     #[arg(long, global = true, env = "MEMORYD_INDEX_THREADS", default_value_t = IndexConfig::default().build_threads)]
     index_threads: usize,
+    /// Keep the state in PostgreSQL instead of the embedded store under
+    /// --data-dir: a postgres://user@host:port/db URL (pgvector must be
+    /// installable there). Graph dumps stay under --data-dir.
+    #[arg(long, global = true, env = "MEMORYD_STORE", hide_env_values = true)]
+    store: Option<String>,
     /// Do not save HNSW graphs under <data-dir>/graphs (a restart then rebuilds
     /// them in the background, serving those namespaces by exact scan meanwhile).
     #[arg(long, global = true, env = "MEMORYD_NO_GRAPH_DUMPS")]
@@ -180,6 +185,7 @@ impl EngineArgs {
                 build_threads: self.index_threads,
                 ..IndexConfig::default()
             },
+            store_url: self.store.clone(),
             short_term_capacity: self.short_term_capacity,
             embed_queue_capacity: self.embed_queue,
             embed_slice_tokens: self.embed_slice_tokens,

@@ -132,6 +132,11 @@ pub struct EngineConfig {
     /// built and as it grows, and reload it on open instead of rebuilding it
     /// (`search::persist`). Default true.
     pub persist_graphs: bool,
+    /// Where the state lives: `None` (default) for the embedded sled store in
+    /// `<data_dir>/sled`, or a PostgreSQL URL (`postgres://user@host:port/db`,
+    /// with the pgvector extension available; [`crate::storage::PgStore`]).
+    /// Graph dumps stay under `data_dir` either way.
+    pub store_url: Option<String>,
 }
 
 /// When and how messages are summarized into long-term memory.
@@ -187,6 +192,7 @@ impl Default for EngineConfig {
             agent_timeout: Duration::from_secs(120),
             agent_gone_after: Duration::from_secs(1200),
             persist_graphs: true,
+            store_url: None,
         }
     }
 }

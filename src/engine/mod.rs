@@ -141,12 +141,27 @@ impl Engine {
 
     /// Like [`Engine::open`] with an already loaded model (several engines may share one).
     ///
+    /// The store is sled under `config.data_dir`, or PostgreSQL when
+    /// `config.store_url` is set ([`crate::storage::PgStore`]).
+    ///
     /// # Errors
     /// [`Error::ModelMismatch`], [`Error::Storage`], [`Error::Corrupt`];
-    /// [`Error::InvalidInput`] for hybrid weights out of range.
+    /// [`Error::InvalidInput`] for hybrid weights out of range or a store URL
+    /// that is not PostgreSQL's.
     pub fn open_with_embedder(config: EngineConfig, embedder: Arc<dyn Embedder>) -> Result<Engine> {
-        let store = SledStore::open(&config.data_dir)?;
-        Engine::open_with_store(config, embedder, Arc::new(store))
+        let store: Arc<dyn RecordStore> = match &config.store_url {
+            None => Arc::new(SledStore::open(&config.data_dir)?),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Arc::new(crate::storage::PgStore::connect(url)?)
+            }
+            Some(_) => {
+                return Err(Error::invalid(
+                    "store",
+                    "a postgres:// or postgresql:// URL (or unset for the embedded sled store)",
+                ));
+            }
+        };
+        Engine::open_with_store(config, embedder, store)
     }
 
     /// Like [`Engine::open_with_embedder`] over any [`RecordStore`] (the storage

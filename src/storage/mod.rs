@@ -14,6 +14,7 @@
 //! allocate the sequence inside the transaction.
 
 pub mod codec;
+mod postgres;
 mod sled_store;
 
 use async_trait::async_trait;
@@ -27,6 +28,7 @@ use crate::core::error::{Error, Result};
 use crate::core::types::{Message, Summary};
 use crate::embed::ModelInfo;
 
+pub use postgres::PgStore;
 pub use sled_store::SledStore;
 
 /// A record's key in the store: unique across the store, assigned by the store at
@@ -658,6 +660,100 @@ pub trait RecordStore: Send + Sync + 'static {
 
     /// Bytes the store occupies on disk (0 when unknown).
     fn size_on_disk(&self) -> u64;
+}
+
+/// The compare-and-set write of a context key, decided on the key's current
+/// state (`None`: never written): checks the precondition (`expected_version`, or
+/// `expire_version` for the expiry sweep), computes the new value (a JSON Merge
+/// Patch, RFC 7396, for [`ContextOp::Patch`]) and its size, and returns the new
+/// state, its history version and the change kind. Backend-neutral: each backend
+/// reads the current state and writes the result inside its own transaction.
+///
+/// # Errors
+/// [`Error::PreconditionFailed`] (stale version, or an expired entry that changed),
+/// [`Error::NotFound`] (deleting what is not there), [`Error::TooLarge`] for a
+/// value over `max_value_bytes`.
+pub(crate) fn apply_context_put(
+    ns: &str,
+    put: &ContextPut,
+    current: Option<&ContextEntry>,
+) -> Result<(ContextEntry, ContextVersion, ChangeKind)> {
+    let live = current.filter(|c| c.is_live(put.at));
+    let effective = live.map_or(0, |c| c.version);
+    if let Some(v) = put.expire_version {
+        let still_expired =
+            current.is_some_and(|c| c.version == v && !c.deleted && !c.is_live(put.at));
+        if !still_expired {
+            return Err(Error::PreconditionFailed {
+                message: format!("context key {:?} changed since it expired", put.key),
+                current_version: live.map(|c| c.version),
+                current: None,
+            });
+        }
+    } else if let Some(expected) = put.expected_version
+        && expected != effective
+    {
+        return Err(Error::PreconditionFailed {
+            message: format!(
+                "context key {:?} is at version {effective}, not {expected}{}",
+                put.key,
+                if effective == 0 {
+                    " (it does not exist)"
+                } else {
+                    ""
+                }
+            ),
+            current_version: live.map(|c| c.version),
+            current: live.and_then(|c| serde_json::to_value(c).ok()),
+        });
+    }
+    let (value, kind) = match put.op {
+        ContextOp::Set => (put.value.clone(), ChangeKind::ContextSet),
+        ContextOp::Patch => {
+            let mut v = live.map_or(serde_json::Value::Null, |c| c.value.clone());
+            json_patch::merge(&mut v, &put.value);
+            (v, ChangeKind::ContextSet)
+        }
+        ContextOp::Delete => {
+            if live.is_none() && put.expire_version.is_none() {
+                return Err(Error::NotFound {
+                    what: "context key",
+                    id: put.key.clone(),
+                });
+            }
+            (serde_json::Value::Null, ChangeKind::ContextDeleted)
+        }
+    };
+    let bytes = serde_json::to_vec(&value).map_or(usize::MAX, |b| b.len());
+    if bytes > put.max_value_bytes {
+        return Err(Error::too_large(
+            "value",
+            format!(
+                "{bytes} bytes as JSON; the limit is {}",
+                put.max_value_bytes
+            ),
+        ));
+    }
+    let deleted = put.op == ContextOp::Delete;
+    let entry = ContextEntry {
+        key: put.key.clone(),
+        namespace: ns.to_owned(),
+        version: current.map_or(0, |c| c.version) + 1,
+        value: value.clone(),
+        agent_id: put.agent_id.clone(),
+        updated_at: put.at,
+        expires_at: if deleted { None } else { put.expires_at },
+        deleted,
+    };
+    let version = ContextVersion {
+        version: entry.version,
+        op: put.op,
+        value,
+        agent_id: put.agent_id.clone(),
+        at: put.at,
+        expires_at: entry.expires_at,
+    };
+    Ok((entry, version, kind))
 }
 
 /// Runs blocking store work off the async runtime.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::{SledStore, TxResult, abort};
-use crate::core::context::{ContextEntry, ContextOp, ContextVersion};
+use crate::core::context::{ContextEntry, ContextVersion};
 use crate::core::error::{Error, Result};
 use crate::storage::codec::decode_json;
 use crate::storage::{ChangeKind, ContextPut};
@@ -45,7 +45,8 @@ pub(super) fn expiry_key(at: DateTime<Utc>, ns: &str, name: &str) -> Vec<u8> {
 }
 
 /// Applies a context write to the key's current state inside the transaction
-/// (see [`put`]'s callers) and keeps `context_expiry` in step with it.
+/// ([`crate::storage::apply_context_put`]) and keeps `context_expiry` in step
+/// with it.
 pub(super) fn put(
     ns: &str,
     put: &ContextPut,
@@ -56,73 +57,10 @@ pub(super) fn put(
         Some(b) => Some(decode_json("context", &b).map_err(ConflictableTransactionError::Abort)?),
         None => None,
     };
-    let live = current.as_ref().filter(|c| c.is_live(put.at));
-    let effective = live.map_or(0, |c| c.version);
-    if let Some(v) = put.expire_version {
-        let still_expired = current
-            .as_ref()
-            .is_some_and(|c| c.version == v && !c.deleted && !c.is_live(put.at));
-        if !still_expired {
-            return abort(Error::PreconditionFailed {
-                message: format!("context key {:?} changed since it expired", put.key),
-                current_version: live.map(|c| c.version),
-                current: None,
-            });
-        }
-    } else if let Some(expected) = put.expected_version
-        && expected != effective
+    let (entry, version, kind) = match crate::storage::apply_context_put(ns, put, current.as_ref())
     {
-        return abort(Error::PreconditionFailed {
-            message: format!(
-                "context key {:?} is at version {effective}, not {expected}{}",
-                put.key,
-                if effective == 0 {
-                    " (it does not exist)"
-                } else {
-                    ""
-                }
-            ),
-            current_version: live.map(|c| c.version),
-            current: live.and_then(|c| serde_json::to_value(c).ok()),
-        });
-    }
-    let (value, kind) = match put.op {
-        ContextOp::Set => (put.value.clone(), ChangeKind::ContextSet),
-        ContextOp::Patch => {
-            let mut v = live.map_or(serde_json::Value::Null, |c| c.value.clone());
-            json_patch::merge(&mut v, &put.value);
-            (v, ChangeKind::ContextSet)
-        }
-        ContextOp::Delete => {
-            if live.is_none() && put.expire_version.is_none() {
-                return abort(Error::NotFound {
-                    what: "context key",
-                    id: put.key.clone(),
-                });
-            }
-            (serde_json::Value::Null, ChangeKind::ContextDeleted)
-        }
-    };
-    let bytes = serde_json::to_vec(&value).map_or(usize::MAX, |b| b.len());
-    if bytes > put.max_value_bytes {
-        return abort(Error::too_large(
-            "value",
-            format!(
-                "{bytes} bytes as JSON; the limit is {}",
-                put.max_value_bytes
-            ),
-        ));
-    }
-    let deleted = put.op == ContextOp::Delete;
-    let entry = ContextEntry {
-        key: put.key.clone(),
-        namespace: ns.to_owned(),
-        version: current.as_ref().map_or(0, |c| c.version) + 1,
-        value: value.clone(),
-        agent_id: put.agent_id.clone(),
-        updated_at: put.at,
-        expires_at: if deleted { None } else { put.expires_at },
-        deleted,
+        Ok(applied) => applied,
+        Err(e) => return abort(e),
     };
     if let Some(t) = current.as_ref().and_then(|c| c.expires_at) {
         expiry.remove(expiry_key(t, ns, &put.key))?;
@@ -130,14 +68,6 @@ pub(super) fn put(
     if let Some(t) = entry.expires_at {
         expiry.insert(expiry_key(t, ns, &put.key), &[][..])?;
     }
-    let version = ContextVersion {
-        version: entry.version,
-        op: put.op,
-        value,
-        agent_id: put.agent_id.clone(),
-        at: put.at,
-        expires_at: entry.expires_at,
-    };
     Ok((entry, version, kind))
 }
 

@@ -1,12 +1,12 @@
-//! Engine behaviour every storage backend must show, run against each backend
-//! (today: sled). The model is the hash embedder: these tests are about the
+//! Engine behaviour every storage backend must show, run against each backend:
+//! sled, and PostgreSQL (a real server, `tests/it/pg.rs`). The model is the hash embedder: these tests are about the
 //! engine's bookkeeping (change log, access, registry), not about ranking.
 
 use std::sync::Arc;
 
 use memoryd::embed::HashEmbedder;
 use memoryd::{
-    Access, ChangeKind, Engine, EngineConfig, NamespacePattern, NewMessage, Role, Scope,
+    Access, ChangeKind, Engine, EngineConfig, NamespacePattern, NewMessage, PgStore, Role, Scope,
     SearchRequest, SledStore,
 };
 
@@ -19,7 +19,14 @@ fn sled(dir: &std::path::Path) -> Engine {
     Engine::open_with_store(config, Arc::new(HashEmbedder::new(16)), Arc::new(store)).unwrap()
 }
 
-const BACKENDS: &[(&str, Open)] = &[("sled", sled)];
+fn postgres(dir: &std::path::Path) -> Engine {
+    let mut config = EngineConfig::with_data_dir(dir);
+    config.summarize.enabled = false;
+    let store = PgStore::connect(&crate::pg::database(dir)).unwrap();
+    Engine::open_with_store(config, Arc::new(HashEmbedder::new(16)), Arc::new(store)).unwrap()
+}
+
+const BACKENDS: &[(&str, Open)] = &[("sled", sled), ("postgres", postgres)];
 
 fn each_backend(test: impl Fn(&str, Open, &std::path::Path)) {
     for (name, open) in BACKENDS {
@@ -188,6 +195,109 @@ fn namespaces_exist_empty_with_parent_and_metadata_and_survive_restart() {
                 ],
                 "{backend}"
             );
+        });
+    });
+}
+
+/// Shared context on every backend: versions from 1, a stale compare-and-set
+/// changes nothing, a merge patch, key-ordered listing, a tombstone, history,
+/// all of it after a restart too; an API key and the audit chain over all those
+/// writes verify; deleting the namespace takes its context with it, and the
+/// store's own check is clean.
+#[test]
+fn context_compare_and_set_history_keys_audit_and_deletion() {
+    use memoryd::{ContextWrite, Error, NewKey};
+    use serde_json::json;
+    each_backend(|backend, open, dir| {
+        let rt = crate::common::rt();
+        rt.block_on(async {
+            let e = open(dir);
+            let me = Access::full().with_agent("writer");
+            let cas = |v: u64| ContextWrite {
+                expected_version: Some(v),
+                ..ContextWrite::default()
+            };
+            let v1 = e
+                .context_set(&me, "team", "plan", json!({"step": 1}), cas(0))
+                .await
+                .unwrap();
+            assert_eq!(v1.version, 1, "{backend}");
+            let stale = e
+                .context_set(&me, "team", "plan", json!({"step": 9}), cas(0))
+                .await;
+            assert!(
+                matches!(stale, Err(Error::PreconditionFailed { .. })),
+                "{backend}: {stale:?}"
+            );
+            let v2 = e
+                .context_patch(&me, "team", "plan", json!({"owner": "ana"}), cas(1))
+                .await
+                .unwrap();
+            assert_eq!(v2.value, json!({"step": 1, "owner": "ana"}), "{backend}");
+            e.context_set(&me, "team", "notes", json!("n"), ContextWrite::default())
+                .await
+                .unwrap();
+            e.context_set(&me, "team", "b.one", json!(1), ContextWrite::default())
+                .await
+                .unwrap();
+            let keys = |page: memoryd::ContextPage| -> Vec<String> {
+                page.entries.into_iter().map(|c| c.key).collect()
+            };
+            let all = e
+                .context_list(&Access::full(), "team", "", None, 10)
+                .await
+                .unwrap();
+            assert_eq!(keys(all), ["b.one", "notes", "plan"], "{backend}");
+            let after = e
+                .context_list(&Access::full(), "team", "", Some("b.one"), 1)
+                .await
+                .unwrap();
+            assert_eq!(keys(after), ["notes"], "{backend}: page after a key");
+            e.context_delete(&me, "team", "notes", Some(1))
+                .await
+                .unwrap();
+            let gone = e.context_get(&Access::full(), "team", "notes").await;
+            assert!(matches!(gone, Err(Error::NotFound { .. })), "{backend}");
+            drop(e);
+
+            let e = open(dir);
+            let plan = e
+                .context_get(&Access::full(), "team", "plan")
+                .await
+                .unwrap();
+            assert_eq!(
+                (plan.version, plan.value),
+                (2, json!({"step": 1, "owner": "ana"})),
+                "{backend}"
+            );
+            let history = e
+                .context_history(&Access::full(), "team", "plan", 0, 10)
+                .await
+                .unwrap();
+            let versions: Vec<u64> = history.iter().map(|v| v.version).collect();
+            assert_eq!(versions, [1, 2], "{backend}");
+            e.create_key(
+                &Access::full(),
+                NewKey {
+                    name: "reader".into(),
+                    namespaces: vec!["team".into()],
+                    scopes: vec![Scope::Read],
+                    agent_id: None,
+                    expires_at: None,
+                    redact: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+            let audit = e.audit_verify(&Access::full()).await.unwrap();
+            assert!(audit.first_bad.is_none(), "{backend}: {audit:?}");
+            // namespace created, 5 context writes, the key.
+            assert!(audit.entries >= 7, "{backend}: {audit:?}");
+            e.delete_namespace(&Access::full(), "team").await.unwrap();
+            let gone = e.context_get(&Access::full(), "team", "plan").await;
+            assert!(matches!(gone, Err(Error::NotFound { .. })), "{backend}");
+            let check = e.check(&Access::full()).await.unwrap();
+            assert!(check.is_ok(), "{backend}: {:?}", check.problems);
         });
     });
 }

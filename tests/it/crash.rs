@@ -425,8 +425,8 @@ fn stats(dir: &std::path::Path, flags: &[&str]) -> Value {
 
 /// `memoryd check` on the stopped server's directory: the store's trees agree
 /// with each other and with the indexes rebuilt from them.
-fn offline_check(dir: &std::path::Path, cycle: usize) {
-    let out = offline("check", dir, &[]);
+fn offline_check(dir: &std::path::Path, cycle: usize, flags: &[&str]) {
+    let out = offline("check", dir, flags);
     assert!(
         out.status.success(),
         "cycle {cycle}: memoryd check failed:\n{}\n{}",
@@ -437,15 +437,34 @@ fn offline_check(dir: &std::path::Path, cycle: usize) {
 
 #[test]
 fn kill_9_loop_loses_no_acknowledged_write() {
+    crash_loop("sled", 20, &[]);
+}
+
+/// The same loop with the state in PostgreSQL (a real server, `tests/it/pg.rs`):
+/// a write is acknowledged after its transaction commits, so `kill -9` of the
+/// node loses none; the graph dumps stay in the node's data directory.
+#[test]
+fn kill_9_loop_on_postgres_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::pg::database(dir.path());
+    crash_loop("postgres", 8, &["--store", &url]);
+}
+
+/// `cycles` (or `MEMORYD_CRASH_CYCLES`) rounds of: start the server with
+/// `store` flags, verify everything acknowledged so far, write concurrently,
+/// `kill -9` at a random moment, `memoryd check` offline.
+fn crash_loop(backend: &str, default_cycles: usize, store: &[&str]) {
     let cycles: usize = std::env::var("MEMORYD_CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(default_cycles);
+    let flags: Vec<&str> = GRAPH.iter().chain(store).copied().collect();
+    let flags = flags.as_slice();
     let seed: u64 = std::env::var("MEMORYD_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(rand::random);
-    eprintln!("crash loop: {cycles} cycles, MEMORYD_CRASH_SEED={seed}");
+    eprintln!("crash loop ({backend}): {cycles} cycles, MEMORYD_CRASH_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut model = Model::default();
@@ -454,7 +473,7 @@ fn kill_9_loop_loses_no_acknowledged_write() {
         // A low graph threshold: the namespace gets an HNSW graph after a few
         // cycles, rebuilt (and dumped) as deletes pile up, so kills also land
         // during builds and dumps and restarts reload dumps.
-        let server = Server::start_with(dir.path(), GRAPH);
+        let server = Server::start_with(dir.path(), flags);
         verify(&server, &mut model, &mut rng, cycle);
         let stop = Arc::new(AtomicBool::new(false));
         let client = {
@@ -465,7 +484,7 @@ fn kill_9_loop_loses_no_acknowledged_write() {
         server.signal("-KILL");
         stop.store(true, Ordering::Relaxed);
         model = client.join().expect("the client saw only valid answers");
-        offline_check(dir.path(), cycle);
+        offline_check(dir.path(), cycle, store);
         if (cycle + 1) % 25 == 0 {
             eprintln!(
                 "crash loop: {} cycles done, {} acknowledged operations, {} live messages, {:.0} s",
@@ -476,15 +495,15 @@ fn kill_9_loop_loses_no_acknowledged_write() {
             );
         }
     }
-    let server = Server::start_with(dir.path(), GRAPH);
+    let server = Server::start_with(dir.path(), flags);
     verify(&server, &mut model, &mut rng, cycles);
     server.signal("-KILL");
     // The namespace outgrew the threshold early on, so its graph was dumped and
     // the restarts reloaded it (not only rebuilt it).
-    let stats = stats(dir.path(), GRAPH);
-    assert_eq!(stats["graphs_reloaded"], 1, "{stats}");
+    let stats = stats(dir.path(), flags);
+    assert_eq!(stats["graphs_reloaded"], 1, "{backend}: {stats}");
     eprintln!(
-        "crash loop: {cycles} cycles, {} operations sent, {} acknowledged, {} summaries; \
+        "crash loop ({backend}): {cycles} cycles, {} operations sent, {} acknowledged, {} summaries; \
          unanswered writes at the kill: {} landed, {} did not; \
          {} live and {} deleted messages at the end; context counter at version {} \
          ({} acknowledged CAS writes), {:.0} s",
@@ -630,7 +649,7 @@ fn kill_9_during_a_graph_dump_loses_nothing() {
         std::thread::sleep(Duration::from_millis(20));
     }
     server.signal("-KILL");
-    offline_check(dir.path(), 0);
+    offline_check(dir.path(), 0, &[]);
     let stats = stats(dir.path(), &["--exact-threshold", "64"]);
     assert_eq!(stats["graphs_reloaded"], 1, "{stats}");
     // With the reload's info log line enabled (it once read the index while

@@ -24,6 +24,7 @@ mod eval;
 mod events;
 mod http;
 mod mcp;
+mod pg;
 mod server;
 mod summarize;
 mod telemetry;
