@@ -412,21 +412,7 @@ impl Engine {
 
 /// Strings inside a context value follow the content rule: verbatim except NUL.
 fn check_strings(v: &Value) -> Result<()> {
-    let mut stack = vec![v];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::String(s) => validate::content("value", s)?,
-            Value::Array(a) => stack.extend(a),
-            Value::Object(o) => {
-                for (k, v) in o {
-                    validate::content("value", k)?;
-                    stack.push(v);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+    validate::json_strings("value", v)
 }
 
 impl Inner {

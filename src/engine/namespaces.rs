@@ -83,6 +83,10 @@ impl Engine {
     ) -> Result<NamespaceInfo> {
         let ns = NamespaceName::parse(namespace)?;
         let parent = parent.map(NamespaceName::parse).transpose()?;
+        for (k, v) in &metadata {
+            crate::engine::validate::content("metadata", k)?;
+            crate::engine::validate::json_strings("metadata", v)?;
+        }
         let _topology = self.inner.topology.lock().await;
         match &parent {
             // A new namespace may be created under a parent the caller's

@@ -43,6 +43,10 @@ pub(crate) fn message(limits: &Limits, i: usize, m: &NewMessage) -> Result<()> {
             label(&field(name), v)?;
         }
     }
+    for (k, v) in &m.metadata {
+        content(&field("metadata"), k)?;
+        json_strings(&field("metadata"), v)?;
+    }
     let depth = json_depth(&m.metadata);
     if depth > limits.max_metadata_depth {
         return Err(Error::invalid(
@@ -82,6 +86,26 @@ pub(crate) fn content(field: &str, text: &str) -> Result<()> {
             ),
         )),
     }
+}
+
+/// Every string in a JSON value (object keys included) passes [`content`]: no NUL,
+/// which neither store can keep in every place (PostgreSQL's `jsonb` refuses it).
+pub(crate) fn json_strings(field: &str, v: &serde_json::Value) -> Result<()> {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::String(s) => content(field, s)?,
+            serde_json::Value::Array(a) => stack.extend(a),
+            serde_json::Value::Object(o) => {
+                for (k, v) in o {
+                    content(field, k)?;
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Labels (names, agent and session ids) are identifiers: NUL and the other C0

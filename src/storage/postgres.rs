@@ -39,7 +39,9 @@ use crate::core::error::{Error, Result};
 use crate::core::types::{Message, Summary, to_micros};
 use crate::embed::ModelInfo;
 
-/// Connections per process: commits of different namespaces run in parallel.
+/// Connections per process: reads run in parallel; commits of different
+/// namespaces overlap until they append to the audit chain, whose head row
+/// serializes them.
 const POOL_SIZE: u32 = 8;
 
 fn db(e: sqlx::Error) -> Error {
@@ -104,7 +106,7 @@ impl PgStore {
             .map_err(Error::Io)?;
         let handle = runtime.handle().clone();
         let url = url.to_owned();
-        let pool = std::thread::scope(|s| {
+        let connected = std::thread::scope(|s| {
             s.spawn(|| {
                 handle.block_on(async move {
                     let pool = PgPoolOptions::new()
@@ -122,7 +124,15 @@ impl PgStore {
             })
             .join()
             .unwrap_or_else(|_| Err(Error::storage("postgres connect panicked")))
-        })?;
+        });
+        let pool = match connected {
+            Ok(pool) => pool,
+            Err(e) => {
+                // Dropping a runtime inside an async context panics; this never blocks.
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
         Ok(PgStore {
             pool,
             handle,
@@ -154,7 +164,8 @@ fn role_text(m: &Message) -> String {
 fn message_from(row: &PgRow) -> Result<(RowId, Message, Vec<f32>)> {
     let role: String = row.try_get("role").map_err(db)?;
     let id: Uuid = row.try_get("id").map_err(db)?;
-    let embedding: Vector = row.try_get("embedding").map_err(db)?;
+    // NULL when the query left the vector out (point reads of search hits).
+    let embedding: Option<Vector> = row.try_get("embedding").map_err(db)?;
     let metadata: serde_json::Value = row.try_get("metadata").map_err(db)?;
     let message = Message {
         id: id.to_string(),
@@ -169,14 +180,22 @@ fn message_from(row: &PgRow) -> Result<(RowId, Message, Vec<f32>)> {
         metadata: json_col("messages", metadata)?,
     };
     let r: i64 = row.try_get("row_id").map_err(db)?;
-    Ok((r as RowId, message, embedding.to_vec()))
+    Ok((
+        r as RowId,
+        message,
+        embedding.map(|v| v.to_vec()).unwrap_or_default(),
+    ))
 }
 
 fn summary_from(row: &PgRow) -> Result<(RowId, Summary, Vec<f32>)> {
     let body: serde_json::Value = row.try_get("body").map_err(db)?;
-    let embedding: Vector = row.try_get("embedding").map_err(db)?;
+    let embedding: Option<Vector> = row.try_get("embedding").map_err(db)?;
     let r: i64 = row.try_get("row_id").map_err(db)?;
-    Ok((r as RowId, json_col("summaries", body)?, embedding.to_vec()))
+    Ok((
+        r as RowId,
+        json_col("summaries", body)?,
+        embedding.map(|v| v.to_vec()).unwrap_or_default(),
+    ))
 }
 
 fn namespace_from(row: &PgRow) -> Result<(NamespaceRecord, bool)> {
@@ -362,6 +381,18 @@ async fn commit_tx(pool: PgPool, commit: Commit) -> Result<Committed> {
     let name = commit.namespace.as_str().to_owned();
     let now = to_micros(Utc::now());
     let mut tx = pool.begin().await.map_err(db)?;
+    // A row to lock even for a namespace never written: a tombstone at seq 0
+    // (what "absent" means below), so two first writes queue instead of both
+    // taking seq 1. Rolled back with the transaction when nothing is written.
+    sqlx::query(
+        "INSERT INTO namespaces (name, created_at, parent, metadata, last_seq, summarized_upto, deleted) \
+         VALUES ($1, $2, NULL, '{}', 0, 0, true) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(&name)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
     let stored = sqlx::query("SELECT * FROM namespaces WHERE name = $1 FOR UPDATE")
         .bind(&name)
         .fetch_optional(&mut *tx)
@@ -659,7 +690,10 @@ impl RecordStore for PgStore {
         let order = rows.to_vec();
         self.run(|pool| async move {
             let mut found: std::collections::HashMap<RowId, Record> = Default::default();
-            for row in sqlx::query("SELECT * FROM messages WHERE row_id = ANY($1)")
+            for row in sqlx::query(
+                "SELECT row_id, id, namespace, role, name, content, at, agent_id, session_id, \
+                 exchange_id, metadata, NULL::vector AS embedding FROM messages WHERE row_id = ANY($1)",
+            )
                 .bind(&ids)
                 .fetch_all(&pool)
                 .await
@@ -669,7 +703,9 @@ impl RecordStore for PgStore {
                 found.insert(r, Record::Message(m));
             }
             if found.len() < ids.len() {
-                for row in sqlx::query("SELECT * FROM summaries WHERE row_id = ANY($1)")
+                for row in sqlx::query(
+                    "SELECT row_id, body, NULL::vector AS embedding FROM summaries WHERE row_id = ANY($1)",
+                )
                     .bind(&ids)
                     .fetch_all(&pool)
                     .await
@@ -782,14 +818,17 @@ impl RecordStore for PgStore {
             now - chrono::Duration::from_std(retention.max_age).unwrap_or(chrono::Duration::MAX);
         let keep = retention.max_entries.min(i64::MAX as u64) as i64;
         self.run(|pool| async move {
-            // Like sled: per namespace, drop the oldest entries while they are
-            // older than the cutoff or beyond the newest `keep`, never the newest.
+            // Like sled: per namespace, drop entries from the oldest up to the first
+            // one to keep (within the newest `keep` and not older than the cutoff),
+            // never the newest; one index probe per namespace plus what goes.
             let n = sqlx::query(
-                "DELETE FROM changes c USING namespaces n \
-                 WHERE c.namespace = n.name AND c.seq < n.last_seq \
-                 AND (c.at < $1 OR c.seq < GREATEST(n.last_seq - ($2 - 1), 1)) \
-                 AND NOT EXISTS (SELECT 1 FROM changes k WHERE k.namespace = c.namespace \
-                     AND k.seq < c.seq AND k.at >= $1 AND k.seq >= GREATEST(n.last_seq - ($2 - 1), 1))",
+                "DELETE FROM changes c USING ( \
+                     SELECT n.name, LEAST(n.last_seq, COALESCE(( \
+                         SELECT k.seq FROM changes k WHERE k.namespace = n.name \
+                         AND k.seq >= GREATEST(n.last_seq - ($2 - 1), 1) AND k.at >= $1 \
+                         ORDER BY k.seq LIMIT 1), n.last_seq)) AS stop \
+                     FROM namespaces n) s \
+                 WHERE c.namespace = s.name AND c.seq < s.stop",
             )
             .bind(cutoff)
             .bind(keep)
@@ -961,6 +1000,11 @@ impl RecordStore for PgStore {
     async fn audit_append(&self, drafts: Vec<AuditDraft>) -> Result<()> {
         self.run(|pool| async move {
             let mut tx = pool.begin().await.map_err(db)?;
+            // Like sled: no flush of its own (the next commit's makes it durable).
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
             let now = to_micros(Utc::now());
             append_audit(
                 &mut tx,

@@ -301,3 +301,113 @@ fn context_compare_and_set_history_keys_audit_and_deletion() {
         });
     });
 }
+
+/// A NUL character in metadata (a message's or a namespace's) is refused with a
+/// 400-kind error on every backend, before anything is written: PostgreSQL's
+/// `jsonb` cannot hold it, and a batch must not fail with a storage error.
+#[test]
+fn nul_in_metadata_is_refused_before_any_backend_sees_it() {
+    use memoryd::Error;
+    use serde_json::json;
+    each_backend(|backend, open, dir| {
+        let rt = crate::common::rt();
+        rt.block_on(async {
+            let e = open(dir);
+            let mut bad = said("fine text");
+            bad.metadata
+                .insert("note".into(), json!({"k": ["a\u{0}b"]}));
+            let res = e
+                .add_batch(&Access::full(), "team", vec![said("ok"), bad])
+                .await;
+            assert!(
+                matches!(res, Err(Error::InvalidInput { .. })),
+                "{backend}: {res:?}"
+            );
+            let mut meta = serde_json::Map::new();
+            meta.insert("a\u{0}".into(), json!(1));
+            let res = e
+                .create_namespace(&Access::full(), "other", None, meta)
+                .await;
+            assert!(
+                matches!(res, Err(Error::InvalidInput { .. })),
+                "{backend}: {res:?}"
+            );
+            let listed = e.namespaces(&Access::full());
+            assert!(
+                listed.is_empty(),
+                "{backend}: nothing was written: {listed:?}"
+            );
+        });
+    });
+}
+
+/// Change-log retention on every backend, through the store itself: the newest
+/// `max_entries` stay, entries older than `max_age` go, the newest entry never.
+#[test]
+fn change_log_retention_keeps_the_newest_entries() {
+    use memoryd::{RecordStore, Retention};
+    type StoreOf = Box<dyn Fn(&std::path::Path) -> Arc<dyn RecordStore>>;
+    let stores: Vec<(&str, StoreOf)> = vec![
+        ("sled", Box::new(|d| Arc::new(SledStore::open(d).unwrap()))),
+        (
+            "postgres",
+            Box::new(|d| Arc::new(PgStore::connect(&crate::pg::database(d)).unwrap())),
+        ),
+    ];
+    for (backend, store_of) in stores {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_of(dir.path());
+        let mut config = EngineConfig::with_data_dir(dir.path());
+        config.summarize.enabled = false;
+        let e = Engine::open_with_store(config, Arc::new(HashEmbedder::new(16)), store.clone())
+            .unwrap();
+        let rt = crate::common::rt();
+        rt.block_on(async {
+            for t in ["a", "b", "c", "d", "e"] {
+                e.add_batch(&Access::full(), "team", vec![said(t)])
+                    .await
+                    .unwrap();
+            }
+            let seqs =
+                |log: Vec<memoryd::Change>| -> Vec<u64> { log.iter().map(|c| c.seq).collect() };
+            let long = std::time::Duration::from_secs(3600);
+            let now = chrono::Utc::now();
+            let removed = store
+                .prune_changes(
+                    Retention {
+                        max_age: long,
+                        max_entries: 2,
+                    },
+                    now,
+                )
+                .await
+                .unwrap();
+            assert_eq!(removed, 4, "{backend}");
+            assert_eq!(
+                seqs(store.changes("team", 0, 100).await.unwrap()),
+                [5, 6],
+                "{backend}"
+            );
+            let later = now + chrono::Duration::seconds(10);
+            let removed = store
+                .prune_changes(
+                    Retention {
+                        max_age: std::time::Duration::ZERO,
+                        max_entries: 100,
+                    },
+                    later,
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                removed, 1,
+                "{backend}: all but the newest are older than the cutoff"
+            );
+            assert_eq!(
+                seqs(store.changes("team", 0, 100).await.unwrap()),
+                [6],
+                "{backend}"
+            );
+        });
+    }
+}
