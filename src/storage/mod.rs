@@ -662,6 +662,70 @@ pub trait RecordStore: Send + Sync + 'static {
     fn size_on_disk(&self) -> u64;
 }
 
+/// SHA-256 of `bytes`, lowercase hex: an audit entry's `value_sha256` is this
+/// of the record bytes the commit wrote (the record codec's, on every backend).
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The audit drafts of a commit: one per change-log entry `(kind, ids)`, by the
+/// commit's key (`"local"` without one) and actor, each with the digest of the
+/// record it wrote when `digests` has one for its index.
+pub(crate) fn audit_drafts(
+    entries: &[(ChangeKind, Vec<String>)],
+    digests: &[(usize, String)],
+    key_id: Option<&str>,
+    actor: Option<&str>,
+    namespace: &str,
+) -> Vec<(AuditDraft, Option<String>)> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, ids))| {
+            let draft = AuditDraft {
+                key_id: key_id.unwrap_or("local").to_owned(),
+                agent_id: actor.map(str::to_owned),
+                action: *kind,
+                namespace: namespace.to_owned(),
+                target: ids.clone(),
+            };
+            let digest = digests
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map(|(_, d)| d.clone());
+            (draft, digest)
+        })
+        .collect()
+}
+
+impl AuditEntry {
+    /// The entry after the chain's head `(prev_seq, prev_hash)` for `draft`,
+    /// its hash computed ([`AuditEntry::expected_hash`]).
+    pub(crate) fn chained(
+        prev_seq: u64,
+        prev_hash: &str,
+        at: DateTime<Utc>,
+        draft: AuditDraft,
+        value_sha256: Option<String>,
+    ) -> AuditEntry {
+        let mut entry = AuditEntry {
+            seq: prev_seq + 1,
+            at,
+            key_id: draft.key_id,
+            agent_id: draft.agent_id,
+            action: draft.action,
+            namespace: draft.namespace,
+            target: draft.target,
+            value_sha256,
+            prev_hash: prev_hash.to_owned(),
+            hash: String::new(),
+        };
+        entry.hash = entry.expected_hash();
+        entry
+    }
+}
+
 /// The compare-and-set write of a context key, decided on the key's current
 /// state (`None`: never written): checks the precondition (`expected_version`, or
 /// `expire_version` for the expiry sweep), computes the new value (a JSON Merge

@@ -29,6 +29,7 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::codec::{corrupt, encode_json, encode_message, encode_summary, parse_id};
+use super::sha256_hex;
 use super::{
     AuditDraft, AuditEntry, Change, ChangeKind, Commit, Committed, ContextPut, Mutation,
     NamespaceCounts, NamespaceRecord, Record, RecordKind, RecordStore, Retention, RowId,
@@ -229,11 +230,6 @@ fn change_from(row: &PgRow) -> Result<Change> {
     })
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
 /// Chains `drafts` onto the audit log inside `tx` (the head row is locked), as
 /// the sled backend does: each entry gets the next seq and
 /// `hash = SHA-256(prev_hash ‖ entry)`.
@@ -253,19 +249,7 @@ async fn append_audit(
     let mut seq = head.try_get::<i64, _>("seq").map_err(db)? as u64;
     let mut hash: String = head.try_get("hash").map_err(db)?;
     for (d, value_sha256) in drafts {
-        let mut entry = AuditEntry {
-            seq: seq + 1,
-            at: now,
-            key_id: d.key_id,
-            agent_id: d.agent_id,
-            action: d.action,
-            namespace: d.namespace,
-            target: d.target,
-            value_sha256,
-            prev_hash: hash.clone(),
-            hash: String::new(),
-        };
-        entry.hash = entry.expected_hash();
+        let entry = AuditEntry::chained(seq, &hash, now, d, value_sha256);
         sqlx::query("INSERT INTO audit (seq, body) VALUES ($1, $2)")
             .bind(entry.seq as i64)
             .bind(serde_json::to_value(&entry).map_err(|e| Error::storage(e.to_string()))?)
@@ -569,24 +553,13 @@ async fn commit_tx(pool: PgPool, commit: Commit) -> Result<Committed> {
             written_context = Some(entry);
         }
     }
-    let drafts = entries
-        .iter()
-        .enumerate()
-        .map(|(i, (kind, ids))| {
-            let draft = AuditDraft {
-                key_id: commit.key_id.clone().unwrap_or_else(|| "local".to_owned()),
-                agent_id: commit.actor.clone(),
-                action: *kind,
-                namespace: name.clone(),
-                target: ids.clone(),
-            };
-            let digest = digests
-                .iter()
-                .find(|(j, _)| *j == i)
-                .map(|(_, d)| d.clone());
-            (draft, digest)
-        })
-        .collect();
+    let drafts = super::audit_drafts(
+        &entries,
+        &digests,
+        commit.key_id.as_deref(),
+        commit.actor.as_deref(),
+        &name,
+    );
     append_audit(&mut tx, now, drafts).await?;
     let mut written = Vec::with_capacity(entries.len());
     for (kind, ids) in entries {

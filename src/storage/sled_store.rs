@@ -34,6 +34,7 @@ use super::codec::{
     decode_namespace, decode_summary, decode_vector, encode, encode_change, encode_json,
     encode_namespace, encode_vector, micros, parse_id,
 };
+use super::sha256_hex;
 use super::{
     AUDIT_GENESIS, AuditDraft, AuditEntry, Change, ChangeKind, Commit, Committed, NamespaceRecord,
     Record, RecordKind, RecordStore, Retention, RowId, StoreCheck, StoredRecord, blocking,
@@ -78,19 +79,7 @@ fn append_audit(
         },
     };
     for (d, value_sha256) in drafts {
-        let mut entry = AuditEntry {
-            seq: head.seq + 1,
-            at: now,
-            key_id: d.key_id,
-            agent_id: d.agent_id,
-            action: d.action,
-            namespace: d.namespace,
-            target: d.target,
-            value_sha256,
-            prev_hash: head.hash.clone(),
-            hash: String::new(),
-        };
-        entry.hash = entry.expected_hash();
+        let entry = AuditEntry::chained(head.seq, &head.hash, now, d, value_sha256);
         audit.insert(&entry.seq.to_be_bytes()[..], encode_json(&entry))?;
         head = AuditHead {
             seq: entry.seq,
@@ -99,11 +88,6 @@ fn append_audit(
     }
     audit.insert(AUDIT_HEAD, encode_json(&head))?;
     Ok(())
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// The sled-backed [`RecordStore`]. Cheap to clone (sled handles are shared).
@@ -441,24 +425,13 @@ impl SledStore {
                         }
                     }
                     let mut written = Vec::with_capacity(entries.len());
-                    let drafts = entries
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (kind, ids))| {
-                            let draft = AuditDraft {
-                                key_id: key_id.clone().unwrap_or_else(|| "local".to_owned()),
-                                agent_id: actor.clone(),
-                                action: *kind,
-                                namespace: name.to_owned(),
-                                target: ids.clone(),
-                            };
-                            let digest = digests
-                                .iter()
-                                .find(|(j, _)| *j == i)
-                                .map(|(_, d)| d.clone());
-                            (draft, digest)
-                        })
-                        .collect();
+                    let drafts = super::audit_drafts(
+                        &entries,
+                        &digests,
+                        key_id.as_deref(),
+                        actor.as_deref(),
+                        name,
+                    );
                     append_audit(audit, now, drafts)?;
                     for (kind, ids) in entries {
                         ns.record.last_seq += 1;
