@@ -85,6 +85,16 @@ struct EngineArgs {
     /// installable there). Graph dumps stay under --data-dir.
     #[arg(long, global = true, env = "MEMORYD_STORE", hide_env_values = true)]
     store: Option<String>,
+    /// With --store shared by several nodes: seconds between polls of the
+    /// registry for other nodes' writes whose notice was lost (notices are
+    /// followed at once).
+    #[arg(
+        long,
+        global = true,
+        env = "MEMORYD_FOLLOW_INTERVAL_S",
+        default_value_t = 5
+    )]
+    follow_interval_s: u64,
     /// Do not save HNSW graphs under <data-dir>/graphs (a restart then rebuilds
     /// them in the background, serving those namespaces by exact scan meanwhile).
     #[arg(long, global = true, env = "MEMORYD_NO_GRAPH_DUMPS")]
@@ -186,6 +196,7 @@ impl EngineArgs {
                 ..IndexConfig::default()
             },
             store_url: self.store.clone(),
+            follow_interval: Duration::from_secs(self.follow_interval_s.max(1)),
             short_term_capacity: self.short_term_capacity,
             embed_queue_capacity: self.embed_queue,
             embed_slice_tokens: self.embed_slice_tokens,

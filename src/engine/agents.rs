@@ -423,6 +423,10 @@ impl Engine {
             .ok_or_else(|| not_found(id))?;
         let now = to_micros(Utc::now());
         self.inner.agent_seen.lock().insert(id.to_owned(), now);
+        // Other nodes judge this agent too (one of them runs the health job).
+        if self.inner.store.shared() {
+            self.inner.store.heartbeat(id, now).await?;
+        }
         let rec = record_of(&entry)?;
         let entry = if rec.status != AgentStatus::Healthy {
             self.inner
@@ -913,6 +917,9 @@ impl Job<Inner> for AgentHealthJob {
 
     fn run<'a>(&'a self, inner: &'a std::sync::Arc<Inner>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            if inner.store.shared() {
+                inner.merge_heartbeats().await?;
+            }
             let n = inner.sweep_agents(Utc::now()).await?;
             if n > 0 {
                 tracing::debug!(changed = n, "agent health recorded");

@@ -137,6 +137,11 @@ pub struct EngineConfig {
     /// with the pgvector extension available; [`crate::storage::PgStore`]).
     /// Graph dumps stay under `data_dir` either way.
     pub store_url: Option<String>,
+    /// On a store shared by several nodes (PostgreSQL): how often this node
+    /// polls the namespace registry for writes it was not notified of (a notice
+    /// lost while its `LISTEN` connection was down). Notices themselves are
+    /// followed at once. Default 5 s.
+    pub follow_interval: Duration,
 }
 
 /// When and how messages are summarized into long-term memory.
@@ -193,6 +198,7 @@ impl Default for EngineConfig {
             agent_gone_after: Duration::from_secs(1200),
             persist_graphs: true,
             store_url: None,
+            follow_interval: Duration::from_secs(5),
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod config;
 mod context;
 mod documents;
 mod events;
+mod follow;
 mod keys;
 mod namespaces;
 mod read;
@@ -257,7 +258,11 @@ impl Engine {
             let ns = inner.new_namespace(&name, Some(record));
             inner.namespaces.write().insert(name, Arc::new(ns));
         }
-        let count = load_records(&inner).await?;
+        let count = if inner.store.shared() {
+            follow::load_each(&inner).await?
+        } else {
+            load_records(&inner).await?
+        };
         tracing::info!(
             records = count,
             took_ms = started.elapsed().as_millis() as u64,
@@ -300,11 +305,19 @@ impl Engine {
         if engine.inner.config.summarize.enabled {
             jobs.push(Box::new(SummarizeJob));
         }
+        if engine.inner.store.shared() {
+            // Several nodes share the store: one runs each job at a time.
+            jobs = jobs
+                .into_iter()
+                .map(|job| Box::new(SingleFlight(job)) as Box<dyn Job<Inner>>)
+                .collect();
+        }
         JobRunner::start(
             Arc::downgrade(&engine.inner),
             engine.inner.config.summarize.tick,
             jobs,
         );
+        follow::start(&engine.inner);
         tracing::info!(
             messages = count,
             context_entries = entries,
@@ -349,6 +362,29 @@ impl Job<Inner> for SummarizeJob {
                 }
             }
             Ok(())
+        })
+    }
+}
+
+/// A job run by one node at a time on a shared store: each run first takes the
+/// store's lock named after the job ([`RecordStore::try_job_lock`]; PostgreSQL's
+/// `pg_try_advisory_xact_lock`) and is skipped when another node holds it.
+struct SingleFlight(Box<dyn Job<Inner>>);
+
+impl Job<Inner> for SingleFlight {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn run<'a>(&'a self, inner: &'a Arc<Inner>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let Some(_lock) = inner.store.try_job_lock(self.0.name()).await? else {
+                return Ok(());
+            };
+            // Other nodes' writes reach this node's side through the follower
+            // (at once on their notice); a summary window another node just took
+            // fails the store's check and is not written twice.
+            self.0.run(inner).await
         })
     }
 }
@@ -482,6 +518,9 @@ async fn load_records(inner: &Arc<Inner>) -> Result<usize> {
                         })
                         .collect();
                     ns.index.insert(&docs);
+                    if let Some(last) = records.last() {
+                        ns.saw_row(last.row);
+                    }
                     let messages: Vec<_> = records
                         .iter()
                         .filter_map(|stored| match &stored.record {

@@ -37,6 +37,12 @@ pub(crate) struct NamespaceState {
     pub(crate) deleted: AtomicBool,
     /// Index rows of the live context entries and board documents.
     pub(crate) entries: Mutex<EntryRows>,
+    /// Highest message or summary row indexed (0: none): on a shared store the
+    /// follower reads the rows other nodes wrote after it (`engine/follow.rs`).
+    pub(crate) max_row: AtomicU64,
+    /// Set when this node may have missed other nodes' changes (a catch-up
+    /// failed): the follower then reconciles everything.
+    pub(crate) resync: AtomicBool,
 }
 
 /// Index rows of a namespace's searchable context entries and board documents.
@@ -47,6 +53,8 @@ pub(crate) struct NamespaceState {
 pub(crate) struct EntryRows {
     by_key: HashMap<String, RowId>,
     by_row: HashMap<RowId, String>,
+    /// Version of each indexed entry.
+    versions: HashMap<String, u64>,
     next: u64,
     /// Proposal id → its problem's id.
     pub(crate) proposals: HashMap<String, String>,
@@ -67,6 +75,16 @@ impl EntryRows {
     /// The key indexed at `row`.
     pub(crate) fn key(&self, row: RowId) -> Option<&str> {
         self.by_row.get(&row).map(String::as_str)
+    }
+
+    /// The version indexed under `key`.
+    pub(crate) fn version(&self, key: &str) -> Option<u64> {
+        self.versions.get(key).copied()
+    }
+
+    /// Every indexed key.
+    pub(crate) fn keys(&self) -> Vec<String> {
+        self.by_key.keys().cloned().collect()
     }
 }
 
@@ -125,6 +143,16 @@ impl NamespaceState {
         }
     }
 
+    /// Notes that rows up to `row` are indexed.
+    pub(crate) fn saw_row(&self, row: RowId) {
+        self.max_row.fetch_max(row, Ordering::AcqRel);
+    }
+
+    /// The last change-log seq applied to this side (0: none).
+    pub(crate) fn applied_seq(&self) -> u64 {
+        self.record.lock().as_ref().map_or(0, |r| r.last_seq)
+    }
+
     /// Name, counts and registry fields.
     pub(crate) fn info(&self) -> NamespaceInfo {
         let counts = self.index.counts();
@@ -161,6 +189,7 @@ impl NamespaceState {
         e.next += 1;
         e.by_key.insert(entry.key.clone(), row);
         e.by_row.insert(row, entry.key.clone());
+        e.versions.insert(entry.key.clone(), entry.version);
         if let Some((problem, proposal)) = parse_proposal_key(&entry.key) {
             e.proposals.insert(proposal.to_owned(), problem.to_owned());
         }
@@ -181,6 +210,7 @@ impl NamespaceState {
             e.by_row.remove(&old);
             self.index.remove(&[old]);
         }
+        e.versions.remove(key);
         if let Some((_, proposal)) = parse_proposal_key(key) {
             e.proposals.remove(proposal);
         }
@@ -209,6 +239,8 @@ impl Inner {
             writer: Arc::new(tokio::sync::Mutex::new(())),
             deleted: AtomicBool::new(false),
             entries: Mutex::new(EntryRows::default()),
+            max_row: AtomicU64::new(0),
+            resync: AtomicBool::new(false),
         }
     }
 
@@ -289,6 +321,9 @@ impl Inner {
                     })
                     .collect();
                 ns.index.insert(&docs);
+                if let Some(&row) = committed.rows.last() {
+                    ns.saw_row(row);
+                }
                 ns.remember(
                     committed
                         .rows
@@ -319,6 +354,7 @@ impl Inner {
                         summary,
                         vector,
                     }]);
+                    ns.saw_row(row);
                 }
                 let evicted: Vec<RowId> = evict.iter().map(|(r, _)| *r).collect();
                 if !evicted.is_empty() {

@@ -326,6 +326,7 @@ impl Inner {
         let actor = access.agent_id.clone().or_else(|| access.key_id.clone());
         let key_id = access.key_id.clone();
         let task = tokio::spawn(async move {
+            let mut not_live = false;
             let state = loop {
                 let state = if creates {
                     inner.namespace_or_create(&ns)
@@ -336,7 +337,22 @@ impl Inner {
                     })?
                 };
                 let guard = state.writer.clone().lock_owned().await;
-                if !state.deleted.load(Ordering::Acquire) {
+                if !state.deleted.load(Ordering::Acquire) && inner.store.shared() && !not_live {
+                    // Build from a side that has what other nodes committed (a
+                    // vote must see a resolution made elsewhere).
+                    match inner.follow_locked(&state, None, None, false).await {
+                        Ok(super::follow::Followed::Deleted) => {
+                            // Not live: this commit creates it anew, on an empty side.
+                            not_live = true;
+                        }
+                        Ok(_) => break (state, guard),
+                        Err(e) => {
+                            tracing::warn!(namespace = %ns, error = %e, "catching up with other nodes failed; the follower will rebuild");
+                            state.resync.store(true, Ordering::Release);
+                            break (state, guard);
+                        }
+                    }
+                } else if !state.deleted.load(Ordering::Acquire) {
                     break (state, guard);
                 }
                 if !creates {
@@ -354,6 +370,37 @@ impl Inner {
                 key_id,
             };
             let committed = inner.store.commit(&commit).await?;
+            // On a shared store, first apply what other nodes committed to this
+            // namespace before this commit, so the side replays the store's order.
+            if let Some(first) = committed.changes.first()
+                && inner.store.shared()
+                && first.seq > state.applied_seq() + 1
+            {
+                let own_rows = match &commit.mutation {
+                    Mutation::AddMessages(_) | Mutation::AddSummary { .. } => {
+                        committed.rows.first().copied()
+                    }
+                    _ => None,
+                };
+                match inner
+                    .follow_locked(&state, Some(first.seq - 1), own_rows, false)
+                    .await
+                {
+                    Ok(super::follow::Followed::Deleted) => {
+                        // Deleted again since this commit: nothing to apply to.
+                        inner.commits.send_modify(|n| *n = n.wrapping_add(1));
+                        drop(guard);
+                        return Ok((commit.mutation, committed));
+                    }
+                    // Deferred: marked for a rebuild, which reads this commit
+                    // back from the store.
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(namespace = %ns, error = %e, "catching up with other nodes failed; the follower will rebuild");
+                        state.resync.store(true, Ordering::Release);
+                    }
+                }
+            }
             let applier = inner.clone();
             let st = state.clone();
             let (mutation, committed) = blocking(move || {
@@ -378,7 +425,7 @@ impl Inner {
 
     /// Starts the search side's maintenance (a graph build) on its own thread
     /// when it asks for it.
-    fn maintain(&self, ns: &Arc<NamespaceState>) {
+    pub(crate) fn maintain(&self, ns: &Arc<NamespaceState>) {
         if !ns.index.needs_maintenance() {
             return;
         }
@@ -403,6 +450,9 @@ impl Inner {
         let _one_at_a_time = ns.summarizing.lock().await;
         let cfg = &self.config.summarize;
         let mut out = Vec::new();
+        // On a shared store another node may have just summarized this window:
+        // catch up with the namespace once before summarizing it here.
+        let mut followed = !self.store.shared();
         loop {
             let window = ns.short_term.lock().due_window(
                 cfg.every,
@@ -411,6 +461,11 @@ impl Inner {
                 force,
             );
             let Some(window) = window else { break };
+            if !followed {
+                followed = true;
+                self.follow(name).await?;
+                continue;
+            }
             match self.summarize_window(&ns, window).await? {
                 Some(summary) => out.push(summary),
                 None if ns.deleted.load(Ordering::Acquire) => break,

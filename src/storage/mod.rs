@@ -660,6 +660,146 @@ pub trait RecordStore: Send + Sync + 'static {
 
     /// Bytes the store occupies on disk (0 when unknown).
     fn size_on_disk(&self) -> u64;
+
+    /// Whether other processes may write this store while this one runs (a
+    /// database shared by several memoryd nodes). The engine then follows their
+    /// writes from the change log (`engine/follow.rs`) and runs each background
+    /// job under [`RecordStore::try_job_lock`]. Default: false, the store is this
+    /// process's alone (sled holds a file lock).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Wake-ups from commits by any process: `(namespace, seq)` when a
+    /// namespace's change log reached `seq`, or `("", 0)` for "anything may have
+    /// changed" (API keys, or notices lost while reconnecting). Best effort: a
+    /// notice can be lost, so a follower also polls [`RecordStore::namespaces`].
+    /// Called once; `None` (the default) when the store has no notification
+    /// channel.
+    fn notices(&self) -> Option<tokio::sync::mpsc::Receiver<(String, u64)>> {
+        None
+    }
+
+    /// Messages and summaries of `namespace` with their vectors, row above
+    /// `after`, in row order, at most `limit`: what a follower reads to catch up
+    /// with other processes' writes. The default pages through
+    /// [`RecordStore::scan`] (every namespace's records; correct, slow): a shared
+    /// store overrides it with an indexed read.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn scan_namespace(
+        &self,
+        namespace: &str,
+        after: RowId,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>> {
+        let mut out = Vec::new();
+        for kind in [RecordKind::Message, RecordKind::Summary] {
+            let mut from = Some(after);
+            loop {
+                let page = self.scan(kind, from, 4096).await?;
+                let Some(last) = page.last() else { break };
+                from = Some(last.row);
+                out.extend(
+                    page.into_iter()
+                        .filter(|r| r.record.namespace() == namespace),
+                );
+            }
+        }
+        out.sort_by_key(|r| r.row);
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Rows of every message and summary of `namespace`, ascending: what a
+    /// follower compares its index with after other processes deleted records.
+    /// The default reads through [`RecordStore::scan_namespace`].
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn namespace_rows(&self, namespace: &str) -> Result<Vec<RowId>> {
+        Ok(self
+            .scan_namespace(namespace, 0, usize::MAX)
+            .await?
+            .into_iter()
+            .map(|r| r.row)
+            .collect())
+    }
+
+    /// Records that `agent` was heard from at `at` where other processes see it
+    /// (a shared store). Not a change: no change-log or audit entry, and it may be
+    /// lost in a crash. Default: nothing (one process keeps heartbeats in memory).
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    async fn heartbeat(&self, agent: &str, at: DateTime<Utc>) -> Result<()> {
+        let _ = (agent, at);
+        Ok(())
+    }
+
+    /// The last [`RecordStore::heartbeat`] of every agent. Default: none.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    async fn heartbeats(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        Ok(Vec::new())
+    }
+
+    /// The registry entry of one live namespace (`None`: absent or deleted).
+    /// The default reads [`RecordStore::namespaces`].
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Corrupt`].
+    async fn namespace_record(&self, name: &str) -> Result<Option<NamespaceRecord>> {
+        Ok(self
+            .namespaces()
+            .await?
+            .into_iter()
+            .find(|r| r.name == name))
+    }
+
+    /// Takes the lock `name` for one run of a background job, unless another
+    /// process holds it (then `Ok(None)`: skip this run). Released when the
+    /// returned guard drops. Default: always granted (one process).
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    async fn try_job_lock(&self, name: &str) -> Result<Option<JobLock>> {
+        let _ = name;
+        Ok(Some(JobLock::default()))
+    }
+}
+
+/// A held [`RecordStore::try_job_lock`]: released when dropped.
+#[derive(Default)]
+pub struct JobLock {
+    /// What releases the lock when dropped (a backend's transaction holder);
+    /// `None` for the default, process-local grant.
+    release: Option<Box<dyn Send + Sync>>,
+}
+
+impl JobLock {
+    /// A lock released by dropping `release`.
+    pub fn new(release: Box<dyn Send + Sync>) -> JobLock {
+        JobLock {
+            release: Some(release),
+        }
+    }
+
+    /// Whether a backend holds something for this lock (false for the
+    /// process-local grant).
+    pub fn is_backed(&self) -> bool {
+        self.release.is_some()
+    }
+}
+
+impl std::fmt::Debug for JobLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobLock")
+            .field("backed", &self.is_backed())
+            .finish()
+    }
 }
 
 /// SHA-256 of `bytes`, lowercase hex: an audit entry's `value_sha256` is this

@@ -13,10 +13,16 @@
 //! - **Schema.** Created and upgraded by sqlx migrations embedded in the binary
 //!   (`_sqlx_migrations` records what ran).
 //!
+//! - **Several nodes.** The store is [`RecordStore::shared`]: every commit
+//!   sends `NOTIFY memoryd_changes` with `{"namespace", "seq"}` (delivered at
+//!   COMMIT, only a wake-up: a node re-reads the change log from its last seq,
+//!   and a notice lost while disconnected is covered by polling); background jobs
+//!   take `pg_try_advisory_xact_lock` for one run, so one node runs each.
+//!
 //! Queries are runtime `sqlx::query` calls (no database is needed to build).
 //! What this backend does not do yet (issue 20): search inside PostgreSQL
-//! (pgvector HNSW, full text) and change notification between nodes; the engine
-//! loads its in-memory indexes from the store on open, as with sled.
+//! (pgvector HNSW, full text); each node loads its in-memory indexes from the
+//! store on open, as with sled, and follows the change log after that.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -43,7 +49,78 @@ use crate::embed::ModelInfo;
 /// Connections per process: reads run in parallel; commits of different
 /// namespaces overlap until they append to the audit chain, whose head row
 /// serializes them.
-const POOL_SIZE: u32 = 8;
+const POOL_SIZE: u32 = 10;
+
+/// The `LISTEN`/`NOTIFY` channel of commits.
+const CHANNEL: &str = "memoryd_changes";
+
+/// Sends the commit notice of `namespace` (`""`: API keys) inside `tx`:
+/// PostgreSQL delivers it to listeners when the transaction commits, never
+/// before and never for a rollback.
+async fn notify(tx: &mut Transaction<'_, Postgres>, namespace: &str, seq: u64) -> Result<()> {
+    let payload = serde_json::json!({ "namespace": namespace, "seq": seq }).to_string();
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Forwards commit notices to `tx` (`(namespace, seq)`; `("", 0)` after every
+/// (re)connect, when notices may have been missed) until the receiver is gone.
+/// The listener holds one of the pool's connections (hence two more than the
+/// eight queries use).
+async fn listen(pool: PgPool, tx: tokio::sync::mpsc::Sender<(String, u64)>) {
+    use sqlx::postgres::PgListener;
+    loop {
+        let listener = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = match listener.await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for other nodes' commits; retrying in 1 s (polling meanwhile)");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if tx.send((String::new(), 0)).await.is_err() {
+            return;
+        }
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    let v =
+                        serde_json::from_str::<serde_json::Value>(n.payload()).unwrap_or_default();
+                    let ns = v["namespace"].as_str().unwrap_or_default().to_owned();
+                    let seq = v["seq"].as_u64().unwrap_or(0);
+                    match tx.try_send((ns, seq)) {
+                        Ok(()) => {}
+                        // The follower is behind; it catches up by polling.
+                        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {}
+                        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                }
+                // The connection dropped; the next call reconnects and listens
+                // again. What was sent meanwhile is lost: ask for a full poll.
+                Ok(None) => {
+                    if tx.send((String::new(), 0)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection failed; reconnecting in 1 s");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
 
 fn db(e: sqlx::Error) -> Error {
     Error::storage(format!("postgres: {e}"))
@@ -60,13 +137,22 @@ fn json_col<T: serde::de::DeserializeOwned>(
 fn migrator() -> sqlx::migrate::Migrator {
     use sqlx::SqlSafeStr;
     use sqlx::migrate::{Migration, MigrationType, Migrator};
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "agent heartbeats".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0002_agent_heartbeats.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// The PostgreSQL-backed [`RecordStore`].
@@ -601,6 +687,9 @@ async fn commit_tx(pool: PgPool, commit: Commit) -> Result<Committed> {
     .execute(&mut *tx)
     .await
     .map_err(db)?;
+    if !written.is_empty() {
+        notify(&mut tx, &name, ns.last_seq).await?;
+    }
     tx.commit().await.map_err(db)?;
     Ok(Committed {
         rows,
@@ -1022,6 +1111,8 @@ impl RecordStore for PgStore {
             .await
             .map_err(db)?;
             append_audit(&mut tx, to_micros(Utc::now()), vec![(audit, None)]).await?;
+            // Other nodes reload their keys (a revocation takes effect there too).
+            notify(&mut tx, "", 0).await?;
             tx.commit().await.map_err(db)
         })
         .await
@@ -1146,5 +1237,182 @@ impl RecordStore for PgStore {
 
     fn size_on_disk(&self) -> u64 {
         0
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn notices(&self) -> Option<tokio::sync::mpsc::Receiver<(String, u64)>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        self.handle.spawn(listen(self.pool.clone(), tx));
+        Some(rx)
+    }
+
+    async fn scan_namespace(
+        &self,
+        namespace: &str,
+        after: RowId,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>> {
+        let ns = namespace.to_owned();
+        let after = after.min(i64::MAX as u64) as i64;
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.run(|pool| async move {
+            // Both tables in one snapshot: a message and a later summary committed
+            // between two separate reads would otherwise leave the message out
+            // below the highest row read.
+            let mut tx = pool.begin().await.map_err(db)?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in sqlx::query(
+                "SELECT * FROM messages WHERE namespace = $1 AND row_id > $2 ORDER BY row_id LIMIT $3",
+            )
+            .bind(&ns)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+            {
+                let (r, m, v) = message_from(&row)?;
+                out.push(StoredRecord {
+                    row: r,
+                    record: Record::Message(m),
+                    vector: v,
+                });
+            }
+            for row in sqlx::query(
+                "SELECT * FROM summaries WHERE namespace = $1 AND row_id > $2 ORDER BY row_id LIMIT $3",
+            )
+            .bind(&ns)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+            {
+                let (r, s, v) = summary_from(&row)?;
+                out.push(StoredRecord {
+                    row: r,
+                    record: Record::Summary(s),
+                    vector: v,
+                });
+            }
+            tx.rollback().await.map_err(db)?;
+            out.sort_by_key(|r| r.row);
+            out.truncate(limit as usize);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn namespace_rows(&self, namespace: &str) -> Result<Vec<RowId>> {
+        let ns = namespace.to_owned();
+        self.run(|pool| async move {
+            let rows: Vec<i64> = sqlx::query_scalar(
+                "SELECT row_id FROM messages WHERE namespace = $1 \
+                 UNION ALL SELECT row_id FROM summaries WHERE namespace = $1 ORDER BY 1",
+            )
+            .bind(ns)
+            .fetch_all(&pool)
+            .await
+            .map_err(db)?;
+            Ok(rows.into_iter().map(|r| r as RowId).collect())
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, agent: &str, at: DateTime<Utc>) -> Result<()> {
+        let agent = agent.to_owned();
+        self.run(|pool| async move {
+            let mut tx = pool.begin().await.map_err(db)?;
+            // A heartbeat lost in a crash costs nothing: no WAL flush wait.
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query(
+                "INSERT INTO agent_heartbeats (agent, at) VALUES ($1, $2) \
+                 ON CONFLICT (agent) DO UPDATE SET at = GREATEST(agent_heartbeats.at, EXCLUDED.at)",
+            )
+            .bind(agent)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)
+        })
+        .await
+    }
+
+    async fn heartbeats(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        self.run(|pool| async move {
+            let rows: Vec<(String, DateTime<Utc>)> =
+                sqlx::query_as("SELECT agent, at FROM agent_heartbeats")
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(db)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn namespace_record(&self, name: &str) -> Result<Option<NamespaceRecord>> {
+        let name = name.to_owned();
+        self.run(|pool| async move {
+            sqlx::query("SELECT * FROM namespaces WHERE name = $1 AND NOT deleted")
+                .bind(name)
+                .fetch_optional(&pool)
+                .await
+                .map_err(db)?
+                .map(|r| namespace_from(&r).map(|(n, _)| n))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn try_job_lock(&self, name: &str) -> Result<Option<super::JobLock>> {
+        let key = format!("memoryd:{name}");
+        let (granted_tx, granted_rx) = tokio::sync::oneshot::channel::<Result<bool>>();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let pool = self.pool.clone();
+        // The transaction lives in a task on the store's runtime; the lock is
+        // PostgreSQL's and goes with the transaction (on release, or when this
+        // node's connection dies).
+        self.handle.spawn(async move {
+            let locked = async {
+                let mut tx = pool.begin().await.map_err(db)?;
+                let got: bool =
+                    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                        .bind(key)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                Ok::<_, Error>((tx, got))
+            };
+            match locked.await {
+                Ok((tx, got)) => {
+                    let _ = granted_tx.send(Ok(got));
+                    if got {
+                        // Resolves when the guard is dropped.
+                        let _ = release_rx.await;
+                    }
+                    let _ = tx.rollback().await;
+                }
+                Err(e) => {
+                    let _ = granted_tx.send(Err(e));
+                }
+            }
+        });
+        match granted_rx.await {
+            Ok(Ok(true)) => Ok(Some(super::JobLock::new(Box::new(release_tx)))),
+            Ok(Ok(false)) => Ok(None),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::storage("the job lock task ended early")),
+        }
     }
 }

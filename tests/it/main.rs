@@ -24,6 +24,7 @@ mod eval;
 mod events;
 mod http;
 mod mcp;
+mod nodes;
 mod pg;
 mod server;
 mod summarize;
