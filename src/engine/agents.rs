@@ -118,7 +118,10 @@ impl Inner {
     ) -> (DateTime<Utc>, AgentStatus) {
         let beat = self.agent_seen.lock().get(id).copied();
         let heard = beat.map_or(recorded, |t| t.max(recorded));
-        let judged_from = if beat.is_none() && recorded_status != AgentStatus::Healthy {
+        // A heartbeat (this process's since it opened, or one another node
+        // shared through the store) is judged as is; with none, a restart gives
+        // a healthy agent one timeout to beat again.
+        let judged_from = if beat.is_some() || recorded_status != AgentStatus::Healthy {
             heard
         } else {
             heard.max(self.opened_at)

@@ -192,8 +192,9 @@ async fn run(
         inner.commits.send_modify(|n| *n = n.wrapping_add(1));
         full_due |= names.remove("").is_some() || last_full.elapsed() >= interval;
         let result = if full_due {
+            let r = inner.follow_all().await;
             last_full = tokio::time::Instant::now();
-            inner.follow_all().await
+            r
         } else {
             let mut result = Ok(());
             for (name, seq) in names {
@@ -236,7 +237,10 @@ impl Inner {
         let live: HashSet<&str> = stored.iter().map(|r| r.name.as_str()).collect();
         let mut behind = Vec::new();
         for record in &stored {
-            let name = NamespaceName::parse(&record.name)?;
+            let Ok(name) = NamespaceName::parse(&record.name) else {
+                tracing::warn!(namespace = %record.name, "not a valid namespace name in the registry; skipped");
+                continue;
+            };
             match self.namespace(&name) {
                 Some(ns)
                     if ns.applied_seq() >= record.last_seq
@@ -586,6 +590,9 @@ fn empty(ns: &NamespaceState) {
     let mut rows = ns.rows(HitKind::Message);
     rows.extend(ns.rows(HitKind::Summary));
     ns.index.remove(&rows);
+    // Rows of the name's next life may have been read above the old ones:
+    // read again from the start (the store holds only live rows).
+    ns.max_row.store(0, Ordering::Release);
     let keys = ns.entries.lock().keys();
     for key in keys {
         ns.unindex_entry(&key);

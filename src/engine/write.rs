@@ -326,40 +326,48 @@ impl Inner {
         let actor = access.agent_id.clone().or_else(|| access.key_id.clone());
         let key_id = access.key_id.clone();
         let task = tokio::spawn(async move {
-            let mut not_live = false;
+            let shared = inner.store.shared();
+            let (mut not_live, mut looked_up) = (false, false);
             let state = loop {
                 let state = if creates {
                     inner.namespace_or_create(&ns)
                 } else {
-                    inner.namespace(&ns).ok_or_else(|| Error::NotFound {
-                        what: "namespace",
-                        id: ns.to_string(),
-                    })?
-                };
-                let guard = state.writer.clone().lock_owned().await;
-                if !state.deleted.load(Ordering::Acquire) && inner.store.shared() && !not_live {
-                    // Build from a side that has what other nodes committed (a
-                    // vote must see a resolution made elsewhere).
-                    match inner.follow_locked(&state, None, None, false).await {
-                        Ok(super::follow::Followed::Deleted) => {
-                            // Not live: this commit creates it anew, on an empty side.
-                            not_live = true;
+                    match inner.namespace(&ns) {
+                        Some(state) => state,
+                        // Another node may have created it moments ago.
+                        None if shared && !looked_up => {
+                            looked_up = true;
+                            inner.follow(&ns).await?;
+                            continue;
                         }
-                        Ok(_) => break (state, guard),
-                        Err(e) => {
-                            tracing::warn!(namespace = %ns, error = %e, "catching up with other nodes failed; the follower will rebuild");
-                            state.resync.store(true, Ordering::Release);
-                            break (state, guard);
+                        None => {
+                            return Err(Error::NotFound {
+                                what: "namespace",
+                                id: ns.to_string(),
+                            });
                         }
                     }
-                } else if !state.deleted.load(Ordering::Acquire) {
+                };
+                let guard = state.writer.clone().lock_owned().await;
+                if state.deleted.load(Ordering::Acquire) {
+                    // Deleted or replaced (rebuilt) while this waited: look again.
+                    continue;
+                }
+                if !shared || not_live {
                     break (state, guard);
                 }
-                if !creates {
-                    return Err(Error::NotFound {
-                        what: "namespace",
-                        id: ns.to_string(),
-                    });
+                // Build from a side that has what other nodes committed (a vote
+                // must see a resolution made elsewhere).
+                match inner.follow_locked(&state, None, None, false).await {
+                    // Not live: dropped; a creating commit makes it anew, on an
+                    // empty side.
+                    Ok(super::follow::Followed::Deleted) => not_live = true,
+                    Ok(_) => break (state, guard),
+                    Err(e) => {
+                        tracing::warn!(namespace = %ns, error = %e, "catching up with other nodes failed; the follower will rebuild");
+                        state.resync.store(true, Ordering::Release);
+                        break (state, guard);
+                    }
                 }
             };
             let (state, guard) = state;
@@ -444,28 +452,30 @@ impl Inner {
         name: &NamespaceName,
         force: bool,
     ) -> Result<Vec<Summary>> {
-        let Some(ns) = self.namespace(name) else {
+        let Some(mut ns) = self.namespace(name) else {
             return Ok(Vec::new());
         };
-        let _one_at_a_time = ns.summarizing.lock().await;
         let cfg = &self.config.summarize;
-        let mut out = Vec::new();
-        // On a shared store another node may have just summarized this window:
-        // catch up with the namespace once before summarizing it here.
-        let mut followed = !self.store.shared();
-        loop {
-            let window = ns.short_term.lock().due_window(
+        let due = |ns: &NamespaceState| {
+            ns.short_term.lock().due_window(
                 cfg.every,
                 cfg.after,
                 Utc::now().timestamp_millis(),
                 force,
-            );
-            let Some(window) = window else { break };
-            if !followed {
-                followed = true;
-                self.follow(name).await?;
-                continue;
+            )
+        };
+        // On a shared store another node may have just summarized this window:
+        // catch up with the namespace first (which may replace its side).
+        if self.store.shared() && due(&ns).is_some() {
+            self.follow(name).await?;
+            match self.namespace(name) {
+                Some(current) => ns = current,
+                None => return Ok(Vec::new()),
             }
+        }
+        let _one_at_a_time = ns.summarizing.lock().await;
+        let mut out = Vec::new();
+        while let Some(window) = due(&ns) {
             match self.summarize_window(&ns, window).await? {
                 Some(summary) => out.push(summary),
                 None if ns.deleted.load(Ordering::Acquire) => break,

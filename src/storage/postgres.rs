@@ -158,6 +158,9 @@ fn migrator() -> sqlx::migrate::Migrator {
 /// The PostgreSQL-backed [`RecordStore`].
 pub struct PgStore {
     pool: PgPool,
+    /// `pg_database_size` of the database, refreshed every 30 s by a task on the
+    /// store's runtime ([`RecordStore::size_on_disk`] must not block).
+    size: std::sync::Arc<std::sync::atomic::AtomicU64>,
     handle: tokio::runtime::Handle,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -220,8 +223,25 @@ impl PgStore {
                 return Err(e);
             }
         };
+        let size = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        {
+            let (pool, size) = (pool.clone(), size.clone());
+            handle.spawn(async move {
+                loop {
+                    let bytes: std::result::Result<i64, _> =
+                        sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                            .fetch_one(&pool)
+                            .await;
+                    if let Ok(b) = bytes {
+                        size.store(b.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                }
+            });
+        }
         Ok(PgStore {
             pool,
+            size,
             handle,
             runtime: Some(runtime),
         })
@@ -1236,7 +1256,8 @@ impl RecordStore for PgStore {
     }
 
     fn size_on_disk(&self) -> u64 {
-        0
+        // The whole database (tables, indexes, TOAST), as of the last refresh.
+        self.size.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn shared(&self) -> bool {

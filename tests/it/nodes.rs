@@ -187,7 +187,10 @@ fn a_write_on_one_node_is_searchable_streamed_and_revocable_on_the_other() {
     let fresh = v["ids"][0].as_str().unwrap().to_owned();
     // Read-your-writes on the writing node, at once: its side of the name's new
     // life is not thrown away by the old life's deletion in the log.
-    assert_eq!(search_ids(&b, "team", "fresh start"), [fresh.clone()]);
+    assert_eq!(
+        search_ids(&b, "team", "fresh start"),
+        std::slice::from_ref(&fresh)
+    );
     assert_eq!(b.get("/v1/namespaces/team").0, 200);
     eventually(
         10,
