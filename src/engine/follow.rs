@@ -39,8 +39,7 @@ use super::state::{self, NamespaceState};
 use crate::core::access::NamespaceName;
 use crate::core::error::{Error, Result};
 use crate::core::types::HitKind;
-use crate::search::IndexDoc;
-use crate::storage::{ChangeKind, NamespaceRecord, Record, RowId, StoredRecord, blocking};
+use crate::storage::{ChangeKind, NamespaceRecord, RowId, StoredRecord, blocking};
 
 /// Change-log entries read per page while catching up.
 const PAGE: usize = 1024;
@@ -602,38 +601,9 @@ fn empty(ns: &NamespaceState) {
     ns.summarized_upto.store(0, Ordering::Release);
 }
 
-/// Inserts stored records (one namespace's, in row order) into its index and
-/// short-term ring.
+/// Inserts stored records (one namespace's, in row order) into its side.
 fn index_records(ns: &NamespaceState, page: &[StoredRecord], capacity: usize) {
-    let docs: Vec<IndexDoc<'_>> = page
-        .iter()
-        .map(|stored| match &stored.record {
-            Record::Message(m) => IndexDoc::Message {
-                row: stored.row,
-                message: m,
-                vector: &stored.vector,
-            },
-            Record::Summary(s) => IndexDoc::Summary {
-                row: stored.row,
-                summary: s,
-                vector: &stored.vector,
-            },
-        })
-        .collect();
-    ns.index.insert(&docs);
-    if let Some(last) = page.last() {
-        ns.saw_row(last.row);
-    }
-    ns.remember(
-        page.iter().filter_map(|stored| match &stored.record {
-            Record::Message(m) => Some((stored.row, m)),
-            Record::Summary(_) => None,
-        }),
-        capacity,
-    );
-    let added = page
-        .iter()
-        .filter(|r| matches!(r.record, Record::Message(_)))
-        .count();
+    let records: Vec<&StoredRecord> = page.iter().collect();
+    let added = ns.index_stored(&records, capacity);
     metrics::counter!("memoryd_messages_followed_total").increment(added as u64);
 }

@@ -43,8 +43,7 @@ use crate::core::error::{Error, Result};
 use crate::embed::model::ModelResolver;
 use crate::embed::{BertEmbedder, BertOptions, EmbedQueue, Embedder, ModelInfo, Priority};
 use crate::policy::{Job, JobRunner};
-use crate::search::IndexDoc;
-use crate::storage::{Record, RecordKind, RecordStore, SledStore};
+use crate::storage::{RecordKind, RecordStore, SledStore};
 use crate::summarize::{BoxFuture, Extractive, OpenAiChat, Summarizer, WithFallback};
 pub use audit::{AuditPage, AuditQuery, AuditReport};
 pub use board::{MAX_TITLE_BYTES, ProblemPage};
@@ -501,37 +500,7 @@ async fn load_records(inner: &Arc<Inner>) -> Result<usize> {
             let capacity = inner.config.short_term_capacity;
             count += groups
                 .par_iter()
-                .map(|(ns, records)| {
-                    let docs: Vec<IndexDoc<'_>> = records
-                        .iter()
-                        .map(|stored| match &stored.record {
-                            Record::Message(m) => IndexDoc::Message {
-                                row: stored.row,
-                                message: m,
-                                vector: &stored.vector,
-                            },
-                            Record::Summary(s) => IndexDoc::Summary {
-                                row: stored.row,
-                                summary: s,
-                                vector: &stored.vector,
-                            },
-                        })
-                        .collect();
-                    ns.index.insert(&docs);
-                    if let Some(last) = records.last() {
-                        ns.saw_row(last.row);
-                    }
-                    let messages: Vec<_> = records
-                        .iter()
-                        .filter_map(|stored| match &stored.record {
-                            Record::Message(m) => Some((stored.row, m)),
-                            Record::Summary(_) => None,
-                        })
-                        .collect();
-                    let n = messages.len();
-                    ns.remember(messages, capacity);
-                    n
-                })
+                .map(|(ns, records)| ns.index_stored(records, capacity))
                 .sum::<usize>();
         }
     }

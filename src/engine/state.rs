@@ -15,7 +15,7 @@ use crate::core::context::ContextEntry;
 use crate::core::types::{HitKind, Message, NamespaceInfo};
 use crate::policy::ShortTerm;
 use crate::search::{InProcessIndex, IndexDoc, SearchIndex};
-use crate::storage::{Committed, Mutation, NamespaceRecord, RowId};
+use crate::storage::{Committed, Mutation, NamespaceRecord, Record, RowId, StoredRecord};
 
 /// One namespace as the engine serves it. Everything here is derived from the
 /// store and rebuilt on open.
@@ -141,6 +141,41 @@ impl NamespaceState {
             // started at 1 may be 0).
             st.push(row, inserted_ms(&m.id), capacity, upto == 0 || row > upto);
         }
+    }
+
+    /// Indexes stored records of this namespace (in row order) and remembers
+    /// its messages in short-term memory; returns how many were messages. Used by
+    /// open and by the follower.
+    pub(crate) fn index_stored(&self, records: &[&StoredRecord], capacity: usize) -> usize {
+        let docs: Vec<IndexDoc<'_>> = records
+            .iter()
+            .map(|stored| match &stored.record {
+                Record::Message(m) => IndexDoc::Message {
+                    row: stored.row,
+                    message: m,
+                    vector: &stored.vector,
+                },
+                Record::Summary(s) => IndexDoc::Summary {
+                    row: stored.row,
+                    summary: s,
+                    vector: &stored.vector,
+                },
+            })
+            .collect();
+        self.index.insert(&docs);
+        if let Some(last) = records.last() {
+            self.saw_row(last.row);
+        }
+        let messages: Vec<_> = records
+            .iter()
+            .filter_map(|stored| match &stored.record {
+                Record::Message(m) => Some((stored.row, m)),
+                Record::Summary(_) => None,
+            })
+            .collect();
+        let n = messages.len();
+        self.remember(messages, capacity);
+        n
     }
 
     /// Notes that rows up to `row` are indexed.
