@@ -28,6 +28,10 @@
 //! (vectors reused from the cache), open time, RSS, and search p50 over random
 //! namespaces.
 //!
+//! With `MEMORYD_STORE=postgres://…` every part runs against PostgreSQL
+//! (searches in pgvector; add `MEMORYD_IN_MEMORY_INDEX=1` for the node-local
+//! index); give each run a fresh database.
+//!
 //! Restarts and the spread searches run in fresh child processes of the bench
 //! (`reopen`, `spread`), so their RSS is a restarted server's. 1M messages over
 //! 100 namespaces: `MEMORYD_SCALE_NAMESPACES=100 MEMORYD_SCALE_PER_NS=10000
@@ -143,6 +147,10 @@ fn config(dir: &std::path::Path) -> EngineConfig {
             ..SummarizeConfig::default()
         },
         query_cache_capacity: 0,
+        // MEMORYD_STORE=postgres://…: the same figures with the state (and, unless
+        // MEMORYD_IN_MEMORY_INDEX is set, the dense channel) in PostgreSQL.
+        store_url: std::env::var("MEMORYD_STORE").ok(),
+        in_memory_index: std::env::var_os("MEMORYD_IN_MEMORY_INDEX").is_some(),
         ..EngineConfig::with_data_dir(dir)
     }
 }
@@ -194,7 +202,12 @@ fn runtime() -> tokio::runtime::Runtime {
 async fn wait_caught_up(e: &Engine) {
     loop {
         let s = e.stats();
-        if s.graph_namespaces > 0 && s.graph_tail_rows == 0 {
+        // Below the threshold no graph is wanted (exact scans).
+        let mut threshold = e.config().index.exact_threshold;
+        if e.config().store_url.is_some() && !e.config().in_memory_index {
+            threshold = threshold.min(memoryd::search::store::STORE_GRAPH_THRESHOLD);
+        }
+        if s.messages < threshold || (s.graph_namespaces > 0 && s.graph_tail_rows == 0) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -341,6 +354,14 @@ fn big() {
     reopen_child(dir, "big", true);
     if kept.is_none() {
         reopen_child(dir, "big", false);
+    }
+    if std::env::var_os("MEMORYD_STORE").is_some() {
+        let e = Engine::open_with_embedder(config(dir), common::embedder()).unwrap();
+        std::thread::sleep(Duration::from_secs(2)); // pg_database_size is read on connect
+        row(
+            "PostgreSQL database size",
+            format!("{:.0} MiB", e.stats().disk_bytes as f64 / 1048576.0),
+        );
     }
     let size: u64 = walk(&dir.join("graphs"));
     row(

@@ -95,6 +95,11 @@ struct EngineArgs {
         default_value_t = 5
     )]
     follow_interval_s: u64,
+    /// With --store postgres://…: rank in this node's memory (vectors and HNSW
+    /// graphs of every namespace held here, as with the embedded store) instead
+    /// of in PostgreSQL with pgvector. Faster searches, RAM for every vector.
+    #[arg(long, global = true, env = "MEMORYD_IN_MEMORY_INDEX")]
+    in_memory_index: bool,
     /// Do not save HNSW graphs under <data-dir>/graphs (a restart then rebuilds
     /// them in the background, serving those namespaces by exact scan meanwhile).
     #[arg(long, global = true, env = "MEMORYD_NO_GRAPH_DUMPS")]
@@ -197,6 +202,7 @@ impl EngineArgs {
             },
             store_url: self.store.clone(),
             follow_interval: Duration::from_secs(self.follow_interval_s.max(1)),
+            in_memory_index: self.in_memory_index,
             short_term_capacity: self.short_term_capacity,
             embed_queue_capacity: self.embed_queue,
             embed_slice_tokens: self.embed_slice_tokens,

@@ -142,6 +142,12 @@ pub struct EngineConfig {
     /// lost while its `LISTEN` connection was down). Notices themselves are
     /// followed at once. Default 5 s.
     pub follow_interval: Duration,
+    /// With a store that ranks vectors itself (PostgreSQL + pgvector): keep
+    /// each namespace's vectors and HNSW graph in this node's memory anyway, as
+    /// with sled (faster searches; every node then needs RAM for every vector).
+    /// Default false: the dense channel runs in the store
+    /// ([`crate::search::store::StoreIndex`]). Ignored with sled.
+    pub in_memory_index: bool,
 }
 
 /// When and how messages are summarized into long-term memory.
@@ -199,6 +205,7 @@ impl Default for EngineConfig {
             persist_graphs: true,
             store_url: None,
             follow_interval: Duration::from_secs(5),
+            in_memory_index: false,
         }
     }
 }

@@ -584,10 +584,9 @@ impl Inner {
                     mode,
                     params,
                 };
-                Ok(st
-                    .iter()
+                st.iter()
                     .map(|s| s.index.rank(&q, k, fetch, &f, &kd))
-                    .collect())
+                    .collect::<Result<Vec<_>>>()
             })
             .await?;
             let lists: Vec<(usize, Ranked)> = ranked

@@ -14,6 +14,7 @@ use crate::core::board::{BOARD_KEY_PREFIX, PROBLEM_KEY_PREFIX, parse_proposal_ke
 use crate::core::context::ContextEntry;
 use crate::core::types::{HitKind, Message, NamespaceInfo};
 use crate::policy::ShortTerm;
+use crate::search::store::StoreIndex;
 use crate::search::{InProcessIndex, IndexDoc, SearchIndex};
 use crate::storage::{Committed, Mutation, NamespaceRecord, Record, RowId, StoredRecord};
 
@@ -258,15 +259,26 @@ impl Inner {
         name: &NamespaceName,
         record: Option<NamespaceRecord>,
     ) -> NamespaceState {
+        let index: Box<dyn SearchIndex> =
+            if self.store.ranks_vectors() && !self.config.in_memory_index {
+                Box::new(StoreIndex::new(
+                    name.as_str(),
+                    self.info.dim,
+                    self.config.index.clone(),
+                    self.store.clone(),
+                ))
+            } else {
+                Box::new(InProcessIndex::new(
+                    name.as_str(),
+                    self.info.dim,
+                    self.config.index.clone(),
+                    self.graph_root()
+                        .map(|root| crate::search::persist::namespace_dir(&root, name.as_str())),
+                ))
+            };
         NamespaceState {
             name: name.clone(),
-            index: Box::new(InProcessIndex::new(
-                name.as_str(),
-                self.info.dim,
-                self.config.index.clone(),
-                self.graph_root()
-                    .map(|root| crate::search::persist::namespace_dir(&root, name.as_str())),
-            )),
+            index,
             short_term: Mutex::new(ShortTerm::default()),
             summarized_upto: AtomicU64::new(record.as_ref().map_or(0, |r| r.summarized_upto)),
             record: Mutex::new(record),

@@ -107,31 +107,104 @@ pub fn norm(pool: &[Channels]) -> Option<FusionNorm> {
     })
 }
 
+/// The dense channel as [`rank`] sees it: one namespace's vectors behind a
+/// compiled filter. [`InProcessIndex`](super::InProcessIndex) answers from memory;
+/// [`StoreIndex`](super::store::StoreIndex) asks the record store (pgvector).
+pub trait DenseChannel {
+    /// The best `n` admitted rows for the unit vector `query` `[dim]`, best
+    /// first, scored by cosine similarity.
+    ///
+    /// # Errors
+    /// Whatever the backing store returns ([`crate::Error::Storage`]).
+    fn nearest(&self, query: &[f32], n: usize) -> crate::Result<Vec<Scored>>;
+    /// Cosine similarities of `seqs` to `query`; rows it does not hold (deleted
+    /// since) are absent from the map. One call per ranking, so a store answers
+    /// it in one round trip.
+    ///
+    /// # Errors
+    /// As [`DenseChannel::nearest`].
+    fn similarities(&self, query: &[f32], seqs: &[u64]) -> crate::Result<HashMap<u64, f32>>;
+    /// Whether `seq` is a live row the filter admits.
+    fn admits(&self, seq: u64) -> bool;
+}
+
+/// [`DenseChannel`] over an in-memory [`NamespaceIndex`] and a compiled filter.
+pub struct InMemory<'a> {
+    /// The namespace's vectors.
+    pub index: &'a NamespaceIndex,
+    /// The search's filter, compiled against `index`.
+    pub filter: &'a RowFilter,
+}
+
+impl DenseChannel for InMemory<'_> {
+    fn nearest(&self, query: &[f32], n: usize) -> crate::Result<Vec<Scored>> {
+        Ok(self.index.search(query, n, self.filter, false))
+    }
+
+    fn similarities(&self, query: &[f32], seqs: &[u64]) -> crate::Result<HashMap<u64, f32>> {
+        Ok(seqs
+            .iter()
+            .filter_map(|&s| self.index.similarity(query, s).map(|d| (s, d)))
+            .collect())
+    }
+
+    fn admits(&self, seq: u64) -> bool {
+        self.index.matches(seq, self.filter)
+    }
+}
+
 /// Ranks a namespace for a query with both a text and its unit vector `[dim]`.
-/// Takes `params.candidates.max(n)` from each channel (after `filter`). Returns the
-/// fused ranking, whether both channels ran out of candidates (so asking for
-/// more cannot find more), and the pool's normalization.
+/// Takes `params.candidates.max(n)` from each channel (after the filter, which
+/// `dense` and `lex.top` apply). Returns the fused ranking, whether both channels
+/// ran out of candidates (so asking for more cannot find more), and the pool's
+/// normalization.
+///
+/// # Errors
+/// What `dense` returns.
 pub fn rank(
-    idx: &NamespaceIndex,
+    dense: &impl DenseChannel,
     lex: &LexicalIndex,
-    filter: &RowFilter,
     text: &str,
     vector: &[f32],
     n: usize,
     params: &HybridParams,
-) -> (Vec<Scored>, bool, Option<FusionNorm>) {
+) -> crate::Result<(Vec<Scored>, bool, Option<FusionNorm>)> {
     let n = params.candidates.max(n);
     let lq = lex.query(text, params.bm25);
-    let dense = idx.search(vector, n, filter, false);
+    let nearest = dense.nearest(vector, n)?;
     let lexical = if lq.is_empty() {
         Vec::new()
     } else {
-        lex.top(&lq, n, |seq| idx.matches(seq, filter))
+        lex.top(&lq, n, |seq| dense.admits(seq))
     };
-    let exhausted = dense.len() < n && lexical.len() < n;
-    let mut pool: Vec<Channels> = Vec::with_capacity(dense.len() + lexical.len());
+    let exhausted = nearest.len() < n && lexical.len() < n;
+    // Every row that may need a cosine score: lexical candidates the dense channel
+    // did not return, and the neighbours of every candidate (asked in one call).
+    let known: HashSet<u64> = nearest.iter().map(|s| s.seq).collect();
+    let admitted = |s: Option<u64>| s.filter(|&s| dense.admits(s));
+    let expand = params.neighbor_weight > 0.0;
+    let mut wanted: Vec<u64> = Vec::new();
+    for seq in nearest
+        .iter()
+        .map(|s| s.seq)
+        .chain(lexical.iter().map(|&(s, _)| s))
+    {
+        if !known.contains(&seq) {
+            wanted.push(seq);
+        }
+        if expand {
+            let [p, q] = lex.neighbors(seq);
+            wanted.extend([admitted(p), admitted(q)].into_iter().flatten());
+        }
+    }
+    wanted.retain(|s| !known.contains(s));
+    wanted.sort_unstable();
+    wanted.dedup();
+    let sims = dense.similarities(vector, &wanted)?;
+
+    let mut pool: Vec<Channels> = Vec::with_capacity(nearest.len() + lexical.len());
     let mut seen: HashSet<u64> = HashSet::with_capacity(pool.capacity());
-    for s in &dense {
+    for s in &nearest {
         seen.insert(s.seq);
         pool.push(Channels {
             seq: s.seq,
@@ -141,7 +214,7 @@ pub fn rank(
     }
     for &(seq, l) in &lexical {
         if seen.insert(seq)
-            && let Some(d) = idx.similarity(vector, seq)
+            && let Some(&d) = sims.get(&seq)
         {
             pool.push(Channels {
                 seq,
@@ -153,15 +226,14 @@ pub fn rank(
     // Neighbours that pass the filter; those outside the pool are scored too.
     let mut links: HashMap<u64, [Option<u64>; 2]> = HashMap::new();
     let mut extra = Vec::new();
-    if params.neighbor_weight > 0.0 {
-        let admitted = |s: Option<u64>| s.filter(|&s| idx.matches(s, filter));
+    if expand {
         for c in &pool {
             let [p, q] = lex.neighbors(c.seq);
             let nb = [admitted(p), admitted(q)];
             links.insert(c.seq, nb);
             for s in nb.into_iter().flatten() {
                 if seen.insert(s)
-                    && let Some(d) = idx.similarity(vector, s)
+                    && let Some(&d) = sims.get(&s)
                 {
                     extra.push(Channels {
                         seq: s,
@@ -194,7 +266,7 @@ pub fn rank(
         |seq| links.get(&seq).copied().unwrap_or([None, None]),
         params,
     );
-    (ranked, exhausted, norm(&pool))
+    Ok((ranked, exhausted, norm(&pool)))
 }
 
 #[cfg(test)]

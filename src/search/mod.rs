@@ -12,6 +12,7 @@
 pub mod hybrid;
 pub mod lexical;
 pub mod persist;
+pub mod store;
 pub mod vector;
 
 use std::path::PathBuf;
@@ -185,7 +186,12 @@ pub trait SearchIndex: Send + Sync {
     fn remove(&self, rows: &[u64]);
     /// The best `fetch` candidates for `q` among the records that pass `filter`
     /// and `kinds` (empty: all kinds), or `None` when no record can pass.
-    /// CPU-bound: call it off the async runtime.
+    /// Blocking (CPU-bound, or a query to the store): call it off the async
+    /// runtime.
+    ///
+    /// # Errors
+    /// An index that asks the store ([`store::StoreIndex`]) returns the store's
+    /// errors ([`crate::Error::Storage`]); the in-memory one never fails.
     fn rank(
         &self,
         q: &RankQuery<'_>,
@@ -193,7 +199,7 @@ pub trait SearchIndex: Send + Sync {
         fetch: usize,
         filter: &Filter,
         kinds: &[HitKind],
-    ) -> Option<Ranked>;
+    ) -> crate::Result<Option<Ranked>>;
     /// Rows of one kind, ascending (their insertion order).
     fn rows(&self, kind: HitKind) -> Vec<u64>;
     /// Record counts.
@@ -401,17 +407,19 @@ impl SearchIndex for InProcessIndex {
         fetch: usize,
         filter: &Filter,
         kinds: &[HitKind],
-    ) -> Option<Ranked> {
+    ) -> crate::Result<Option<Ranked>> {
         let idx = self.vector.read();
-        let rf = idx.compile_for(filter, kinds)?;
+        let Some(rf) = idx.compile_for(filter, kinds) else {
+            return Ok(None);
+        };
         let live = idx.len();
-        let (candidates, exhausted, norm) = self.rank_with(&idx, &rf, q, k, fetch);
-        Some(Ranked {
+        let (candidates, exhausted, norm) = self.rank_with(&idx, &rf, q, k, fetch)?;
+        Ok(Some(Ranked {
             candidates,
             live,
             exhausted: exhausted || fetch >= live,
             norm,
-        })
+        }))
     }
 
     fn rows(&self, kind: HitKind) -> Vec<u64> {
@@ -541,11 +549,15 @@ impl InProcessIndex {
         q: &RankQuery<'_>,
         k: usize,
         fetch: usize,
-    ) -> (Vec<Scored>, bool, Option<hybrid::FusionNorm>) {
-        match (q.mode, q.text, q.vector) {
+    ) -> crate::Result<(Vec<Scored>, bool, Option<hybrid::FusionNorm>)> {
+        Ok(match (q.mode, q.text, q.vector) {
             (SearchMode::Hybrid, Some(text), Some(vector)) => {
                 let lex = self.lexical.read();
-                hybrid::rank(idx, &lex, rf, text, vector, fetch, &q.params)
+                let dense = hybrid::InMemory {
+                    index: idx,
+                    filter: rf,
+                };
+                return hybrid::rank(&dense, &lex, text, vector, fetch, &q.params);
             }
             (SearchMode::Lexical, Some(text), _) => {
                 let lex = self.lexical.read();
@@ -567,7 +579,7 @@ impl InProcessIndex {
             }
             // Lexical mode without text is rejected before ranking.
             (_, _, None) => (Vec::new(), true, None),
-        }
+        })
     }
 }
 

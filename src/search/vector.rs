@@ -161,6 +161,23 @@ pub struct RowFilter {
 }
 
 impl RowFilter {
+    /// True when the filter restricts nothing but the kinds of hit (role,
+    /// agent, session, speaker, time and metadata are free).
+    pub fn only_kinds(&self) -> bool {
+        self.role.is_none()
+            && self.agent.is_none()
+            && self.session.is_none()
+            && self.name.is_none()
+            && self.from.is_none()
+            && self.to.is_none()
+            && !self.needs_metadata
+    }
+
+    /// Whether hits of `kind` may pass.
+    pub fn admits_kind(&self, kind: HitKind) -> bool {
+        self.kinds & (1 << kind.to_u8()) != 0
+    }
+
     fn is_empty(&self) -> bool {
         self.kinds == u8::MAX
             && self.role.is_none()
@@ -859,6 +876,15 @@ impl NamespaceIndex {
             return (self.exact(query, k, filter), SearchPath::GraphFallback);
         }
         (found, SearchPath::Graph)
+    }
+
+    /// The live rows that `filter` admits, in insertion order.
+    pub fn matching(&self, filter: &RowFilter) -> Vec<u64> {
+        self.rows
+            .iter()
+            .filter(|r| filter.matches(r))
+            .map(|r| r.seq)
+            .collect()
     }
 
     /// Whether `seq` is a live row that `filter` admits.

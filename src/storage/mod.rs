@@ -769,6 +769,88 @@ pub trait RecordStore: Send + Sync + 'static {
         let _ = name;
         Ok(Some(JobLock::default()))
     }
+
+    /// Whether this store ranks its own message and summary vectors
+    /// ([`RecordStore::nearest`], [`RecordStore::similarities`]), so that a node
+    /// need not hold them in memory ([`crate::search::store::StoreIndex`]).
+    /// Default: false.
+    fn ranks_vectors(&self) -> bool {
+        false
+    }
+
+    /// The `n` messages and summaries of `namespace` nearest to the unit vector
+    /// `query` `[dim]`, as `(row, cosine similarity)`, best first. Summaries are
+    /// always scanned exactly; `scan` says how messages are found.
+    ///
+    /// # Errors
+    /// [`Error::Storage`]; the default (a store that does not rank vectors)
+    /// always fails.
+    async fn nearest(
+        &self,
+        namespace: &str,
+        query: &[f32],
+        n: usize,
+        scan: VectorScan<'_>,
+    ) -> Result<Vec<(RowId, f32)>> {
+        let _ = (namespace, query, n, scan);
+        Err(Error::storage("this store does not rank vectors"))
+    }
+
+    /// Cosine similarities of the messages and summaries at `rows` to the unit
+    /// vector `query` `[dim]`; rows that no longer exist are left out.
+    ///
+    /// # Errors
+    /// As [`RecordStore::nearest`].
+    async fn similarities(&self, query: &[f32], rows: &[RowId]) -> Result<Vec<(RowId, f32)>> {
+        let _ = (query, rows);
+        Err(Error::storage("this store does not rank vectors"))
+    }
+
+    /// Builds the approximate index [`VectorScan::Approximate`] uses for
+    /// `namespace` (HNSW with `m` and `ef_construction`, over `dim`-dimensional
+    /// vectors) unless a valid one exists. Blocking for as long as the build
+    /// takes; the store stays writable meanwhile. `Ok(false)`: another process
+    /// is building it (try again later).
+    ///
+    /// # Errors
+    /// As [`RecordStore::nearest`].
+    async fn build_vector_index(
+        &self,
+        namespace: &str,
+        dim: usize,
+        m: usize,
+        ef_construction: usize,
+    ) -> Result<bool> {
+        let _ = (namespace, dim, m, ef_construction);
+        Err(Error::storage("this store does not rank vectors"))
+    }
+
+    /// Drops what [`RecordStore::build_vector_index`] built for `namespace`
+    /// (an operator's tool: the engine keeps a deleted namespace's index for
+    /// the name's next life). Default: nothing to drop.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    async fn drop_vector_index(&self, namespace: &str) -> Result<()> {
+        let _ = namespace;
+        Ok(())
+    }
+}
+
+/// How [`RecordStore::nearest`] finds a namespace's nearest messages.
+#[derive(Debug, Clone, Copy)]
+pub enum VectorScan<'a> {
+    /// Every message of the namespace, exactly.
+    All,
+    /// Only these rows, exactly (a filter's admitted rows).
+    Rows(&'a [RowId]),
+    /// The namespace's approximate index when a valid one exists (an exact scan
+    /// otherwise), exploring `ef_search` candidates and continuing (iterative
+    /// scan) until `n` rows are found.
+    Approximate {
+        /// Candidates explored (pgvector `hnsw.ef_search`, at most 1,000).
+        ef_search: usize,
+    },
 }
 
 /// A held [`RecordStore::try_job_lock`]: released when dropped.

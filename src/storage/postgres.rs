@@ -20,9 +20,11 @@
 //!   take `pg_try_advisory_xact_lock` for one run, so one node runs each.
 //!
 //! Queries are runtime `sqlx::query` calls (no database is needed to build).
-//! What this backend does not do yet (issue 20): search inside PostgreSQL
-//! (pgvector HNSW, full text); each node loads its in-memory indexes from the
-//! store on open, as with sled, and follows the change log after that.
+//! - **Search.** With pgvector 0.8 or later the store ranks message and summary
+//!   vectors itself ([`RecordStore::ranks_vectors`], `pg_vectors.rs`: exact scans
+//!   and a partial HNSW index per large namespace), so a node keeps only BM25
+//!   and filter fields in memory ([`crate::search::store::StoreIndex`]). Each
+//!   node loads those on open and follows the change log after that.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,6 +35,9 @@ use pgvector::Vector;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
+
+#[path = "pg_vectors.rs"]
+mod vectors;
 
 use super::codec::{corrupt, encode_json, encode_message, encode_summary, parse_id};
 use super::sha256_hex;
@@ -158,6 +163,8 @@ fn migrator() -> sqlx::migrate::Migrator {
 /// The PostgreSQL-backed [`RecordStore`].
 pub struct PgStore {
     pool: PgPool,
+    /// pgvector is 0.8 or later ([`RecordStore::ranks_vectors`]).
+    ranks_vectors: bool,
     /// `pg_database_size` of the database, refreshed every 30 s by a task on the
     /// store's runtime ([`RecordStore::size_on_disk`] must not block).
     size: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -209,14 +216,31 @@ impl PgStore {
                         .run(&pool)
                         .await
                         .map_err(|e| Error::storage(format!("postgres migration: {e}")))?;
-                    Ok::<_, Error>(pool)
+                    // Iterative index scans (what fills a LIMIT from an HNSW
+                    // index) came with pgvector 0.8.
+                    let version: String = sqlx::query_scalar(
+                        "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
+                    )
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(db)?;
+                    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+                    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+                    let ranks = (major, minor) >= (0, 8);
+                    if !ranks {
+                        tracing::warn!(
+                            pgvector = %version,
+                            "pgvector older than 0.8: searches rank in each node's memory"
+                        );
+                    }
+                    Ok::<_, Error>((pool, ranks))
                 })
             })
             .join()
             .unwrap_or_else(|_| Err(Error::storage("postgres connect panicked")))
         });
-        let pool = match connected {
-            Ok(pool) => pool,
+        let (pool, ranks_vectors) = match connected {
+            Ok(connected) => connected,
             Err(e) => {
                 // Dropping a runtime inside an async context panics; this never blocks.
                 runtime.shutdown_background();
@@ -241,6 +265,7 @@ impl PgStore {
         }
         Ok(PgStore {
             pool,
+            ranks_vectors,
             size,
             handle,
             runtime: Some(runtime),
@@ -1394,6 +1419,39 @@ impl RecordStore for PgStore {
                 .transpose()
         })
         .await
+    }
+
+    fn ranks_vectors(&self) -> bool {
+        self.ranks_vectors
+    }
+
+    async fn nearest(
+        &self,
+        namespace: &str,
+        query: &[f32],
+        n: usize,
+        scan: super::VectorScan<'_>,
+    ) -> Result<Vec<(RowId, f32)>> {
+        self.nearest_rows(namespace, query, n, scan).await
+    }
+
+    async fn similarities(&self, query: &[f32], rows: &[RowId]) -> Result<Vec<(RowId, f32)>> {
+        self.row_similarities(query, rows).await
+    }
+
+    async fn build_vector_index(
+        &self,
+        namespace: &str,
+        dim: usize,
+        m: usize,
+        ef_construction: usize,
+    ) -> Result<bool> {
+        self.build_namespace_index(namespace, dim, m, ef_construction)
+            .await
+    }
+
+    async fn drop_vector_index(&self, namespace: &str) -> Result<()> {
+        self.drop_namespace_index(namespace).await
     }
 
     async fn try_job_lock(&self, name: &str) -> Result<Option<super::JobLock>> {

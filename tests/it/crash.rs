@@ -442,12 +442,25 @@ fn kill_9_loop_loses_no_acknowledged_write() {
 
 /// The same loop with the state in PostgreSQL (a real server, `tests/it/pg.rs`):
 /// a write is acknowledged after its transaction commits, so `kill -9` of the
-/// node loses none; the graph dumps stay in the node's data directory.
+/// node loses none. Searches run in PostgreSQL: the namespace's HNSW index is
+/// built there (`CREATE INDEX CONCURRENTLY`) once it passes the threshold, so
+/// kills also land during builds, which leave an invalid index the next start
+/// replaces.
 #[test]
 fn kill_9_loop_on_postgres_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let url = crate::pg::database(dir.path());
     crash_loop("postgres", 8, &["--store", &url]);
+}
+
+/// The loop on PostgreSQL with each node's own in-memory index
+/// (`--in-memory-index`): graph dumps stay in the node's data directory and
+/// restarts reload them.
+#[test]
+fn kill_9_loop_on_postgres_with_in_memory_index_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::pg::database(dir.path());
+    crash_loop("postgres", 4, &["--store", &url, "--in-memory-index"]);
 }
 
 /// `cycles` (or `MEMORYD_CRASH_CYCLES`) rounds of: start the server with
@@ -497,11 +510,34 @@ fn crash_loop(backend: &str, default_cycles: usize, store: &[&str]) {
     }
     let server = Server::start_with(dir.path(), flags);
     verify(&server, &mut model, &mut rng, cycles);
+    let in_store = store.contains(&"--store") && !store.contains(&"--in-memory-index");
+    if in_store {
+        // The store's HNSW index of the namespace becomes valid (built again if
+        // a kill left it invalid) and searches still find every live message.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let text = reqwest::blocking::get(format!("{}/metrics", server.base))
+                .unwrap()
+                .text()
+                .unwrap();
+            if text.lines().any(|l| l == "memoryd_graph_namespaces 1") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{backend}: the store's vector index never became valid:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        verify(&server, &mut model, &mut rng, cycles + 1);
+    }
     server.signal("-KILL");
-    // The namespace outgrew the threshold early on, so its graph was dumped and
-    // the restarts reloaded it (not only rebuilt it).
-    let stats = stats(dir.path(), flags);
-    assert_eq!(stats["graphs_reloaded"], 1, "{backend}: {stats}");
+    if !in_store {
+        // The namespace outgrew the threshold early on, so its graph was dumped
+        // and the restarts reloaded it (not only rebuilt it).
+        let stats = stats(dir.path(), flags);
+        assert_eq!(stats["graphs_reloaded"], 1, "{backend}: {stats}");
+    }
     eprintln!(
         "crash loop ({backend}): {cycles} cycles, {} operations sent, {} acknowledged, {} summaries; \
          unanswered writes at the kill: {} landed, {} did not; \
