@@ -311,6 +311,10 @@ impl Engine {
                 .map(|job| Box::new(SingleFlight(job)) as Box<dyn Job<Inner>>)
                 .collect();
         }
+        // Per node (each node maintains its own side): index work a namespace
+        // asked for without a write to start it (a build another node held, a
+        // failed one to retry).
+        jobs.push(Box::new(IndexMaintenanceJob));
         JobRunner::start(
             Arc::downgrade(&engine.inner),
             engine.inner.config.summarize.tick,
@@ -389,6 +393,30 @@ impl Job<Inner> for SingleFlight {
 }
 
 /// Deletes expired context entries (they already read as absent).
+/// Starts [`SearchIndex::maintain`](crate::search::SearchIndex::maintain) on
+/// its own thread for every namespace whose index asks for it; writes do the
+/// same after each commit, this covers namespaces nobody writes to.
+struct IndexMaintenanceJob;
+
+impl Job<Inner> for IndexMaintenanceJob {
+    fn name(&self) -> &'static str {
+        "index maintenance"
+    }
+
+    fn run<'a>(&'a self, inner: &'a Arc<Inner>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let states: Vec<Arc<NamespaceState>> =
+                inner.namespaces.read().values().cloned().collect();
+            for ns in states {
+                if !ns.deleted.load(std::sync::atomic::Ordering::Acquire) {
+                    inner.maintain(&ns);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 struct ContextExpiryJob;
 
 impl Job<Inner> for ContextExpiryJob {

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -28,7 +28,7 @@ use super::{IndexCounts, IndexDoc, RankQuery, Ranked, SearchIndex};
 use crate::core::error::Result;
 use crate::core::params::IndexConfig;
 use crate::core::types::{Filter, HitKind, SearchMode};
-use crate::storage::{RecordStore, VectorScan};
+use crate::storage::{RecordStore, VectorScan, VectorTables};
 
 /// A namespace gets its HNSW index in the store from this many live messages
 /// and summaries (or from [`IndexConfig::exact_threshold`] if lower). An exact
@@ -43,11 +43,8 @@ pub const STORE_GRAPH_THRESHOLD: usize = 2_000;
 /// After a failed index build, wait this long before trying again.
 const BUILD_RETRY: Duration = Duration::from_secs(30);
 
-/// While another process builds a namespace's index, look every this often
-/// whether it is done ...
+/// While another node builds an index, look again after this long.
 const CONTENDED_POLL: Duration = Duration::from_secs(2);
-/// ... for at most this long (then on the next write after [`BUILD_RETRY`]).
-const CONTENDED_FOR: Duration = Duration::from_secs(3_600);
 
 /// Held by the one index build of this process.
 static BUILDS: Mutex<()> = Mutex::new(());
@@ -73,6 +70,9 @@ pub struct StoreIndex {
     graph: AtomicBool,
     /// Held by the one maintenance thread.
     maintaining: AtomicBool,
+    /// The last [`IndexCounts`] read (a ranking holds the locks across a store
+    /// query, and `counts` is asked from async tasks: `/health`).
+    counted: Counted,
     /// No build attempt before this instant (after a failure or another node's
     /// build).
     retry_at: Mutex<Option<Instant>>,
@@ -115,6 +115,7 @@ impl StoreIndex {
             lexical: RwLock::new(LexicalIndex::new()),
             graph: AtomicBool::new(false),
             maintaining: AtomicBool::new(false),
+            counted: Counted::default(),
             retry_at: Mutex::new(None),
         }
     }
@@ -126,6 +127,30 @@ impl StoreIndex {
 
     fn wants_graph(&self) -> bool {
         self.rows.read().len() >= self.graph_threshold()
+    }
+}
+
+/// Live record counts as [`SearchIndex::counts`] last read them.
+#[derive(Default)]
+struct Counted {
+    messages: AtomicUsize,
+    summaries: AtomicUsize,
+    entries: AtomicUsize,
+    lexical: AtomicUsize,
+}
+
+impl Counted {
+    fn set(&self, rows: &NamespaceIndex, entries: &NamespaceIndex, lex: &LexicalIndex) {
+        let r = Ordering::Relaxed;
+        self.messages.store(rows.count(HitKind::Message), r);
+        self.summaries.store(rows.count(HitKind::Summary), r);
+        self.entries.store(
+            entries.count(HitKind::Context)
+                + entries.count(HitKind::Board)
+                + entries.count(HitKind::Agent),
+            r,
+        );
+        self.lexical.store(lex.len(), r);
     }
 }
 
@@ -146,8 +171,11 @@ impl Dense<'_> {
             return Ok(Vec::new());
         };
         let live = self.rows.len();
-        let wanted = rf.admits_kind(HitKind::Message) || rf.admits_kind(HitKind::Summary);
-        if n == 0 || live == 0 || !wanted {
+        let tables = VectorTables {
+            messages: rf.admits_kind(HitKind::Message),
+            summaries: rf.admits_kind(HitKind::Summary),
+        };
+        if n == 0 || live == 0 || !(tables.messages || tables.summaries) {
             return Ok(Vec::new());
         }
         let store = &self.index.store;
@@ -160,90 +188,60 @@ impl Dense<'_> {
                 .filter(|&(seq, _)| self.rows.matches(seq, rf))
                 .map(|(seq, score)| Scored { score, seq })
                 .collect();
-            // An approximate scan may return rows slightly out of order.
             out.sort_by(|a, b| b.cmp(a));
             out.truncate(n);
             out
         };
-        let ef = |fetch: usize| self.index.config.ef_search.max(fetch);
-        let matching = if rf.only_kinds() {
-            None
-        } else {
-            Some(self.rows.matching(rf))
+        let exactly = |rows: &[u64]| -> Result<Vec<Scored>> {
+            Ok(admitted(wait(store.nearest(
+                name,
+                query,
+                n,
+                VectorScan::Rows(rows),
+                tables,
+            ))?))
         };
-        match matching {
-            None => {
-                let fetch = n + STORE_MARGIN;
-                let scan = if approximate {
-                    VectorScan::Approximate {
-                        ef_search: ef(fetch),
-                    }
-                } else {
-                    VectorScan::All
-                };
-                let found = wait(store.nearest(name, query, fetch, scan))?;
-                let full = found.len() >= fetch;
-                let out = admitted(found);
-                if out.len() >= n || !full {
-                    return Ok(out);
-                }
-                // Rows the store holds but this node has not indexed yet (another
-                // node's newest writes) or of a kind left out took the places: ask
-                // for more, then, if that is still short and the admitted rows are
-                // few, for exactly those.
-                let fetch = 4 * fetch + 64;
-                let scan = if approximate {
-                    VectorScan::Approximate {
-                        ef_search: ef(fetch),
-                    }
-                } else {
-                    VectorScan::All
-                };
-                let found = wait(store.nearest(name, query, fetch, scan))?;
-                let full = found.len() >= fetch;
-                let out = admitted(found);
-                if out.len() >= n || !full {
-                    return Ok(out);
-                }
-                let rows = self.rows.matching(rf);
-                if rows.len() > threshold {
-                    return Ok(out);
-                }
-                Ok(admitted(wait(store.nearest(
-                    name,
-                    query,
-                    n,
-                    VectorScan::Rows(&rows),
-                ))?))
+        // Filters the store does not know (role, agent, session, speaker, time,
+        // metadata) are applied here. As in memory: a selective filter, or any
+        // filter below the graph threshold, scans exactly the rows it admits;
+        // otherwise the store over-fetches by the fraction the filter keeps.
+        let matching = (!rf.only_kinds()).then(|| self.rows.matching(rf));
+        let mut fetch = match &matching {
+            None => n + STORE_MARGIN,
+            Some(rows) if rows.is_empty() => return Ok(Vec::new()),
+            Some(rows) if !approximate || rows.len() <= threshold.min(live / 10).max(n) => {
+                return exactly(rows);
             }
-            Some(rows) if rows.is_empty() => Ok(Vec::new()),
-            Some(rows) => {
-                // As in memory: a selective filter scans its few rows; otherwise the
-                // graph, over-fetching by the fraction the filter keeps.
-                let selective = rows.len() <= threshold.min(live / 10).max(n);
-                if approximate && !selective {
-                    let fetch = (n * live).div_ceil(rows.len()) * 2 + STORE_MARGIN;
-                    let found = wait(store.nearest(
-                        name,
-                        query,
-                        fetch,
-                        VectorScan::Approximate {
-                            ef_search: ef(fetch),
-                        },
-                    ))?;
-                    let out = admitted(found);
-                    if out.len() >= n.min(rows.len()) {
-                        return Ok(out);
-                    }
+            Some(rows) => (n * live).div_ceil(rows.len()) * 2 + STORE_MARGIN,
+        };
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            let scan = if approximate {
+                VectorScan::Approximate {
+                    ef_search: self.index.config.ef_search.max(fetch),
                 }
-                Ok(admitted(wait(store.nearest(
-                    name,
-                    query,
-                    n,
-                    VectorScan::Rows(&rows),
-                ))?))
+            } else {
+                VectorScan::All
+            };
+            let found = wait(store.nearest(name, query, fetch, scan, tables))?;
+            // Fewer than asked from every table: nothing more to find.
+            let full = found.len() >= fetch;
+            out = admitted(found);
+            if out.len() >= n || !full {
+                return Ok(out);
             }
+            // Rows the store holds but this node has not indexed yet (another
+            // node's newest writes), or a filter keeping fewer than expected, took
+            // the places: ask for more.
+            fetch = 4 * fetch + 64;
         }
+        // Still short: scan the admitted rows exactly when they are few; an
+        // approximate answer otherwise (never a list of every row id).
+        let rows = matching.unwrap_or_else(|| self.rows.matching(rf));
+        if rows.len() <= threshold {
+            return exactly(&rows);
+        }
+        Ok(out)
     }
 
     fn search(&self, query: &[f32], n: usize, exact: bool) -> Result<Vec<Scored>> {
@@ -394,15 +392,21 @@ impl SearchIndex for StoreIndex {
     }
 
     fn counts(&self) -> IndexCounts {
-        let rows = self.rows.read();
-        let entries = self.entries.read();
+        // Fresh when no ranking or write holds the locks; the last figures
+        // otherwise (never waits behind a store query).
+        if let (Some(rows), Some(entries), Some(lex)) = (
+            self.rows.try_read(),
+            self.entries.try_read(),
+            self.lexical.try_read(),
+        ) {
+            self.counted.set(&rows, &entries, &lex);
+        }
+        let r = Ordering::Relaxed;
         IndexCounts {
-            messages: rows.count(HitKind::Message),
-            summaries: rows.count(HitKind::Summary),
-            entries: entries.count(HitKind::Context)
-                + entries.count(HitKind::Board)
-                + entries.count(HitKind::Agent),
-            lexical_documents: self.lexical.read().len(),
+            messages: self.counted.messages.load(r),
+            summaries: self.counted.summaries.load(r),
+            entries: self.counted.entries.load(r),
+            lexical_documents: self.counted.lexical.load(r),
             graph: self.graph.load(Ordering::Acquire),
             graph_tail: 0,
             graph_dumped: 0,
@@ -457,37 +461,28 @@ impl SearchIndex for StoreIndex {
         // a pooled connection.
         let _one = BUILDS.lock();
         let started = Instant::now();
-        loop {
-            let built = wait(self.store.build_vector_index(
-                &self.name,
-                self.dim,
-                self.config.m,
-                self.config.ef_construction,
-            ));
-            match built {
-                Ok(true) => {
-                    self.graph.store(true, Ordering::Release);
-                    tracing::info!(
-                        namespace = %self.name,
-                        took_ms = started.elapsed().as_millis() as u64,
-                        "store vector index ready"
-                    );
-                    return;
-                }
-                // Another process is building it: look again shortly (a quiet
-                // namespace gets no write that would ask again).
-                Ok(false) if started.elapsed() < CONTENDED_FOR => {
-                    std::thread::sleep(CONTENDED_POLL);
-                }
-                Ok(false) => {
-                    *self.retry_at.lock() = Some(Instant::now() + BUILD_RETRY);
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(namespace = %self.name, error = %e, "store vector index build failed; exact scans meanwhile");
-                    *self.retry_at.lock() = Some(Instant::now() + BUILD_RETRY);
-                    return;
-                }
+        let built = wait(self.store.build_vector_index(
+            &self.name,
+            self.dim,
+            self.config.m,
+            self.config.ef_construction,
+        ));
+        match built {
+            Ok(true) => {
+                self.graph.store(true, Ordering::Release);
+                tracing::info!(
+                    namespace = %self.name,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "store vector index ready"
+                );
+            }
+            // Another node is building an index: look again shortly (the
+            // engine's index job asks every namespace on its tick, so a quiet
+            // namespace is asked too).
+            Ok(false) => *self.retry_at.lock() = Some(Instant::now() + CONTENDED_POLL),
+            Err(e) => {
+                tracing::warn!(namespace = %self.name, error = %e, "store vector index build failed; exact scans meanwhile");
+                *self.retry_at.lock() = Some(Instant::now() + BUILD_RETRY);
             }
         }
     }

@@ -778,9 +778,11 @@ pub trait RecordStore: Send + Sync + 'static {
         false
     }
 
-    /// The `n` messages and summaries of `namespace` nearest to the unit vector
-    /// `query` `[dim]`, as `(row, cosine similarity)`, best first. Summaries are
-    /// always scanned exactly; `scan` says how messages are found.
+    /// The messages and summaries of `namespace` nearest to the unit vector
+    /// `query` `[dim]`, as `(row, cosine similarity)`, best first: up to `n` of
+    /// each table `tables` names (so a caller that keeps one kind still has its
+    /// `n`). Summaries are always scanned exactly; `scan` says how messages are
+    /// found.
     ///
     /// # Errors
     /// [`Error::Storage`]; the default (a store that does not rank vectors)
@@ -791,8 +793,9 @@ pub trait RecordStore: Send + Sync + 'static {
         query: &[f32],
         n: usize,
         scan: VectorScan<'_>,
+        tables: VectorTables,
     ) -> Result<Vec<(RowId, f32)>> {
-        let _ = (namespace, query, n, scan);
+        let _ = (namespace, query, n, scan, tables);
         Err(Error::storage("this store does not rank vectors"))
     }
 
@@ -837,18 +840,30 @@ pub trait RecordStore: Send + Sync + 'static {
     }
 }
 
+/// Which records [`RecordStore::nearest`] ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VectorTables {
+    /// Messages.
+    pub messages: bool,
+    /// Summaries.
+    pub summaries: bool,
+}
+
 /// How [`RecordStore::nearest`] finds a namespace's nearest messages.
 #[derive(Debug, Clone, Copy)]
 pub enum VectorScan<'a> {
     /// Every message of the namespace, exactly.
     All,
-    /// Only these rows, exactly (a filter's admitted rows).
+    /// Only these rows, exactly (a filter's admitted rows; a few thousand at
+    /// most, sent as one array).
     Rows(&'a [RowId]),
     /// The namespace's approximate index when a valid one exists (an exact scan
     /// otherwise), exploring `ef_search` candidates and continuing (iterative
     /// scan) until `n` rows are found.
     Approximate {
-        /// Candidates explored (pgvector `hnsw.ef_search`, at most 1,000).
+        /// Candidates explored (pgvector `hnsw.ef_search`, capped at its maximum
+        /// of 1,000; iterative scans go on past it until `n` rows or pgvector's
+        /// `hnsw.max_scan_tuples`, 20,000 by default).
         ef_search: usize,
     },
 }

@@ -14,9 +14,10 @@
 //!   scans continue until the `LIMIT` is met). The namespace is written into the
 //!   query as a literal so that the planner can match the index's predicate.
 //!   Until the index is valid the planner scans exactly.
-//! - **Builds** run `CREATE INDEX CONCURRENTLY` (writes go on) under a
-//!   session advisory lock per namespace: one node builds, the others are told
-//!   so and look again later; an index left invalid by a crash mid-build is
+//! - **Builds** run `CREATE INDEX CONCURRENTLY` (writes go on) under one
+//!   session advisory lock for every node (concurrent builds on one table wait
+//!   for each other anyway): one build at a time, the others are told so and
+//!   look again later; an index left invalid by a crash mid-build is
 //!   dropped and built again. memoryd never drops a valid one: after a
 //!   namespace is deleted its index is empty and serves the name's next life.
 
@@ -28,7 +29,7 @@ use sqlx::AssertSqlSafe;
 
 use super::{PgStore, db};
 use crate::core::error::Result;
-use crate::storage::{RowId, VectorScan, sha256_hex};
+use crate::storage::{RowId, VectorScan, VectorTables, sha256_hex};
 
 /// The partial HNSW index of `namespace`: a name PostgreSQL accepts whatever
 /// the namespace's length (identifiers stop at 63 bytes).
@@ -43,6 +44,7 @@ fn literal(s: &str) -> String {
 }
 
 /// Summaries of a namespace, exactly (they are few: one per summarized window).
+/// The other exact statements below have the same shape.
 const SUMMARIES: &str = "SELECT row_id, (1 - (embedding <=> $2))::real FROM summaries \
      WHERE namespace = $1 ORDER BY embedding <=> $2 LIMIT $3";
 
@@ -54,6 +56,13 @@ fn rows_of(found: Vec<(i64, f32)>) -> Vec<(RowId, f32)> {
         .collect()
 }
 
+const MESSAGES_ALL: &str = "SELECT row_id, (1 - (embedding <=> $2))::real FROM messages \
+     WHERE namespace = $1 ORDER BY embedding <=> $2 LIMIT $3";
+const MESSAGES_ROWS: &str = "SELECT row_id, (1 - (embedding <=> $2))::real FROM messages \
+     WHERE namespace = $1 AND row_id = ANY($4) ORDER BY embedding <=> $2 LIMIT $3";
+const SUMMARIES_ROWS: &str = "SELECT row_id, (1 - (embedding <=> $2))::real FROM summaries \
+     WHERE namespace = $1 AND row_id = ANY($4) ORDER BY embedding <=> $2 LIMIT $3";
+
 impl PgStore {
     pub(super) async fn nearest_rows(
         &self,
@@ -61,6 +70,7 @@ impl PgStore {
         query: &[f32],
         n: usize,
         scan: VectorScan<'_>,
+        tables: VectorTables,
     ) -> Result<Vec<(RowId, f32)>> {
         if n == 0 || matches!(scan, VectorScan::Rows(rows) if rows.is_empty()) {
             return Ok(Vec::new());
@@ -69,73 +79,51 @@ impl PgStore {
         let dim = query.len();
         let q = Vector::from(query.to_vec());
         let limit = n as i64;
-        let found: Vec<(i64, f32)> = match scan {
-            VectorScan::All => {
-                self.run(|pool| async move {
-                    let mut found: Vec<(i64, f32)> = sqlx::query_as(
-                        "SELECT row_id, (1 - (embedding <=> $2))::real FROM messages \
-                         WHERE namespace = $1 ORDER BY embedding <=> $2 LIMIT $3",
-                    )
-                    .bind(&ns)
-                    .bind(&q)
-                    .bind(limit)
-                    .fetch_all(&pool)
-                    .await
-                    .map_err(db)?;
-                    found.extend(
-                        sqlx::query_as::<_, (i64, f32)>(SUMMARIES)
-                            .bind(&ns)
-                            .bind(&q)
-                            .bind(limit)
-                            .fetch_all(&pool)
-                            .await
-                            .map_err(db)?,
-                    );
-                    Ok(found)
-                })
-                .await?
-            }
-            VectorScan::Rows(rows) => {
-                let rows: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-                self.run(|pool| async move {
-                    sqlx::query_as(
-                        "(SELECT row_id, (1 - (embedding <=> $2))::real AS s FROM messages \
-                           WHERE namespace = $1 AND row_id = ANY($4) ORDER BY embedding <=> $2 LIMIT $3) \
-                         UNION ALL \
-                         (SELECT row_id, (1 - (embedding <=> $2))::real AS s FROM summaries \
-                           WHERE namespace = $1 AND row_id = ANY($4) ORDER BY embedding <=> $2 LIMIT $3)",
-                    )
-                    .bind(&ns)
-                    .bind(&q)
-                    .bind(limit)
-                    .bind(&rows)
-                    .fetch_all(&pool)
-                    .await
-                    .map_err(db)
-                })
-                .await?
-            }
-            VectorScan::Approximate { ef_search } => {
-                let ef = ef_search.clamp(1, 1_000).to_string();
-                let messages = format!(
+        let rows: Option<Vec<i64>> = match scan {
+            VectorScan::Rows(rows) => Some(rows.iter().map(|&r| r as i64).collect()),
+            _ => None,
+        };
+        // The approximate messages query: the namespace's partial index.
+        let approximate = match scan {
+            VectorScan::Approximate { ef_search } if tables.messages => Some((
+                ef_search.clamp(1, 1_000).to_string(),
+                format!(
                     "SELECT row_id, (1 - (embedding::vector({dim}) <=> $1::vector({dim})))::real \
                      FROM messages WHERE namespace = {ns} \
                      ORDER BY embedding::vector({dim}) <=> $1::vector({dim}) LIMIT $2",
                     ns = literal(namespace)
-                );
-                self.run(|pool| async move {
-                    let mut tx = pool.begin().await.map_err(db)?;
-                    let mut found: Vec<(i64, f32)> = sqlx::query_as(SUMMARIES)
+                ),
+            )),
+            _ => None,
+        };
+        let found: Vec<(i64, f32)> = self
+            .run(|pool| async move {
+                let mut conn = pool.acquire().await.map_err(db)?;
+                let mut found: Vec<(i64, f32)> = Vec::new();
+                if tables.summaries {
+                    let sql = if rows.is_some() {
+                        SUMMARIES_ROWS
+                    } else {
+                        SUMMARIES
+                    };
+                    let mut query = sqlx::query_as::<_, (i64, f32)>(sql)
                         .bind(&ns)
                         .bind(&q)
-                        .bind(limit)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(db)?;
+                        .bind(limit);
+                    if let Some(rows) = &rows {
+                        query = query.bind(rows);
+                    }
+                    found.extend(query.fetch_all(&mut *conn).await.map_err(db)?);
+                }
+                if let Some((ef, messages)) = approximate {
+                    // set_config(…, true) lasts for this transaction only.
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
                     // The namespace's index is the only plan that yields rows in
                     // distance order; with sorts and bitmap scans priced out, stale
                     // statistics (right after a bulk load) or a generic plan cannot
-                    // turn the query into a scan of the whole namespace.
+                    // turn the query into a scan of the whole namespace. (Without a
+                    // valid index yet, the planner walks messages_namespace and
+                    // sorts: exact.)
                     sqlx::query(
                         "SELECT set_config('hnsw.ef_search', $1, true), \
                                 set_config('hnsw.iterative_scan', 'relaxed_order', true), \
@@ -156,14 +144,28 @@ impl PgStore {
                             .map_err(db)?,
                     );
                     tx.commit().await.map_err(db)?;
-                    Ok(found)
-                })
-                .await?
-            }
-        };
+                } else if tables.messages {
+                    let sql = if rows.is_some() {
+                        MESSAGES_ROWS
+                    } else {
+                        MESSAGES_ALL
+                    };
+                    let mut query = sqlx::query_as::<_, (i64, f32)>(sql)
+                        .bind(&ns)
+                        .bind(&q)
+                        .bind(limit);
+                    if let Some(rows) = &rows {
+                        query = query.bind(rows);
+                    }
+                    found.extend(query.fetch_all(&mut *conn).await.map_err(db)?);
+                }
+                Ok(found)
+            })
+            .await?;
         let mut found = rows_of(found);
+        // Best first (an approximate scan's relaxed order included); up to `n`
+        // of each table, for the caller's filter to choose from.
         found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        found.truncate(n);
         Ok(found)
     }
 
@@ -202,7 +204,10 @@ impl PgStore {
         ef_construction: usize,
     ) -> Result<bool> {
         let name = index_name(namespace);
-        let lock = format!("memoryd:hnsw:{namespace}");
+        // One build at a time across every node: each is a concurrent build on
+        // the one `messages` table, and such builds of partial or expression
+        // indexes wait for each other (two at once can deadlock).
+        let lock = "memoryd:hnsw".to_owned();
         // pgvector's bounds: m 2..=100, ef_construction 4..=1000 and ≥ 2·m.
         let m = m.clamp(2, 100);
         let ef_construction = ef_construction.clamp(4, 1_000).max(2 * m);
@@ -215,6 +220,9 @@ impl PgStore {
         );
         self.run(|pool| async move {
             let mut conn = pool.acquire().await.map_err(db)?;
+            if index_valid(&mut conn, &name).await? == Some(true) {
+                return Ok(true);
+            }
             let got: bool =
                 sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
                     .bind(&lock)
@@ -225,18 +233,10 @@ impl PgStore {
                 return Ok(false);
             }
             let built = async {
-                let valid: Option<bool> = sqlx::query_scalar(
-                    "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid \
-                     WHERE c.relname = $1",
-                )
-                .bind(&name)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db)?;
-                match valid {
+                match index_valid(&mut conn, &name).await? {
                     Some(true) => return Ok(true),
-                    // Left by a build that died (its session is gone: builds of
-                    // this namespace hold the lock this session holds now).
+                    // Left by a build that died (its session is gone: builds
+                    // hold the lock this session holds now).
                     Some(false) => {
                         sqlx::query(AssertSqlSafe(format!(
                             "DROP INDEX CONCURRENTLY IF EXISTS {name}"
@@ -249,10 +249,14 @@ impl PgStore {
                 }
                 // An HNSW build that outgrows maintenance_work_mem slows down
                 // many times (pgvector warns); 100k vectors of 384 take ~300 MB.
-                sqlx::query("SET maintenance_work_mem = '1GB'")
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db)?;
+                // Raised to 1 GB for this session, never lowered.
+                sqlx::query(
+                    "SELECT set_config('maintenance_work_mem', '1GB', false) \
+                     WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('1GB')",
+                )
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
                 let mut created = sqlx::query(AssertSqlSafe(create))
                     .execute(&mut *conn)
                     .await
@@ -298,4 +302,13 @@ impl PgStore {
         })
         .await
     }
+}
+
+/// Whether the index `name` exists (`None`: it does not) and is valid.
+async fn index_valid(conn: &mut sqlx::PgConnection, name: &str) -> Result<Option<bool>> {
+    sqlx::query_scalar("SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)")
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)
 }

@@ -1431,8 +1431,9 @@ impl RecordStore for PgStore {
         query: &[f32],
         n: usize,
         scan: super::VectorScan<'_>,
+        tables: super::VectorTables,
     ) -> Result<Vec<(RowId, f32)>> {
-        self.nearest_rows(namespace, query, n, scan).await
+        self.nearest_rows(namespace, query, n, scan, tables).await
     }
 
     async fn similarities(&self, query: &[f32], rows: &[RowId]) -> Result<Vec<(RowId, f32)>> {

@@ -418,6 +418,7 @@ fn change_log_retention_keeps_the_newest_entries() {
 /// scans): unfiltered and under a 25%-selective filter (the graph path,
 /// over-fetching) recall@10 against brute force stays ≥ 0.9, and a 2%-selective
 /// filter (scanned exactly) returns exactly the brute-force top 10 of its rows.
+/// On PostgreSQL the index's own scan count shows the searches used it.
 #[test]
 fn dense_search_past_the_graph_threshold_matches_brute_force_with_filters() {
     use rand::{Rng, SeedableRng};
@@ -449,20 +450,18 @@ fn dense_search_past_the_graph_threshold_matches_brute_force_with_filters() {
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         scored.iter().take(10).map(|&(_, i)| i).collect()
     };
-    let graph_open = |backend: &str, dir: &std::path::Path| -> Engine {
+    each_backend(|backend, _, dir| {
         let mut config = EngineConfig::with_data_dir(dir);
         config.summarize.enabled = false;
         config.index.exact_threshold = 200;
-        let store: Arc<dyn memoryd::RecordStore> = if backend == "postgres" {
-            Arc::new(PgStore::connect(&crate::pg::database(dir)).unwrap())
-        } else {
-            Arc::new(SledStore::open(dir).unwrap())
+        let url = (backend == "postgres").then(|| crate::pg::database(dir));
+        let store: Arc<dyn memoryd::RecordStore> = match &url {
+            Some(url) => Arc::new(PgStore::connect(url).unwrap()),
+            None => Arc::new(SledStore::open(dir).unwrap()),
         };
-        Engine::open_with_store(config, Arc::new(HashEmbedder::new(DIM)), store).unwrap()
-    };
-    each_backend(|backend, _, dir| {
         crate::common::rt().block_on(async {
-            let e = graph_open(backend, dir);
+            let e =
+                Engine::open_with_store(config, Arc::new(HashEmbedder::new(DIM)), store).unwrap();
             for start in (0..N).step_by(250) {
                 let msgs = (start..start + 250)
                     .map(|i| {
@@ -523,6 +522,29 @@ fn dense_search_past_the_graph_threshold_matches_brute_force_with_filters() {
                 recall_common >= 0.9,
                 "{backend}: filtered recall@10 {recall_common}"
             );
+            if let Some(url) = &url {
+                // The searches went through the namespace's HNSW index, not an
+                // exact plan (PostgreSQL's statistics arrive within a second or so).
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                loop {
+                    let scans: i64 = sqlx::query_scalar(
+                        "SELECT coalesce(sum(idx_scan), 0)::bigint FROM pg_stat_user_indexes \
+                         WHERE indexrelname LIKE 'memoryd_hnsw_%'",
+                    )
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                    if scans >= 20 {
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the HNSW index served {scans} scans"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
         });
     });
 }
