@@ -112,11 +112,11 @@ pub fn norm(pool: &[Channels]) -> Option<FusionNorm> {
 /// [`StoreIndex`](super::store::StoreIndex) asks the record store (pgvector).
 pub trait DenseChannel {
     /// The best `n` admitted rows for the unit vector `query` `[dim]`, best
-    /// first, scored by cosine similarity.
+    /// first, scored by cosine similarity; `exact` forces an exact scan.
     ///
     /// # Errors
     /// Whatever the backing store returns ([`crate::Error::Storage`]).
-    fn nearest(&self, query: &[f32], n: usize) -> crate::Result<Vec<Scored>>;
+    fn nearest(&self, query: &[f32], n: usize, exact: bool) -> crate::Result<Vec<Scored>>;
     /// Cosine similarities of `seqs` to `query`; rows it does not hold (deleted
     /// since) are absent from the map. One call per ranking, so a store answers
     /// it in one round trip.
@@ -137,8 +137,8 @@ pub struct InMemory<'a> {
 }
 
 impl DenseChannel for InMemory<'_> {
-    fn nearest(&self, query: &[f32], n: usize) -> crate::Result<Vec<Scored>> {
-        Ok(self.index.search(query, n, self.filter, false))
+    fn nearest(&self, query: &[f32], n: usize, exact: bool) -> crate::Result<Vec<Scored>> {
+        Ok(self.index.search(query, n, self.filter, exact))
     }
 
     fn similarities(&self, query: &[f32], seqs: &[u64]) -> crate::Result<HashMap<u64, f32>> {
@@ -151,6 +151,48 @@ impl DenseChannel for InMemory<'_> {
     fn admits(&self, seq: u64) -> bool {
         self.index.matches(seq, self.filter)
     }
+}
+
+/// Ranks a namespace in the query's mode: hybrid ([`rank`]) when it has both a
+/// text and a vector, BM25 alone in lexical mode, the dense channel alone
+/// otherwise (dense mode, or a vector query without text; exact when `fetch`
+/// exceeds 64·`k`). Returns the best `fetch` (more in hybrid mode), whether
+/// asking for more cannot find more, and a hybrid pool's normalization.
+///
+/// # Errors
+/// What `dense` returns.
+pub fn rank_by_mode(
+    dense: &impl DenseChannel,
+    lex: &LexicalIndex,
+    q: &crate::search::RankQuery<'_>,
+    k: usize,
+    fetch: usize,
+) -> crate::Result<(Vec<Scored>, bool, Option<FusionNorm>)> {
+    use crate::core::types::SearchMode;
+    Ok(match (q.mode, q.text, q.vector) {
+        (SearchMode::Hybrid, Some(text), Some(vector)) => {
+            return rank(dense, lex, text, vector, fetch, &q.params);
+        }
+        (SearchMode::Lexical, Some(text), _) => {
+            let lq = lex.query(text, q.params.bm25);
+            let found: Vec<Scored> = lex
+                .top(&lq, fetch, |seq| dense.admits(seq))
+                .into_iter()
+                .map(|(seq, score)| Scored { score, seq })
+                .collect();
+            let exhausted = found.len() < fetch;
+            (found, exhausted, None)
+        }
+        (_, _, Some(vector)) => {
+            // Dense, or hybrid with a vector query (no text to match).
+            let exact = fetch > k * 64;
+            let found = dense.nearest(vector, fetch, exact)?;
+            let exhausted = found.len() < fetch || exact;
+            (found, exhausted, None)
+        }
+        // Lexical mode without text is rejected before ranking.
+        (_, _, None) => (Vec::new(), true, None),
+    })
 }
 
 /// Ranks a namespace for a query with both a text and its unit vector `[dim]`.
@@ -171,7 +213,7 @@ pub fn rank(
 ) -> crate::Result<(Vec<Scored>, bool, Option<FusionNorm>)> {
     let n = params.candidates.max(n);
     let lq = lex.query(text, params.bm25);
-    let nearest = dense.nearest(vector, n)?;
+    let nearest = dense.nearest(vector, n, false)?;
     let lexical = if lq.is_empty() {
         Vec::new()
     } else {

@@ -227,6 +227,15 @@ const REDUMP_MIN: usize = 5_000;
 /// rounds only to copy the vectors and to move the graph's end).
 const TAIL_ROUND: usize = 4_096;
 
+/// Adds a record's search text to a namespace's BM25 index (both index kinds).
+fn index_text(lex: &mut LexicalIndex, doc: &IndexDoc<'_>) {
+    match *doc {
+        IndexDoc::Message { row, message, .. } => lex.push_message(row, message),
+        IndexDoc::Summary { row, summary, .. } => lex.push_summary(row, summary),
+        IndexDoc::Entry { row, text, .. } => lex.push_text(row, text),
+    }
+}
+
 /// The in-process implementation: [`NamespaceIndex`] (exact scan below
 /// [`IndexConfig::exact_threshold`], HNSW above) and [`LexicalIndex`].
 /// Lock order: `vector` before `lexical`.
@@ -365,29 +374,21 @@ impl SearchIndex for InProcessIndex {
                     row,
                     message,
                     vector,
-                } => {
-                    idx.push(row, message, vector);
-                    lex.push_message(row, message);
-                }
+                } => idx.push(row, message, vector),
                 IndexDoc::Summary {
                     row,
                     summary,
                     vector,
-                } => {
-                    idx.push_summary(row, summary, vector);
-                    lex.push_summary(row, summary);
-                }
+                } => idx.push_summary(row, summary, vector),
                 IndexDoc::Entry {
                     row,
                     kind,
-                    text,
                     at,
                     vector,
-                } => {
-                    idx.push_entry(row, kind, at, vector);
-                    lex.push_text(row, text);
-                }
+                    ..
+                } => idx.push_entry(row, kind, at, vector),
             }
+            index_text(&mut lex, doc);
         }
     }
 
@@ -541,7 +542,7 @@ impl SearchIndex for InProcessIndex {
 
 impl InProcessIndex {
     /// The best `fetch` candidates (more in hybrid mode) for `q`, best first, and
-    /// whether asking for more cannot find more.
+    /// whether asking for more cannot find more ([`hybrid::rank_by_mode`]).
     fn rank_with(
         &self,
         idx: &NamespaceIndex,
@@ -550,36 +551,11 @@ impl InProcessIndex {
         k: usize,
         fetch: usize,
     ) -> crate::Result<(Vec<Scored>, bool, Option<hybrid::FusionNorm>)> {
-        Ok(match (q.mode, q.text, q.vector) {
-            (SearchMode::Hybrid, Some(text), Some(vector)) => {
-                let lex = self.lexical.read();
-                let dense = hybrid::InMemory {
-                    index: idx,
-                    filter: rf,
-                };
-                return hybrid::rank(&dense, &lex, text, vector, fetch, &q.params);
-            }
-            (SearchMode::Lexical, Some(text), _) => {
-                let lex = self.lexical.read();
-                let lq = lex.query(text, q.params.bm25);
-                let found: Vec<Scored> = lex
-                    .top(&lq, fetch, |seq| idx.matches(seq, rf))
-                    .into_iter()
-                    .map(|(seq, score)| Scored { score, seq })
-                    .collect();
-                let exhausted = found.len() < fetch;
-                (found, exhausted, None)
-            }
-            (_, _, Some(vector)) => {
-                // Dense, or hybrid with a vector query (no text to match).
-                let exact = fetch > k * 64;
-                let found = idx.search(vector, fetch, rf, exact);
-                let exhausted = found.len() < fetch || exact;
-                (found, exhausted, None)
-            }
-            // Lexical mode without text is rejected before ranking.
-            (_, _, None) => (Vec::new(), true, None),
-        })
+        let dense = hybrid::InMemory {
+            index: idx,
+            filter: rf,
+        };
+        hybrid::rank_by_mode(&dense, &self.lexical.read(), q, k, fetch)
     }
 }
 

@@ -27,7 +27,7 @@ use super::vector::{NamespaceIndex, RowFilter, Scored};
 use super::{IndexCounts, IndexDoc, RankQuery, Ranked, SearchIndex};
 use crate::core::error::Result;
 use crate::core::params::IndexConfig;
-use crate::core::types::{Filter, HitKind, SearchMode};
+use crate::core::types::{Filter, HitKind};
 use crate::storage::{RecordStore, VectorScan, VectorTables};
 
 /// A namespace gets its HNSW index in the store from this many live messages
@@ -243,8 +243,10 @@ impl Dense<'_> {
         }
         Ok(out)
     }
+}
 
-    fn search(&self, query: &[f32], n: usize, exact: bool) -> Result<Vec<Scored>> {
+impl DenseChannel for Dense<'_> {
+    fn nearest(&self, query: &[f32], n: usize, exact: bool) -> Result<Vec<Scored>> {
         let mut out = self.stored_nearest(query, n, exact)?;
         if let Some(rf) = &self.entries_filter {
             out.extend(self.entries.search(query, n, rf, true));
@@ -252,12 +254,6 @@ impl Dense<'_> {
             out.truncate(n);
         }
         Ok(out)
-    }
-}
-
-impl DenseChannel for Dense<'_> {
-    fn nearest(&self, query: &[f32], n: usize) -> Result<Vec<Scored>> {
-        self.search(query, n, false)
     }
 
     fn similarities(&self, query: &[f32], seqs: &[u64]) -> Result<HashMap<u64, f32>> {
@@ -295,25 +291,18 @@ impl SearchIndex for StoreIndex {
         let mut lex = self.lexical.write();
         for doc in docs {
             match *doc {
-                IndexDoc::Message { row, message, .. } => {
-                    rows.push(row, message, &[]);
-                    lex.push_message(row, message);
-                }
-                IndexDoc::Summary { row, summary, .. } => {
-                    rows.push_summary(row, summary, &[]);
-                    lex.push_summary(row, summary);
-                }
+                // The store holds these vectors.
+                IndexDoc::Message { row, message, .. } => rows.push(row, message, &[]),
+                IndexDoc::Summary { row, summary, .. } => rows.push_summary(row, summary, &[]),
                 IndexDoc::Entry {
                     row,
                     kind,
-                    text,
                     at,
                     vector,
-                } => {
-                    entries.push_entry(row, kind, at, vector);
-                    lex.push_text(row, text);
-                }
+                    ..
+                } => entries.push_entry(row, kind, at, vector),
             }
+            super::index_text(&mut lex, doc);
         }
     }
 
@@ -352,30 +341,8 @@ impl SearchIndex for StoreIndex {
             entries: &entries,
             entries_filter,
         };
-        let (candidates, exhausted, norm) = match (q.mode, q.text, q.vector) {
-            (SearchMode::Hybrid, Some(text), Some(vector)) => {
-                let lex = self.lexical.read();
-                hybrid::rank(&dense, &lex, text, vector, fetch, &q.params)?
-            }
-            (SearchMode::Lexical, Some(text), _) => {
-                let lex = self.lexical.read();
-                let lq = lex.query(text, q.params.bm25);
-                let found: Vec<Scored> = lex
-                    .top(&lq, fetch, |seq| dense.admits(seq))
-                    .into_iter()
-                    .map(|(seq, score)| Scored { score, seq })
-                    .collect();
-                let exhausted = found.len() < fetch;
-                (found, exhausted, None)
-            }
-            (_, _, Some(vector)) => {
-                let exact = fetch > k * 64;
-                let found = dense.search(vector, fetch, exact)?;
-                let exhausted = found.len() < fetch || exact;
-                (found, exhausted, None)
-            }
-            (_, _, None) => (Vec::new(), true, None),
-        };
+        let (candidates, exhausted, norm) =
+            hybrid::rank_by_mode(&dense, &self.lexical.read(), q, k, fetch)?;
         Ok(Some(Ranked {
             candidates,
             live,

@@ -179,14 +179,7 @@ impl RowFilter {
     }
 
     fn is_empty(&self) -> bool {
-        self.kinds == u8::MAX
-            && self.role.is_none()
-            && self.agent.is_none()
-            && self.session.is_none()
-            && self.name.is_none()
-            && self.from.is_none()
-            && self.to.is_none()
-            && !self.needs_metadata
+        self.kinds == u8::MAX && self.only_kinds()
     }
 
     #[inline]

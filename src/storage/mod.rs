@@ -827,17 +827,6 @@ pub trait RecordStore: Send + Sync + 'static {
         let _ = (namespace, dim, m, ef_construction);
         Err(Error::storage("this store does not rank vectors"))
     }
-
-    /// Drops what [`RecordStore::build_vector_index`] built for `namespace`
-    /// (an operator's tool: the engine keeps a deleted namespace's index for
-    /// the name's next life). Default: nothing to drop.
-    ///
-    /// # Errors
-    /// [`Error::Storage`].
-    async fn drop_vector_index(&self, namespace: &str) -> Result<()> {
-        let _ = namespace;
-        Ok(())
-    }
 }
 
 /// Which records [`RecordStore::nearest`] ranks.

@@ -106,14 +106,7 @@ impl PgStore {
                     } else {
                         SUMMARIES
                     };
-                    let mut query = sqlx::query_as::<_, (i64, f32)>(sql)
-                        .bind(&ns)
-                        .bind(&q)
-                        .bind(limit);
-                    if let Some(rows) = &rows {
-                        query = query.bind(rows);
-                    }
-                    found.extend(query.fetch_all(&mut *conn).await.map_err(db)?);
+                    found.extend(exact(&mut conn, sql, &ns, &q, limit, rows.as_deref()).await?);
                 }
                 if let Some((ef, messages)) = approximate {
                     // set_config(…, true) lasts for this transaction only.
@@ -150,14 +143,7 @@ impl PgStore {
                     } else {
                         MESSAGES_ALL
                     };
-                    let mut query = sqlx::query_as::<_, (i64, f32)>(sql)
-                        .bind(&ns)
-                        .bind(&q)
-                        .bind(limit);
-                    if let Some(rows) = &rows {
-                        query = query.bind(rows);
-                    }
-                    found.extend(query.fetch_all(&mut *conn).await.map_err(db)?);
+                    found.extend(exact(&mut conn, sql, &ns, &q, limit, rows.as_deref()).await?);
                 }
                 Ok(found)
             })
@@ -287,21 +273,6 @@ impl PgStore {
         })
         .await
     }
-
-    pub(super) async fn drop_namespace_index(&self, namespace: &str) -> Result<()> {
-        let drop = format!(
-            "DROP INDEX CONCURRENTLY IF EXISTS {}",
-            index_name(namespace)
-        );
-        self.run(|pool| async move {
-            sqlx::query(AssertSqlSafe(drop))
-                .execute(&pool)
-                .await
-                .map_err(db)?;
-            Ok(())
-        })
-        .await
-    }
 }
 
 /// Whether the index `name` exists (`None`: it does not) and is valid.
@@ -311,4 +282,24 @@ async fn index_valid(conn: &mut sqlx::PgConnection, name: &str) -> Result<Option
         .fetch_optional(conn)
         .await
         .map_err(db)
+}
+
+/// One exact statement of the shape above (`$1` namespace, `$2` query vector,
+/// `$3` limit, and `$4` the admitted rows when given).
+async fn exact(
+    conn: &mut sqlx::PgConnection,
+    sql: &'static str,
+    namespace: &str,
+    query: &Vector,
+    limit: i64,
+    rows: Option<&[i64]>,
+) -> Result<Vec<(i64, f32)>> {
+    let mut q = sqlx::query_as::<_, (i64, f32)>(sql)
+        .bind(namespace)
+        .bind(query)
+        .bind(limit);
+    if let Some(rows) = rows {
+        q = q.bind(rows);
+    }
+    q.fetch_all(conn).await.map_err(db)
 }

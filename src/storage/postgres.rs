@@ -1451,10 +1451,6 @@ impl RecordStore for PgStore {
             .await
     }
 
-    async fn drop_vector_index(&self, namespace: &str) -> Result<()> {
-        self.drop_namespace_index(namespace).await
-    }
-
     async fn try_job_lock(&self, name: &str) -> Result<Option<super::JobLock>> {
         let key = format!("memoryd:{name}");
         let (granted_tx, granted_rx) = tokio::sync::oneshot::channel::<Result<bool>>();
