@@ -267,13 +267,9 @@ pub async fn ingest(
         }
         let msgs = q.messages();
         let ns = format!("{prefix}-{i}");
-        // Already stored (a re-run on the same --data-dir): asked as it is.
-        if !engine
-            .list(&Access::full(), &ns, None, 1)
-            .await?
-            .messages
-            .is_empty()
-        {
+        // Already stored (a re-run on the same --data-dir): asked as it is; an
+        // interrupted ingest is deleted and done again.
+        if super::already_ingested(engine, &ns, msgs.len()).await? {
             continue;
         }
         turns += msgs.len();

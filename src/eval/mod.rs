@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::core::access::Access;
-use crate::core::error::Result;
+use crate::core::error::{Error, Result};
 use crate::core::params::HybridParams;
 use crate::core::types::{HitKind, SearchMode, SearchRequest, SearchScope};
 use crate::engine::Engine;
@@ -137,8 +137,30 @@ pub struct Outcome {
     pub recall: [f64; 4],
 }
 
-/// Ingests every sample into namespace `<prefix>-<sample_id>`; returns turns per
-/// second of wall time.
+/// Whether namespace `ns` already holds exactly `n` messages: a re-run on the same
+/// `--data-dir`, asked as it is. A namespace holding any other number (an ingest
+/// that was interrupted, or other data under that name) is deleted, so that it is
+/// ingested afresh instead of holding every turn twice (duplicates would push
+/// evidence out of the top k and lower every figure).
+///
+/// # Errors
+/// Engine errors (storage).
+pub async fn already_ingested(engine: &Engine, ns: &str, n: usize) -> Result<bool> {
+    let all = Access::full();
+    match engine.namespace(&all, ns).await {
+        Ok(detail) if detail.info.messages == n => Ok(true),
+        Ok(_) => {
+            engine.delete_namespace_tree(&all, ns, true).await?;
+            Ok(false)
+        }
+        Err(Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Ingests every sample into namespace `<prefix>-<sample_id>` (one already holding
+/// the sample's turns is kept: see [`already_ingested`]); returns turns per second
+/// of wall time over what was ingested (0 when nothing was).
 ///
 /// # Errors
 /// Engine errors (storage, embedding).
@@ -148,6 +170,9 @@ pub async fn ingest_locomo(engine: &Engine, samples: &[Sample], prefix: &str) ->
     for s in samples {
         let ns = format!("{prefix}-{}", s.sample_id);
         let msgs = s.messages();
+        if already_ingested(engine, &ns, msgs.len()).await? {
+            continue;
+        }
         turns += msgs.len();
         for chunk in msgs.chunks(engine.config().limits.max_messages_per_request.min(512)) {
             engine
