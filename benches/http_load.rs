@@ -13,6 +13,11 @@
 //! - `mixed`: one run of 90% search / 10% add (LoCoMo questions and turns) at
 //!   concurrency 64 for `--seconds` (default 60): the same figures plus the
 //!   server's peak RSS (VmHWM) and RSS sampled every 500 ms, and 5xx count.
+//!   `--store postgres://…/db` (or `MEMORYD_STORE`) runs the servers on that
+//!   database (use an empty one per run); `--nodes N` starts N servers on it and
+//!   spreads the 64 clients over them round robin (the conversation is stored
+//!   once, through the first node). The servers run without a query cache
+//!   (`--query-cache 0`): every search embeds its query.
 //! - `overload`: the same mix against a server with a small embedding queue
 //!   (`--embed-queue 8`): how many requests get 429 and how fast those answers are.
 //!
@@ -49,7 +54,7 @@ struct Run {
 
 async fn drive(
     client: reqwest::Client,
-    base: String,
+    bases: &[String],
     mode: &'static str,
     concurrency: usize,
     seconds: u64,
@@ -61,7 +66,8 @@ async fn drive(
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let client = client.clone();
-        let base = base.clone();
+        // Workers are spread over the nodes round robin.
+        let base = bases[w % bases.len()].clone();
         let texts = texts.clone();
         let adds = adds.clone();
         tasks.push(tokio::spawn(async move {
@@ -187,8 +193,8 @@ impl Server {
         }
     }
 
-    /// Waits for health, then stores one LoCoMo conversation in namespace `load`.
-    async fn ready(&self, client: &reqwest::Client, turns: &[String]) {
+    /// Waits (up to 120 s) until `/health` answers 200.
+    async fn healthy(&self, client: &reqwest::Client) {
         let base = &self.base;
         let ready = Instant::now() + Duration::from_secs(120);
         while client
@@ -202,6 +208,12 @@ impl Server {
             assert!(Instant::now() < ready, "server not ready");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits for health, then stores one LoCoMo conversation in namespace `load`.
+    async fn ready(&self, client: &reqwest::Client, turns: &[String]) {
+        self.healthy(client).await;
+        let base = &self.base;
         let conv: Vec<_> = turns
             .iter()
             .take(419)
@@ -390,7 +402,7 @@ fn main() {
                         };
                         let mut run = drive(
                             client.clone(),
-                            server.base.clone(),
+                            std::slice::from_ref(&server.base),
                             mode,
                             c,
                             seconds,
@@ -422,7 +434,7 @@ fn main() {
                     for c in [1usize, 64] {
                         let mut run = drive(
                             client.clone(),
-                            server.base.clone(),
+                            std::slice::from_ref(&server.base),
                             mode,
                             c,
                             seconds,
@@ -468,7 +480,7 @@ fn main() {
                     async move {
                         for mode in ["context-get", "search"] {
                             let texts = if mode == "search" { questions.clone() } else { turns.clone() };
-                            let mut run = drive(c.clone(), base.clone(), mode, 1, seconds, texts, turns.clone()).await;
+                            let mut run = drive(c.clone(), std::slice::from_ref(&base), mode, 1, seconds, texts, turns.clone()).await;
                             row(&format!("{mode} ({name})"), 1, &mut run);
                         }
                     }
@@ -519,41 +531,107 @@ fn main() {
             });
         }
         "mixed" => {
-            let server = Server::start(&bin, &[]);
+            // `--store postgres://…/db --nodes N`: N servers on one (empty) database,
+            // the clients spread over them round robin.
+            let store = arg(&args, "--store").or_else(|| std::env::var("MEMORYD_STORE").ok());
+            let nodes: usize = arg(&args, "--nodes").map_or(1, |s| s.parse().expect("integer"));
+            assert!(nodes >= 1, "--nodes must be at least 1");
+            assert!(
+                nodes == 1 || store.is_some(),
+                "--nodes N > 1 needs --store postgres://… (sled allows one process)"
+            );
+            // No query cache: the clients cycle through 1,986 questions, and with
+            // the workers split over nodes each node would see half of them, which
+            // fit its cache (1,024) where all of them do not: a comparison of node
+            // counts would measure the cache. Every search embeds its query.
+            let mut extra: Vec<&str> = vec!["--query-cache", "0"];
+            if let Some(url) = &store {
+                extra.extend(["--store", url.as_str()]);
+            }
+            let servers: Vec<Server> = (0..nodes).map(|_| Server::start(&bin, &extra)).collect();
             rt.block_on(async {
-                server.ready(&client, &turns).await;
-                let (rss0, _) = server.rss_kib();
-                // Sample RSS while the load runs.
-                let pid = server.child.id();
+                // The conversation is stored once, through the first node.
+                servers[0].ready(&client, &turns).await;
+                for s in &servers[1..] {
+                    s.healthy(&client).await;
+                }
+                let rss0: Vec<u64> = servers.iter().map(|s| s.rss_kib().0).collect();
+                // Sample every node's RSS while the load runs.
+                let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+                let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let stop = done.clone();
                 let sampler = tokio::spawn(async move {
                     let mut samples = Vec::new();
-                    loop {
+                    while !stop.load(std::sync::atomic::Ordering::Acquire) {
                         tokio::time::sleep(Duration::from_millis(500)).await;
-                        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                        let rss: u64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
-                        samples.push(rss);
-                        if samples.len() > 10_000 {
-                            return samples;
+                        let mut total = 0u64;
+                        for pid in &pids {
+                            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                            total += status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
                         }
+                        samples.push(total);
                     }
+                    samples
                 });
-                let mut run = drive(client.clone(), server.base.clone(), "mixed", 64, seconds, questions.clone(), turns.clone()).await;
-                sampler.abort();
-                let (rss1, hwm) = server.rss_kib();
-                println!("mixed load: 90% search / 10% add, concurrency 64, {seconds} s");
+                let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+                let mut run = drive(client.clone(), &bases, "mixed", 64, seconds, questions.clone(), turns.clone()).await;
+                done.store(true, std::sync::atomic::Ordering::Release);
+                let samples = sampler.await.expect("sampler");
+                let backend = if store.is_some() { "PostgreSQL" } else { "sled" };
+                println!("mixed load: 90% search / 10% add, concurrency 64, {seconds} s, {nodes} node(s) on {backend}");
                 println!("{header}");
                 row("mixed", 64, &mut run);
                 per_status(&mut run);
                 let five_xx: usize = run.statuses.iter().filter(|(s, _)| **s >= 500 || **s == 0).map(|(_, n)| n).sum();
                 println!("5xx or failed connections: {five_xx}");
-                println!("server RSS: {:.1} MiB before the load, {:.1} MiB after, peak (VmHWM) {:.1} MiB", rss0 as f64 / 1024.0, rss1 as f64 / 1024.0, hwm as f64 / 1024.0);
+                for (i, s) in servers.iter().enumerate() {
+                    let (rss1, hwm) = s.rss_kib();
+                    println!("node {i} RSS: {:.1} MiB before the load, {:.1} MiB after, peak (VmHWM) {:.1} MiB", rss0[i] as f64 / 1024.0, rss1 as f64 / 1024.0, hwm as f64 / 1024.0);
+                }
+                let top = samples.iter().copied().max().unwrap_or(0);
+                println!("all nodes' RSS together, sampled every 500 ms: at most {:.1} MiB ({} samples)", top as f64 / 1024.0, samples.len());
+                if nodes > 1 {
+                    // A write acknowledged by the first node, searched for on the last
+                    // until it is found: the lag between nodes right after the load.
+                    let token = format!("zqprobe{}", std::process::id());
+                    let sent = Instant::now();
+                    let r = client
+                        .post(format!("{}/v1/namespaces/load/messages", bases[0]))
+                        .json(&json!({"messages": [{"role": "user", "content": format!("the probe {token} was written on node 0")}]}))
+                        .send()
+                        .await
+                        .expect("probe write");
+                    assert_eq!(r.status().as_u16(), 201, "probe write");
+                    let acked = sent.elapsed();
+                    let last = bases.last().expect("nodes");
+                    let found = loop {
+                        let r = client
+                            .post(format!("{last}/v1/namespaces/load/search"))
+                            .json(&json!({"query": token, "k": 1, "mode": "lexical"}))
+                            .send()
+                            .await
+                            .expect("probe search");
+                        let body: serde_json::Value = r.json().await.expect("probe body");
+                        if body["hits"][0]["message"]["content"].as_str().is_some_and(|c| c.contains(&token)) {
+                            break sent.elapsed();
+                        }
+                        assert!(sent.elapsed() < Duration::from_secs(30), "node {} never saw the probe", nodes - 1);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    };
+                    println!(
+                        "a write acknowledged by node 0 after {:.1} ms was found by a search on node {} after {:.1} ms",
+                        acked.as_secs_f64() * 1e3,
+                        nodes - 1,
+                        found.as_secs_f64() * 1e3
+                    );
+                }
             });
         }
         _ => {
             let server = Server::start(&bin, &["--embed-queue", "8"]);
             rt.block_on(async {
                 server.ready(&client, &turns).await;
-                let mut run = drive(client.clone(), server.base.clone(), "mixed", 64, seconds, questions.clone(), turns.clone()).await;
+                let mut run = drive(client.clone(), std::slice::from_ref(&server.base), "mixed", 64, seconds, questions.clone(), turns.clone()).await;
                 println!("overload: 90% search / 10% add, concurrency 64, embedding queue of 8 jobs, {seconds} s");
                 println!("{header}");
                 row("mixed", 64, &mut run);
