@@ -15,7 +15,7 @@
 //!   server's peak RSS (VmHWM) and RSS sampled every 500 ms, and 5xx count.
 //!   `--store postgres://…/db` (or `MEMORYD_STORE`) runs the servers on that
 //!   database (use an empty one per run); `--nodes N` starts N servers on it and
-//!   spreads the 64 clients over them round robin (the conversation is stored
+//!   spreads the 64 clients over them in equal blocks (the conversation is stored
 //!   once, through the first node). The servers run without a query cache
 //!   (`--query-cache 0`): every search embeds its query.
 //! - `overload`: the same mix against a server with a small embedding queue
@@ -66,8 +66,11 @@ async fn drive(
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let client = client.clone();
-        // Workers are spread over the nodes round robin.
-        let base = bases[w % bases.len()].clone();
+        // Workers are spread over the nodes in contiguous blocks: worker w asks
+        // questions w, w + c, … and adds on every tenth, so a split by w's parity
+        // (round robin over two nodes, c and the question count both even) would
+        // send every add and half of the questions to one node.
+        let base = bases[w * bases.len() / concurrency.max(1)].clone();
         let texts = texts.clone();
         let adds = adds.clone();
         tasks.push(tokio::spawn(async move {
@@ -384,6 +387,8 @@ fn main() {
     let questions = Arc::new(common::locomo_questions());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
+        // A stalled request fails (status 0) instead of hanging the bench.
+        .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
     let header = "| route | concurrency | requests | QPS | p50 ms | p95 ms | p99 ms | statuses |\n|---|---|---|---|---|---|---|---|";
@@ -532,7 +537,7 @@ fn main() {
         }
         "mixed" => {
             // `--store postgres://…/db --nodes N`: N servers on one (empty) database,
-            // the clients spread over them round robin.
+            // the clients spread over them in equal blocks.
             let store = arg(&args, "--store").or_else(|| std::env::var("MEMORYD_STORE").ok());
             let nodes: usize = arg(&args, "--nodes").map_or(1, |s| s.parse().expect("integer"));
             assert!(nodes >= 1, "--nodes must be at least 1");
@@ -540,10 +545,10 @@ fn main() {
                 nodes == 1 || store.is_some(),
                 "--nodes N > 1 needs --store postgres://… (sled allows one process)"
             );
-            // No query cache: the clients cycle through 1,986 questions, and with
-            // the workers split over nodes each node would see half of them, which
-            // fit its cache (1,024) where all of them do not: a comparison of node
-            // counts would measure the cache. Every search embeds its query.
+            // No query cache: the clients cycle through 1,986 questions, more than a
+            // node's cache (1,024) holds, but a split of the clients that gave each
+            // node only part of them would let the cache, not the node count, make
+            // the difference. Every search embeds its query.
             let mut extra: Vec<&str> = vec!["--query-cache", "0"];
             if let Some(url) = &store {
                 extra.extend(["--store", url.as_str()]);
@@ -585,6 +590,12 @@ fn main() {
                 let five_xx: usize = run.statuses.iter().filter(|(s, _)| **s >= 500 || **s == 0).map(|(_, n)| n).sum();
                 println!("5xx or failed connections: {five_xx}");
                 for (i, s) in servers.iter().enumerate() {
+                    // What each node served, from its own /metrics.
+                    let metrics = client.get(format!("{}/metrics", s.base)).send().await.expect("metrics").text().await.expect("metrics body");
+                    let sum = |name: &str| -> f64 {
+                        metrics.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+                    };
+                    println!("node {i}: {:.0} HTTP requests, {:.0} messages added", sum("memoryd_http_requests_total"), sum("memoryd_messages_added_total"));
                     let (rss1, hwm) = s.rss_kib();
                     println!("node {i} RSS: {:.1} MiB before the load, {:.1} MiB after, peak (VmHWM) {:.1} MiB", rss0[i] as f64 / 1024.0, rss1 as f64 / 1024.0, hwm as f64 / 1024.0);
                 }

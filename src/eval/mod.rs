@@ -180,6 +180,9 @@ pub async fn ingest_locomo(engine: &Engine, samples: &[Sample], prefix: &str) ->
                 .await?;
         }
     }
+    if turns == 0 {
+        return Ok(0.0);
+    }
     Ok(turns as f64 / started.elapsed().as_secs_f64())
 }
 

@@ -208,8 +208,8 @@ fn longmemeval_hybrid_does_not_lose_to_its_channels() {
 }
 
 #[test]
-#[ignore = "needs the eval feature; .ci/run runs it with --ignored"]
-fn an_evaluation_keeps_a_complete_namespace_and_redoes_an_interrupted_one() {
+#[ignore = "loads the model; .ci/run runs the eval tests with --ignored"]
+fn already_ingested_keeps_a_complete_namespace_and_deletes_an_interrupted_one() {
     use memoryd::{Access, NewMessage, Role};
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open_with_embedder(config(dir.path()), embedder()).unwrap();
