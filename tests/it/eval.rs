@@ -36,15 +36,17 @@ fn locomo_dense_reproduces_reference_recall_and_hybrid_meets_its_target() {
         .enable_all()
         .build()
         .unwrap();
-    let report = rt
-        .block_on(memoryd::eval::run_locomo(
+    let dense = || {
+        rt.block_on(memoryd::eval::run_locomo(
             &engine,
             &samples,
             "locomo",
             20,
             SearchMode::Dense,
         ))
-        .unwrap();
+        .unwrap()
+    };
+    let report = dense();
     assert_eq!(report.questions, 1982);
     assert!(
         (report.overall.r5 - 0.331).abs() <= 0.01,
@@ -60,15 +62,7 @@ fn locomo_dense_reproduces_reference_recall_and_hybrid_meets_its_target() {
 
     // A re-run on the same store (`eval locomo --data-dir` twice) asks the stored
     // conversations as they are: no turn is stored twice, the figures repeat.
-    let again = rt
-        .block_on(memoryd::eval::run_locomo(
-            &engine,
-            &samples,
-            "locomo",
-            20,
-            SearchMode::Dense,
-        ))
-        .unwrap();
+    let again = dense();
     assert_eq!(again.ingest_turns_per_s, 0.0, "nothing ingested again");
     assert_eq!(
         (again.overall.r1, again.overall.r5, again.overall.r10),
@@ -212,13 +206,8 @@ fn longmemeval_hybrid_does_not_lose_to_its_channels() {
 fn already_ingested_keeps_a_complete_namespace_and_deletes_an_interrupted_one() {
     use memoryd::{Access, NewMessage, Role};
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open_with_embedder(config(dir.path()), embedder()).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    let engine = crate::common::open(dir.path());
+    crate::common::rt().block_on(async {
         let all = Access::full();
         let msgs: Vec<NewMessage> = (0..3)
             .map(|i| NewMessage::new(Role::User, format!("turn number {i}")))
