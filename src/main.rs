@@ -114,6 +114,13 @@ struct EngineArgs {
     /// many times longer than (0: off).
     #[arg(long, global = true, env = "MEMORYD_NEIGHBOR_LENGTH_RATIO", default_value_t = HybridParams::default().neighbor_length_ratio)]
     neighbor_length_ratio: f32,
+    /// Hybrid search: a turn longer than this many analyzed terms borrows no neighbour
+    /// score (0: no cap).
+    #[arg(long, global = true, env = "MEMORYD_NEIGHBOR_MAX_TERMS", default_value_t = HybridParams::default().neighbor_max_terms)]
+    neighbor_max_terms: u32,
+    /// Hybrid search: weight of the best score in a turn's session, added to the turn (0..=2).
+    #[arg(long, global = true, env = "MEMORYD_SESSION_WEIGHT", default_value_t = HybridParams::default().session_weight)]
+    session_weight: f32,
     /// Hybrid search: candidates taken from each channel (dense and BM25) before fusion
     /// (at least k).
     #[arg(long, global = true, env = "MEMORYD_HYBRID_CANDIDATES", default_value_t = HybridParams::default().candidates)]
@@ -228,6 +235,8 @@ impl EngineArgs {
                 lexical_weight: self.lexical_weight,
                 neighbor_weight: self.neighbor_weight,
                 neighbor_length_ratio: self.neighbor_length_ratio,
+                neighbor_max_terms: self.neighbor_max_terms,
+                session_weight: self.session_weight,
                 candidates: self.hybrid_candidates,
                 ..HybridParams::default()
             },

@@ -84,7 +84,8 @@ fn grid_point(
 ) -> serde_json::Value {
     serde_json::json!({
         "lexical_weight": p.lexical_weight, "neighbor_weight": p.neighbor_weight,
-        "b": p.bm25.b, "overall": overall, breakdown.0: breakdown.1})
+        "b": p.bm25.b, "session_weight": p.session_weight,
+        "overall": overall, breakdown.0: breakdown.1})
 }
 
 /// Runs an evaluation command.
@@ -175,14 +176,14 @@ pub fn run(
                     print!("{}", cv.held_out.table());
                     for f in &cv.folds {
                         println!(
-                            "  {}: lexical_weight {} neighbor_weight {} b {}",
-                            f.held_out, f.lexical_weight, f.neighbor_weight, f.b
+                            "  {}: lexical_weight {} neighbor_weight {} session_weight {} b {}",
+                            f.held_out, f.lexical_weight, f.neighbor_weight, f.session_weight, f.b
                         );
                     }
                     let c = &cv.all_data_choice;
                     println!(
-                        "all data, best weights (lexical_weight {} neighbor_weight {} b {}):",
-                        c.lexical_weight, c.neighbor_weight, c.b
+                        "all data, best weights (lexical_weight {} neighbor_weight {} session_weight {} b {}):",
+                        c.lexical_weight, c.neighbor_weight, c.session_weight, c.b
                     );
                     print!("{}", cv.all_data.table());
                 }

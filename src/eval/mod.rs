@@ -353,19 +353,23 @@ pub async fn run_locomo_file(
     run_locomo(engine, &samples, "locomo", k_max, mode).await
 }
 
-/// The hybrid weights [`cross_validate`] chooses among: lexical weight 0.3-0.7,
-/// neighbour weight 0-0.8, BM25 b 0.4 or 0.75 (k1 1.2, 100 candidates).
+/// The hybrid weights [`cross_validate`] chooses among (300 settings): lexical
+/// weight 0.3-0.7, neighbour weight 0-0.8, session weight 0-1, BM25 b 0.4 or
+/// 0.75 (k1 1.2; the other parameters at their defaults).
 pub fn default_grid() -> Vec<HybridParams> {
     let mut grid = Vec::new();
     for b in [0.4, 0.75] {
         for lexical_weight in [0.3, 0.4, 0.5, 0.6, 0.7] {
             for neighbor_weight in [0.0, 0.2, 0.4, 0.5, 0.6, 0.8] {
-                grid.push(HybridParams {
-                    lexical_weight,
-                    neighbor_weight,
-                    bm25: crate::core::params::Bm25Params { k1: 1.2, b },
-                    ..HybridParams::default()
-                });
+                for session_weight in [0.0, 0.3, 0.5, 0.7, 1.0] {
+                    grid.push(HybridParams {
+                        lexical_weight,
+                        neighbor_weight,
+                        session_weight,
+                        bm25: crate::core::params::Bm25Params { k1: 1.2, b },
+                        ..HybridParams::default()
+                    });
+                }
             }
         }
     }
@@ -383,6 +387,8 @@ pub struct Fold {
     pub neighbor_weight: f32,
     /// BM25 b chosen on the other conversations.
     pub b: f32,
+    /// Session weight chosen on the other conversations.
+    pub session_weight: f32,
 }
 
 /// Leave-one-conversation-out cross-validation of the hybrid weights.
@@ -446,6 +452,7 @@ pub async fn cross_validate(
         lexical_weight: grid[i].lexical_weight,
         neighbor_weight: grid[i].neighbor_weight,
         b: grid[i].bm25.b,
+        session_weight: grid[i].session_weight,
     };
     let mut held = Vec::new();
     let mut held_latencies = Vec::new();

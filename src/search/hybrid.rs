@@ -28,12 +28,15 @@ pub struct Channels {
 ///
 /// `pool` holds the candidates proper, over which the scores are normalized;
 /// `extra` holds neighbouring turns of candidates that are not candidates
-/// themselves; `neighbors(seq)` names a turn's neighbours. Every member of `pool`
-/// and `extra` is ranked.
+/// themselves; `neighbors(seq)` names the neighbours a turn may borrow from;
+/// `session(seq)` names its session (`None`: a session of its own). Every member
+/// of `pool` and `extra` is ranked, by `base + neighbor_weight · best neighbour's
+/// base + session_weight · best base in its session` ([`HybridParams`]).
 pub fn fuse(
     pool: &[Channels],
     extra: &[Channels],
     neighbors: impl Fn(u64) -> [Option<u64>; 2],
+    session: impl Fn(u64) -> Option<u32>,
     params: &HybridParams,
 ) -> Vec<Scored> {
     let Some(FusionNorm {
@@ -58,6 +61,17 @@ pub fn fuse(
             (c.seq, w * l + (1.0 - w) * d)
         })
         .collect();
+    // The best base score of each session among the ranked turns.
+    let sw = params.session_weight;
+    let mut best_of_session: HashMap<u32, f32> = HashMap::new();
+    if sw > 0.0 {
+        for (&seq, &b) in &base {
+            if let Some(s) = session(seq) {
+                let best = best_of_session.entry(s).or_insert(b);
+                *best = best.max(b);
+            }
+        }
+    }
     let mut out: Vec<Scored> = base
         .iter()
         .map(|(&seq, &b)| {
@@ -66,8 +80,13 @@ pub fn fuse(
                 .flatten()
                 .filter_map(|n| base.get(&n).copied())
                 .fold(0f32, f32::max);
+            let in_session = if sw > 0.0 {
+                session(seq).and_then(|s| best_of_session.get(&s).copied())
+            } else {
+                None
+            };
             Scored {
-                score: b + params.neighbor_weight * best,
+                score: b + params.neighbor_weight * best + sw * in_session.unwrap_or(b),
                 seq,
             }
         })
@@ -290,13 +309,22 @@ pub fn rank(
             links.insert(c.seq, [admitted(p), admitted(q)]);
         }
         let ratio = params.neighbor_length_ratio;
-        if ratio > 0.0 {
-            // A turn borrows nothing from a much shorter neighbour.
+        let cap = params.neighbor_max_terms;
+        if ratio > 0.0 || cap > 0 {
             for (seq, nb) in links.iter_mut() {
-                let own = lex.doc_len(*seq) as f32;
-                for n in nb.iter_mut() {
-                    if n.is_some_and(|n| own > ratio * (lex.doc_len(n) as f32).max(1.0)) {
-                        *n = None;
+                let own = lex.doc_len(*seq);
+                if cap > 0 && own > cap {
+                    // A long turn carries its own context: it borrows nothing.
+                    *nb = [None, None];
+                    continue;
+                }
+                if ratio > 0.0 {
+                    // A turn borrows nothing from a much shorter neighbour.
+                    for n in nb.iter_mut() {
+                        if n.is_some_and(|n| own as f32 > ratio * (lex.doc_len(n) as f32).max(1.0))
+                        {
+                            *n = None;
+                        }
                     }
                 }
             }
@@ -306,6 +334,7 @@ pub fn rank(
         &pool,
         &extra,
         |seq| links.get(&seq).copied().unwrap_or([None, None]),
+        |seq| lex.session(seq),
         params,
     );
     Ok((ranked, exhausted, norm(&pool)))
@@ -331,10 +360,11 @@ mod tests {
         let p = |w| HybridParams {
             lexical_weight: w,
             neighbor_weight: 0.0,
+            session_weight: 0.0,
             ..HybridParams::default()
         };
         let order = |w| -> Vec<u64> {
-            fuse(&pool, &[], none, &p(w))
+            fuse(&pool, &[], none, |_| None, &p(w))
                 .iter()
                 .map(|s| s.seq)
                 .collect()
@@ -342,7 +372,7 @@ mod tests {
         assert_eq!(order(0.0), [1, 2, 3]);
         assert_eq!(order(1.0), [2, 1, 3]);
         // w = 0.5: 1 → 0.5·1/9 + 0.5·1 = 0.556; 2 → 0.5·1 + 0.5·0.5 = 0.75.
-        let r = fuse(&pool, &[], none, &p(0.5));
+        let r = fuse(&pool, &[], none, |_| None, &p(0.5));
         assert_eq!(r[0].seq, 2);
         assert!((r[0].score - 0.75).abs() < 1e-6);
         assert!((r[1].score - (0.5 / 9.0 + 0.5)).abs() < 1e-6);
@@ -360,14 +390,14 @@ mod tests {
             _ => [None, None],
         };
         let params = HybridParams::default();
-        let r = fuse(&pool, &extra, nb, &params);
+        let r = fuse(&pool, &extra, nb, |_| None, &params);
         let order: Vec<u64> = r.iter().map(|s| s.seq).collect();
         assert_eq!(order, [10, 11, 20, 30]);
         let off = HybridParams {
             neighbor_weight: 0.0,
             ..params
         };
-        let order: Vec<u64> = fuse(&pool, &extra, nb, &off)
+        let order: Vec<u64> = fuse(&pool, &extra, nb, |_| None, &off)
             .iter()
             .map(|s| s.seq)
             .collect();
@@ -375,7 +405,60 @@ mod tests {
     }
 
     #[test]
+    fn a_turn_in_the_best_matching_session_outranks_an_equal_turn_elsewhere() {
+        // 1 matches best (session 7); 2 (session 7) and 3 (session 8) are equal on
+        // their own; 4 has no session.
+        let pool = [
+            c(1, 0.9, 8.0),
+            c(2, 0.5, 2.0),
+            c(3, 0.5, 2.0),
+            c(4, 0.5, 2.0),
+            c(5, 0.1, 0.0),
+        ];
+        let session = |s| match s {
+            1 | 2 => Some(7),
+            3 => Some(8),
+            _ => None,
+        };
+        let p = |sw| HybridParams {
+            neighbor_weight: 0.0,
+            session_weight: sw,
+            ..HybridParams::default()
+        };
+        let score = |sw, seq| {
+            fuse(&pool, &[], |_| [None, None], session, &p(sw))
+                .into_iter()
+                .find(|s| s.seq == seq)
+                .unwrap()
+                .score
+        };
+        let order: Vec<u64> = fuse(&pool, &[], |_| [None, None], session, &p(0.5))
+            .iter()
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(order, [1, 2, 3, 4, 5]);
+        // Off: 2, 3 and 4 tie (older first).
+        for seq in [2, 3, 4] {
+            assert_eq!(score(0.0, seq), score(0.0, 2));
+        }
+        // On: 2 gains half of 1's base, 3 and 4 half of their own.
+        let base1 = score(0.0, 1);
+        assert!((score(0.5, 2) - (score(0.0, 2) + 0.5 * base1)).abs() < 1e-6);
+        assert!((score(0.5, 3) - 1.5 * score(0.0, 3)).abs() < 1e-6);
+        assert!((score(0.5, 4) - 1.5 * score(0.0, 4)).abs() < 1e-6);
+    }
+
+    #[test]
     fn empty_pool_ranks_nothing() {
-        assert!(fuse(&[], &[], |_| [None, None], &HybridParams::default()).is_empty());
+        assert!(
+            fuse(
+                &[],
+                &[],
+                |_| [None, None],
+                |_| None,
+                &HybridParams::default()
+            )
+            .is_empty()
+        );
     }
 }

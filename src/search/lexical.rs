@@ -375,6 +375,15 @@ impl LexicalIndex {
             .map_or(0, |&d| self.docs[d as usize].len)
     }
 
+    /// The session of `seq` (an interned id, stable while the index lives) when it
+    /// is a message with a session id; `None` for a message without one, a
+    /// summary, any other text and an unknown seq.
+    pub fn session(&self, seq: u64) -> Option<u32> {
+        let &d = self.by_seq.get(&seq)?;
+        let chain = self.docs[d as usize].chain;
+        (chain != NONE && self.chains.get(&None) != Some(&chain)).then_some(chain)
+    }
+
     /// The nearest live predecessor and successor of `seq` in its session
     /// (insertion order); `None` for summaries, ends of a session, unknown seqs.
     pub fn neighbors(&self, seq: u64) -> [Option<u64>; 2] {

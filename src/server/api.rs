@@ -44,7 +44,8 @@ pub struct SearchBody {
     /// ancestors, merged on comparable scores (each hit names its namespace).
     #[serde(default)]
     pub scope: Option<crate::core::types::SearchScope>,
-    /// Ranking: `hybrid` (default: BM25 and cosine fused, plus neighbouring turns),
+    /// Ranking: `hybrid` (default: BM25 and cosine fused, plus neighbouring turns
+    /// and the best-matching session),
     /// `dense` (cosine only) or `lexical` (BM25 only, text queries only).
     #[serde(default)]
     pub mode: Option<SearchMode>,

@@ -1113,6 +1113,7 @@ fn a_long_reply_does_not_ride_on_the_short_turn_before_it() {
                     .with_kinds(vec![HitKind::Message]);
                 r.hybrid = Some(HybridParams {
                     neighbor_length_ratio: ratio,
+                    neighbor_max_terms: 0,
                     ..HybridParams::default()
                 });
                 let hits = e.search(&me, "chat", r).await.unwrap().hits;
@@ -1122,6 +1123,66 @@ fn a_long_reply_does_not_ride_on_the_short_turn_before_it() {
         };
         let (short_off, long_off) = score(0.0).await;
         let (short_on, long_on) = score(4.0).await;
+        assert!(
+            long_on < long_off,
+            "the long reply still borrows: {long_on} vs {long_off}"
+        );
+        assert_eq!(
+            short_on, short_off,
+            "the short turn still borrows from the reply"
+        );
+    });
+}
+
+/// `neighbor_max_terms`: a turn longer than the cap borrows nothing from the
+/// short turn before it, while the short turn still borrows from the long one
+/// (and with no cap, both borrow).
+#[test]
+fn a_turn_over_the_term_cap_borrows_no_neighbour_score() {
+    use memoryd::{Access, HitKind, HybridParams, NewMessage, Role, SearchRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = memoryd::EngineConfig::with_data_dir(dir.path());
+    c.summarize.enabled = false;
+    let e = memoryd::Engine::open_with_embedder(
+        c,
+        std::sync::Arc::new(memoryd::embed::HashEmbedder::new(16)),
+    )
+    .unwrap();
+    let rt = crate::common::rt();
+    rt.block_on(async {
+        let me = Access::full();
+        let filler = "the weather was mild and we talked about many other things for a long while \
+            including recipes gardens trains books films music travel plans budgets schedules \
+            holidays neighbours weekends mornings evenings and more";
+        let turns = [
+            (Role::User, "my lighthouse keeper is called Rex".to_owned()),
+            (Role::Assistant, [filler; 3].join(" ")),
+            (Role::User, "thanks".to_owned()),
+        ];
+        let msgs: Vec<NewMessage> = turns
+            .into_iter()
+            .map(|(r, t)| NewMessage::new(r, t).with_session("s1"))
+            .collect();
+        let stored = e.add_batch(&me, "chat", msgs).await.unwrap();
+        let (short, long) = (&stored[0].id, &stored[1].id);
+        let score = |cap: u32| {
+            let e = e.clone();
+            let me = me.clone();
+            async move {
+                let mut r = SearchRequest::text("lighthouse keeper Rex", 10)
+                    .with_kinds(vec![HitKind::Message]);
+                r.hybrid = Some(HybridParams {
+                    neighbor_max_terms: cap,
+                    ..HybridParams::default()
+                });
+                let hits = e.search(&me, "chat", r).await.unwrap().hits;
+                let of = |id: &str| hits.iter().find(|h| h.id == id).map(|h| h.score).unwrap();
+                (of(short), of(long))
+            }
+        };
+        let (short_off, long_off) = score(0).await;
+        // The reply has ~60 terms, "thanks" and the first turn under 10.
+        let (short_on, long_on) = score(10).await;
         assert!(
             long_on < long_off,
             "the long reply still borrows: {long_on} vs {long_off}"

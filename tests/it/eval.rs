@@ -80,13 +80,14 @@ fn locomo_dense_reproduces_reference_recall_and_hybrid_meets_its_target() {
         memoryd::eval::LocomoReport::new(mode, &outcomes, 0.0, &mut latencies)
     };
     let hybrid = ask(SearchMode::Hybrid);
+    // Issue #15's target; 0.697 / 0.796 measured with the defaults.
     assert!(
-        hybrid.overall.r5 >= 0.60,
+        hybrid.overall.r5 >= 0.68,
         "hybrid R@5 {}",
         hybrid.overall.r5
     );
     assert!(
-        hybrid.overall.r10 >= 0.70,
+        hybrid.overall.r10 >= 0.78,
         "hybrid R@10 {}",
         hybrid.overall.r10
     );
@@ -97,13 +98,20 @@ fn locomo_dense_reproduces_reference_recall_and_hybrid_meets_its_target() {
         "lexical R@10 {}",
         lexical.overall.r10
     );
+    // In every category at least as good as the better channel.
     for (cat, r) in &hybrid.by_category {
-        assert!(
-            r.r10 >= lexical.by_category[cat].r10 - 0.02,
-            "category {cat}: hybrid R@10 {} vs lexical {}",
-            r.r10,
-            lexical.by_category[cat].r10
-        );
+        for channel in [&lexical, &report] {
+            let c = &channel.by_category[cat];
+            assert!(
+                r.r5 >= c.r5 && r.r10 >= c.r10,
+                "category {cat}: hybrid R@5/R@10 {}/{} vs {} {}/{}",
+                r.r5,
+                r.r10,
+                channel.mode.as_str(),
+                c.r5,
+                c.r10
+            );
+        }
     }
 
     // `scope: inherit`: each conversation split into a parent (earlier sessions)
@@ -183,21 +191,34 @@ fn longmemeval_hybrid_does_not_lose_to_its_channels() {
     let dense = ask(SearchMode::Dense);
     assert_eq!(hybrid.overall.questions, 40);
     assert_eq!(hybrid.overall.with_turn_evidence, 39);
+    // Issue #15's targets: turn recall_all@5 at least 0.05 above either channel
+    // (0.615 against 0.436 and 0.436 measured), session recall_any@5 >= 0.97.
+    assert!(
+        hybrid.overall.session_any5 >= 0.97,
+        "session recall_any@5 {}",
+        hybrid.overall.session_any5
+    );
     for channel in [&lexical, &dense] {
         assert!(
-            hybrid.overall.turn_all5 >= channel.overall.turn_all5 - 0.01,
+            hybrid.overall.turn_all5 >= channel.overall.turn_all5 + 0.05,
             "turn recall_all@5: hybrid {} vs {} {}",
             hybrid.overall.turn_all5,
             channel.mode.as_str(),
             channel.overall.turn_all5
         );
-        assert!(
-            hybrid.overall.session_any5 >= channel.overall.session_any5 - 0.01,
-            "session recall_any@5: hybrid {} vs {} {}",
-            hybrid.overall.session_any5,
-            channel.mode.as_str(),
-            channel.overall.session_any5
-        );
+        // And no question type below either channel at turn@5 or session@5.
+        for (t, r) in &hybrid.by_type {
+            let c = &channel.by_type[t];
+            assert!(
+                r.turn_all5 >= c.turn_all5 && r.session_any5 >= c.session_any5,
+                "{t}: hybrid turn@5/session@5 {}/{} vs {} {}/{}",
+                r.turn_all5,
+                r.session_any5,
+                channel.mode.as_str(),
+                c.turn_all5,
+                c.session_any5
+            );
+        }
     }
 }
 
