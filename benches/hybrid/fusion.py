@@ -11,7 +11,10 @@ base in the turn's session) and variants of it: a neighbour length ratio, a cap 
 length of a turn that may borrow (here in words; the engine counts analyzed terms:
 stop words out, date words in), a per-session diversity penalty. The baseline's figures must match
 `memoryd eval` (printed first, as a check: they did, to the third decimal, for dense,
-lexical and the old default). Families to compare are named on the command line; for
+lexical and the default before issue #15). `rank`'s own defaults are that old default
+(neighbour 0.6, no session weight, no cap); its cap counts words, so no setting here is
+exactly the engine's new default, and it groups turns by session id only (the engine
+counts a message without one as a session of its own; both datasets set one). Families to compare are named on the command line; for
 each, the best setting on one dataset (LoCoMo: mean of R@5 and R@10; LongMemEval: mean
 of turn@5 and turn@10) is reported on the other. numpy only.
 """

@@ -326,7 +326,8 @@ pub enum Query {
 #[serde(rename_all = "lowercase")]
 pub enum SearchMode {
     /// Dense and BM25 scores fused (each normalized over the candidates), then each
-    /// candidate lifted by its best neighbouring turn ([`HybridParams`]). The default.
+    /// candidate lifted by its best neighbouring turn (unless it is long) and by the
+    /// best turn of its session ([`HybridParams`]). The default.
     /// A vector query has no text to match, so it ranks as `dense`.
     #[default]
     Hybrid,
@@ -442,7 +443,8 @@ pub struct Hit {
     /// The namespace it was found in (an ancestor's with `scope: inherit`).
     pub namespace: String,
     /// Ranking score, higher is better. `dense`: cosine similarity to the query, in
-    /// [-1, 1]. `lexical`: BM25. `hybrid`: the fused score, in [0, 1 + neighbor_weight].
+    /// [-1, 1]. `lexical`: BM25. `hybrid`: the fused score, in
+    /// [0, 1 + neighbor_weight + session_weight] ([0, 2.5] with the defaults).
     pub score: f32,
     /// The message, when `kind` is `message`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -389,7 +389,11 @@ mod tests {
             11 => [Some(10), None],
             _ => [None, None],
         };
-        let params = HybridParams::default();
+        // The neighbour rule alone (the session weight has its own test).
+        let params = HybridParams {
+            session_weight: 0.0,
+            ..HybridParams::default()
+        };
         let r = fuse(&pool, &extra, nb, |_| None, &params);
         let order: Vec<u64> = r.iter().map(|s| s.seq).collect();
         assert_eq!(order, [10, 11, 20, 30]);

@@ -534,4 +534,36 @@ mod tests {
         // Statistics now count 400 documents instead of 1000.
         assert!((idx.score(&q, 997) - before).abs() > 1e-4);
     }
+
+    #[test]
+    fn sessions_group_messages_with_a_session_id_only() {
+        let mut idx = LexicalIndex::new();
+        idx.push_message(0, &msg("a", "one"));
+        idx.push_message(1, &msg("b", "two"));
+        idx.push_message(2, &msg("a", "three"));
+        let mut loose = msg("x", "four");
+        loose.session_id = None;
+        idx.push_message(3, &loose);
+        idx.push_message(4, &loose);
+        idx.push_text(5, "an entry");
+        assert_eq!(idx.session(0), idx.session(2));
+        assert!(idx.session(0).is_some());
+        assert_ne!(idx.session(0), idx.session(1));
+        // Messages without a session id are chained as neighbours, but are no
+        // session: the hybrid session weight treats each as its own.
+        assert_eq!(idx.neighbors(4), [Some(3), None]);
+        assert_eq!([idx.session(3), idx.session(4)], [None, None]);
+        assert_eq!([idx.session(5), idx.session(99)], [None, None]);
+        // Still after tombstones are compacted away.
+        for i in 6..800u64 {
+            idx.push_message(i, &msg("c", "filler"));
+        }
+        for i in 6..800u64 {
+            assert!(idx.remove(i));
+        }
+        assert!(idx.docs.len() < 800, "compacted");
+        assert_eq!(idx.session(0), idx.session(2));
+        assert!(idx.session(0).is_some());
+        assert_eq!(idx.session(3), None);
+    }
 }
