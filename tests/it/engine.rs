@@ -1073,12 +1073,11 @@ fn lexical_index_follows_deletes_summaries_and_restarts() {
     });
 }
 
-/// `neighbor_length_ratio`: a long turn no longer borrows the score of the
-/// short turn before it, while the short turn still borrows from the long one
-/// (and with the ratio off, both borrow).
-#[test]
-fn a_long_reply_does_not_ride_on_the_short_turn_before_it() {
-    use memoryd::{Access, HitKind, HybridParams, NewMessage, Role, SearchRequest};
+/// Scores of a short user turn and the long reply after it (~60 analyzed terms;
+/// the short turn and the "thanks" after the reply have under 10), asked with
+/// each of `settings` in turn: `(short, long)` per setting.
+fn short_and_long_reply_scores(settings: &[memoryd::HybridParams]) -> Vec<(f32, f32)> {
+    use memoryd::{Access, HitKind, NewMessage, Role, SearchRequest};
     let dir = tempfile::tempdir().unwrap();
     let mut c = memoryd::EngineConfig::with_data_dir(dir.path());
     c.summarize.enabled = false;
@@ -1105,33 +1104,39 @@ fn a_long_reply_does_not_ride_on_the_short_turn_before_it() {
             .collect();
         let stored = e.add_batch(&me, "chat", msgs).await.unwrap();
         let (short, long) = (&stored[0].id, &stored[1].id);
-        let score = |ratio: f32| {
-            let e = e.clone();
-            let me = me.clone();
-            async move {
-                let mut r = SearchRequest::text("lighthouse keeper Rex", 10)
-                    .with_kinds(vec![HitKind::Message]);
-                r.hybrid = Some(HybridParams {
-                    neighbor_length_ratio: ratio,
-                    neighbor_max_terms: 0,
-                    ..HybridParams::default()
-                });
-                let hits = e.search(&me, "chat", r).await.unwrap().hits;
-                let of = |id: &str| hits.iter().find(|h| h.id == id).map(|h| h.score).unwrap();
-                (of(short), of(long))
-            }
-        };
-        let (short_off, long_off) = score(0.0).await;
-        let (short_on, long_on) = score(4.0).await;
-        assert!(
-            long_on < long_off,
-            "the long reply still borrows: {long_on} vs {long_off}"
-        );
-        assert_eq!(
-            short_on, short_off,
-            "the short turn still borrows from the reply"
-        );
-    });
+        let mut out = Vec::new();
+        for p in settings {
+            let mut r =
+                SearchRequest::text("lighthouse keeper Rex", 10).with_kinds(vec![HitKind::Message]);
+            r.hybrid = Some(*p);
+            let hits = e.search(&me, "chat", r).await.unwrap().hits;
+            let of = |id: &str| hits.iter().find(|h| h.id == id).map(|h| h.score).unwrap();
+            out.push((of(short), of(long)));
+        }
+        out
+    })
+}
+
+/// `neighbor_length_ratio`: a long turn no longer borrows the score of the
+/// short turn before it, while the short turn still borrows from the long one
+/// (and with the ratio off, both borrow).
+#[test]
+fn a_long_reply_does_not_ride_on_the_short_turn_before_it() {
+    let ratio = |neighbor_length_ratio| memoryd::HybridParams {
+        neighbor_length_ratio,
+        neighbor_max_terms: 0,
+        ..Default::default()
+    };
+    let s = short_and_long_reply_scores(&[ratio(0.0), ratio(4.0)]);
+    let [(short_off, long_off), (short_on, long_on)] = [s[0], s[1]];
+    assert!(
+        long_on < long_off,
+        "the long reply still borrows: {long_on} vs {long_off}"
+    );
+    assert_eq!(
+        short_on, short_off,
+        "the short turn still borrows from the reply"
+    );
 }
 
 /// `neighbor_max_terms`: a turn longer than the cap borrows nothing from the
@@ -1139,57 +1144,18 @@ fn a_long_reply_does_not_ride_on_the_short_turn_before_it() {
 /// (and with no cap, both borrow).
 #[test]
 fn a_turn_over_the_term_cap_borrows_no_neighbour_score() {
-    use memoryd::{Access, HitKind, HybridParams, NewMessage, Role, SearchRequest};
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = memoryd::EngineConfig::with_data_dir(dir.path());
-    c.summarize.enabled = false;
-    let e = memoryd::Engine::open_with_embedder(
-        c,
-        std::sync::Arc::new(memoryd::embed::HashEmbedder::new(16)),
-    )
-    .unwrap();
-    let rt = crate::common::rt();
-    rt.block_on(async {
-        let me = Access::full();
-        let filler = "the weather was mild and we talked about many other things for a long while \
-            including recipes gardens trains books films music travel plans budgets schedules \
-            holidays neighbours weekends mornings evenings and more";
-        let turns = [
-            (Role::User, "my lighthouse keeper is called Rex".to_owned()),
-            (Role::Assistant, [filler; 3].join(" ")),
-            (Role::User, "thanks".to_owned()),
-        ];
-        let msgs: Vec<NewMessage> = turns
-            .into_iter()
-            .map(|(r, t)| NewMessage::new(r, t).with_session("s1"))
-            .collect();
-        let stored = e.add_batch(&me, "chat", msgs).await.unwrap();
-        let (short, long) = (&stored[0].id, &stored[1].id);
-        let score = |cap: u32| {
-            let e = e.clone();
-            let me = me.clone();
-            async move {
-                let mut r = SearchRequest::text("lighthouse keeper Rex", 10)
-                    .with_kinds(vec![HitKind::Message]);
-                r.hybrid = Some(HybridParams {
-                    neighbor_max_terms: cap,
-                    ..HybridParams::default()
-                });
-                let hits = e.search(&me, "chat", r).await.unwrap().hits;
-                let of = |id: &str| hits.iter().find(|h| h.id == id).map(|h| h.score).unwrap();
-                (of(short), of(long))
-            }
-        };
-        let (short_off, long_off) = score(0).await;
-        // The reply has ~60 terms, "thanks" and the first turn under 10.
-        let (short_on, long_on) = score(10).await;
-        assert!(
-            long_on < long_off,
-            "the long reply still borrows: {long_on} vs {long_off}"
-        );
-        assert_eq!(
-            short_on, short_off,
-            "the short turn still borrows from the reply"
-        );
-    });
+    let cap = |neighbor_max_terms| memoryd::HybridParams {
+        neighbor_max_terms,
+        ..Default::default()
+    };
+    let s = short_and_long_reply_scores(&[cap(0), cap(10)]);
+    let [(short_off, long_off), (short_on, long_on)] = [s[0], s[1]];
+    assert!(
+        long_on < long_off,
+        "the long reply still borrows: {long_on} vs {long_off}"
+    );
+    assert_eq!(
+        short_on, short_off,
+        "the short turn still borrows from the reply"
+    );
 }
