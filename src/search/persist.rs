@@ -6,7 +6,7 @@
 //! SHA-256(name)>/`), one generation directory per dump:
 //! ```text
 //! g-<generation>/graph.hnsw.graph   hnsw_rs `file_dump` (links)
-//! g-<generation>/graph.hnsw.data    hnsw_rs `file_dump` (the vectors)
+//! g-<generation>/graph.hnsw.data    hnsw_rs `file_dump` (the vectors, f16 since format 2)
 //! g-<generation>/rows.bin           the row (seq) of every graph position, u64 LE
 //! g-<generation>/manifest.json      written last: namespace, shape, sizes, CRC-32s
 //! ```
@@ -19,7 +19,8 @@
 //!
 //! A dump holds vectors and row numbers, never text. What a reload may use is
 //! decided against the store by the caller ([`super::vector::NamespaceIndex::restore`]):
-//! a position counts only if its row is live and its stored vector is bit-identical.
+//! a position counts only if its row is live and its stored vector rounds to
+//! the dump's f16 vector bit for bit.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -27,14 +28,16 @@ use std::path::{Path, PathBuf};
 
 use hnsw_rs::api::AnnT;
 use hnsw_rs::hnswio::HnswIo;
-use hnsw_rs::prelude::{DistDot, Hnsw};
+
+use super::vector::{DistDotF16, GraphF16};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::core::params::IndexConfig;
 
-/// Version of the layout above; a dump of another version is discarded.
-const FORMAT: u32 = 1;
+/// Version of the layout above; a dump of another version is discarded (and the
+/// graph rebuilt in the background). 1: f32 points; 2: f16 points (issue 19).
+const FORMAT: u32 = 2;
 const BASENAME: &str = "graph";
 const MANIFEST: &str = "manifest.json";
 const ROWS: &str = "rows.bin";
@@ -67,7 +70,7 @@ struct Manifest {
 /// A reloaded graph and the row of each of its positions (`seqs[p]` for `p`).
 pub struct Loaded {
     /// The graph; hnsw_rs's own copy of the vectors included.
-    pub hnsw: Hnsw<'static, f32, DistDot>,
+    pub hnsw: GraphF16,
     /// Row of every position, `len` entries.
     pub seqs: Vec<u64>,
 }
@@ -122,7 +125,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 pub fn dump(
     dir: &Path,
     namespace: &str,
-    hnsw: &Hnsw<'static, f32, DistDot>,
+    hnsw: &GraphF16,
     seqs: &[u64],
     dim: usize,
     config: &IndexConfig,
@@ -153,7 +156,7 @@ pub fn dump(
 fn write_generation(
     gen_dir: &Path,
     namespace: &str,
-    hnsw: &Hnsw<'static, f32, DistDot>,
+    hnsw: &GraphF16,
     seqs: &[u64],
     dim: usize,
     config: &IndexConfig,
@@ -299,7 +302,7 @@ fn read(gen_dir: &Path, manifest: &Manifest) -> Result<Loaded, String> {
         // Moved out of the capture (the closure is then FnOnce and the reader's
         // borrow can be 'static).
         let io = io;
-        io.load_hnsw::<f32, DistDot>()
+        io.load_hnsw::<u16, DistDotF16>()
     }))
     .map_err(|_| "hnsw_rs panicked reading the dump".to_owned())?
     .map_err(|e| e.to_string())?;

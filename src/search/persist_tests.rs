@@ -176,3 +176,23 @@ fn damage_behind_a_matching_manifest_loads_nothing() {
         );
     }
 }
+
+/// A dump written before the graph stored f16 points (format 1: f32 vectors in
+/// its data file) is discarded, not read as f16: the graph is then rebuilt.
+#[test]
+fn a_format_1_dump_of_f32_points_is_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, sa) = graph(40, 4);
+    dump(dir.path(), "t", &a, &sa, 8, &IndexConfig::default()).unwrap();
+    let path = dir.path().join("g-1").join(MANIFEST);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        manifest["format"], FORMAT,
+        "dumps are written at the current format"
+    );
+    manifest["format"] = 1.into();
+    fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    assert!(load(dir.path(), "t", 8, &IndexConfig::default()).is_none());
+    assert!(gens(dir.path()).is_empty(), "the old generation is deleted");
+}

@@ -15,7 +15,11 @@
 //! graph reloaded from a dump ([`NamespaceIndex::restore`]) serves at once with
 //! the rows written after the dump in its tail. Each vector is held once: rows in
 //! the graph are read from hnsw_rs's points, only the tail (and every row of a
-//! namespace without a graph) from this index's own contiguous array. Deletes are tombstones; a graph over-fetches and drops them, and
+//! namespace without a graph) from this index's own contiguous array of f32.
+//! The graph's points are f16 (half the bytes: 768 B a vector at 384
+//! dimensions, the largest part of a message's memory at scale; issue 19), and
+//! rows in the graph are scored as f32 query · f16 vector ([`crate::simd::dot_f16`]:
+//! a cosine off by ~3e-5, at most ~5e-4). Deletes are tombstones; a graph over-fetches and drops them, and
 //! [`NamespaceIndex::needs_rebuild`] asks for a rebuild once they pass
 //! [`IndexConfig::rebuild_dead_ratio`]. hnsw_rs has no delete, and its
 //! `search_filter` disables early stopping (63 ms instead of 1.2 ms at 100k with
@@ -28,11 +32,11 @@ use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use hnsw_rs::hnsw::Point;
-use hnsw_rs::prelude::{DistDot, Hnsw};
+use hnsw_rs::prelude::{Distance, Hnsw};
 
 use crate::core::params::IndexConfig;
 use crate::core::types::{Filter, HitKind, Message, Summary};
-use crate::simd::dot;
+use crate::simd::{dot, dot_f16, dot_f16_f16, from_f16, to_f16};
 
 /// Which way a search went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,10 +200,24 @@ impl RowFilter {
     }
 }
 
+/// The graph's distance between two f16 unit vectors (bit patterns):
+/// `max(0, 1 − a·b)`, as hnsw_rs's `DistDot` computes it on f32.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DistDotF16;
+
+impl Distance<u16> for DistDotF16 {
+    fn eval(&self, a: &[u16], b: &[u16]) -> f32 {
+        (1.0 - dot_f16_f16(a, b)).max(0.0)
+    }
+}
+
+/// An HNSW graph over f16 points (IEEE binary16 bit patterns).
+pub type GraphF16 = Hnsw<'static, u16, DistDotF16>;
+
 /// The HNSW graph of a namespace. Only the namespace's maintenance thread
 /// inserts into it (hnsw_rs inserts through `&self`), which is what lets a dump
 /// be written while searches go on.
-pub type SharedGraph = Arc<Hnsw<'static, f32, DistDot>>;
+pub type SharedGraph = Arc<GraphF16>;
 
 struct Graph {
     hnsw: SharedGraph,
@@ -248,14 +266,17 @@ pub fn set_graph_threads(threads: usize) -> bool {
     pool_of(threads).map(|p| p.current_num_threads()) == Some(resolve_threads(threads))
 }
 
-/// Inserts `(vector, position)` items, in parallel on [`graph_pool`] when there
-/// are enough of them.
-fn insert_all(hnsw: &Hnsw<'static, f32, DistDot>, items: &[(&[f32], usize)]) {
+/// Inserts f32 vectors `[n · dim]` at positions `from..from + n`, rounded to
+/// f16, in parallel on [`graph_pool`] when there are enough of them.
+fn insert_all(hnsw: &GraphF16, vectors: &[f32], dim: usize, from: usize) {
+    let halves = to_f16(vectors);
+    let items: Vec<(&[u16], usize)> = halves
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, v)| (v, from + i))
+        .collect();
     match graph_pool() {
-        Some(pool) if items.len() >= 64 => {
-            let items = items.to_vec();
-            pool.install(|| hnsw.parallel_insert_slice(&items))
-        }
+        Some(pool) if items.len() >= 64 => pool.install(|| hnsw.parallel_insert_slice(&items)),
         _ => items.iter().for_each(|&item| hnsw.insert_slice(item)),
     }
 }
@@ -281,11 +302,10 @@ impl Row {
 pub struct NamespaceIndex {
     dim: usize,
     config: IndexConfig,
-    /// The vectors of positions `0..points.len()`, which the graph holds: each
-    /// vector is stored once, in hnsw_rs's point, not also here (1.5 KiB a row at
-    /// 384 dimensions).
-    points: Vec<Arc<Point<'static, f32>>>,
-    /// The vectors of positions `points.len()..`, row-major `[n · dim]`.
+    /// The vectors of positions `0..points.len()`, which the graph holds as f16:
+    /// each vector is stored once, in hnsw_rs's point, not also here.
+    points: Vec<Arc<Point<'static, u16>>>,
+    /// The vectors of positions `points.len()..`, row-major f32 `[n · dim]`.
     vectors: Vec<f32>,
     rows: Vec<Row>,
     by_seq: HashMap<u64, usize>,
@@ -310,15 +330,28 @@ impl NamespaceIndex {
         }
     }
 
-    /// The vector of position `i` `[dim]`.
+    /// Cosine of position `i` to the unit vector `query` (f32 · f16 for rows
+    /// read from the graph's points).
     #[inline]
-    fn vec(&self, i: usize) -> &[f32] {
+    fn score(&self, query: &[f32], i: usize) -> f32 {
         match self.points.get(i) {
-            Some(p) => p.get_v(),
-            None => {
-                let j = i - self.points.len();
-                &self.vectors[j * self.dim..(j + 1) * self.dim]
-            }
+            Some(p) => dot_f16(query, p.get_v()),
+            None => dot(query, self.own(i)),
+        }
+    }
+
+    /// The f32 vector of position `i` `[dim]` when this index holds it (not a graph point).
+    #[inline]
+    fn own(&self, i: usize) -> &[f32] {
+        let j = i - self.points.len();
+        &self.vectors[j * self.dim..(j + 1) * self.dim]
+    }
+
+    /// The vector of position `i` `[dim]` as f32 (widened from f16 for a graph point).
+    fn vec_f32(&self, i: usize) -> std::borrow::Cow<'_, [f32]> {
+        match self.points.get(i) {
+            Some(p) => std::borrow::Cow::Owned(from_f16(p.get_v())),
+            None => std::borrow::Cow::Borrowed(self.own(i)),
         }
     }
 
@@ -330,7 +363,7 @@ impl NamespaceIndex {
         if upto <= base {
             return;
         }
-        let mut slot: Vec<Option<Arc<Point<'static, f32>>>> = vec![None; upto - base];
+        let mut slot: Vec<Option<Arc<Point<'static, u16>>>> = vec![None; upto - base];
         for p in g.hnsw.get_point_indexation() {
             let id = p.get_origin_id();
             if (base..upto).contains(&id) && p.get_v().len() == self.dim {
@@ -527,20 +560,14 @@ impl NamespaceIndex {
             "built from an index without a graph"
         );
         let n = self.rows.len();
-        let hnsw = Hnsw::<f32, DistDot>::new(
+        let hnsw = GraphF16::new(
             self.config.m,
             n.max(1024),
             HNSW_MAX_LAYER,
             self.config.ef_construction,
-            DistDot,
+            DistDotF16,
         );
-        let items: Vec<(&[f32], usize)> = self
-            .vectors
-            .chunks_exact(self.dim)
-            .enumerate()
-            .map(|(i, v)| (v, i))
-            .collect();
-        insert_all(&hnsw, &items);
+        insert_all(&hnsw, &self.vectors, self.dim, 0);
         let dead = self.rows.iter().filter(|r| !r.alive).count();
         self.graph = Some(Graph {
             hnsw: Arc::new(hnsw),
@@ -597,7 +624,7 @@ impl NamespaceIndex {
         }
         let mut vectors = Vec::with_capacity((to - from) * self.dim);
         for i in from..to {
-            vectors.extend_from_slice(self.vec(i));
+            vectors.extend_from_slice(&self.vec_f32(i));
         }
         Some((g.hnsw.clone(), from, vectors))
     }
@@ -607,12 +634,7 @@ impl NamespaceIndex {
     /// searches ignore positions past the graph's `len` until
     /// [`Self::graph_extended`] moves it).
     pub fn insert_tail(graph: &SharedGraph, from: usize, vectors: &[f32], dim: usize) {
-        let items: Vec<(&[f32], usize)> = vectors
-            .chunks_exact(dim)
-            .enumerate()
-            .map(|(i, v)| (v, from + i))
-            .collect();
-        insert_all(graph, &items);
+        insert_all(graph, vectors, dim, from);
     }
 
     /// Moves the graph's end to `to` after [`Self::insert_tail`] inserted
@@ -633,19 +655,17 @@ impl NamespaceIndex {
 
     /// Adopts a graph reloaded from a dump whose position `p` held row `seqs[p]`.
     /// Rows are reordered so that every position whose row is live here with a
-    /// bit-identical vector keeps it; other positions become tombstones (the row
-    /// was deleted, or an entry was renumbered). Live rows the dump lacks are
-    /// appended after it: the tail, scanned exactly until maintenance inserts it.
-    /// Returns how many positions became tombstones.
+    /// vector that rounds to the point's f16 vector bit for bit keeps it; other
+    /// positions become tombstones (the row was deleted, or an entry was
+    /// renumbered). Live rows the dump lacks are appended after it: the tail,
+    /// scanned exactly until maintenance inserts it. The graph's points become
+    /// the vectors of positions `0..n` (no copy is kept). Returns how many
+    /// positions became tombstones.
     ///
     /// # Errors
-    /// The dump does not fit (another dimension, points missing or out of range);
-    /// the index is unchanged.
-    pub fn restore(
-        &mut self,
-        hnsw: Hnsw<'static, f32, DistDot>,
-        seqs: Vec<u64>,
-    ) -> Result<usize, String> {
+    /// The dump does not fit (another dimension, points missing or out of
+    /// range, mostly stale positions); the index is unchanged.
+    pub fn restore(&mut self, hnsw: GraphF16, seqs: Vec<u64>) -> Result<usize, String> {
         let n = seqs.len();
         let mut points = vec![None; n];
         for p in hnsw.get_point_indexation() {
@@ -655,39 +675,44 @@ impl NamespaceIndex {
             }
             points[id] = Some(p);
         }
-        let dim = self.dim;
+        let points: Vec<Arc<Point<'static, u16>>> = points
+            .into_iter()
+            .enumerate()
+            .map(|(pos, p)| p.ok_or_else(|| format!("position {pos} has no point")))
+            .collect::<Result<_, _>>()?;
         let mut placed = vec![false; self.rows.len()];
         let mut rows = Vec::with_capacity(self.rows.len().max(n));
-        let mut vectors = Vec::with_capacity(rows.capacity() * dim);
         let mut dead = 0;
-        for (pos, &seq) in seqs.iter().enumerate() {
-            let Some(point) = &points[pos] else {
-                return Err(format!("position {pos} has no point"));
-            };
+        for (point, &seq) in points.iter().zip(&seqs) {
             let stored = point.get_v();
             match self.by_seq.get(&seq) {
-                Some(&i) if !placed[i] && self.vec(i) == stored => {
+                Some(&i)
+                    if !placed[i]
+                        && self
+                            .vec_f32(i)
+                            .iter()
+                            .zip(stored)
+                            .all(|(x, h)| half::f16::from_f32(*x).to_bits() == *h) =>
+                {
                     placed[i] = true;
                     rows.push(self.rows[i]);
-                    vectors.extend_from_slice(stored);
                 }
                 _ => {
                     dead += 1;
                     rows.push(Row::tombstone(seq));
-                    vectors.extend_from_slice(stored);
                 }
             }
         }
-        drop(points);
         if dead > 64 && dead as f32 > self.config.rebuild_dead_ratio * n as f32 {
             // Mostly stale (e.g. a namespace deleted and created again before a
             // crash): tombstones would make every search walk most of the graph.
             return Err(format!("{dead} of {n} positions are stale"));
         }
+        let mut tail = Vec::new();
         for (i, r) in self.rows.iter().enumerate() {
             if !placed[i] {
                 rows.push(*r);
-                vectors.extend_from_slice(self.vec(i));
+                tail.extend_from_slice(&self.vec_f32(i));
             }
         }
         self.by_seq = rows
@@ -698,15 +723,14 @@ impl NamespaceIndex {
             .collect();
         self.live = self.by_seq.len();
         self.rows = rows;
-        self.points = Vec::new();
-        self.vectors = vectors;
+        self.points = points;
+        self.vectors = tail;
         self.graph = Some(Graph {
             hnsw: Arc::new(hnsw),
             len: n,
             dead,
             dumped: n,
         });
-        self.adopt_points(n);
         Ok(dead)
     }
 
@@ -717,7 +741,7 @@ impl NamespaceIndex {
         for (i, r) in self.rows.iter().enumerate() {
             if r.alive {
                 rows.push(*r);
-                vectors.extend_from_slice(self.vec(i));
+                vectors.extend_from_slice(&self.vec_f32(i));
             }
         }
         Snapshot {
@@ -745,10 +769,10 @@ impl NamespaceIndex {
         }
         for i in snapshot_upto..self.rows.len() {
             let r = self.rows[i];
-            let v = self.vec(i);
+            let v = self.vec_f32(i);
             let idx = rebuilt.rows.len();
             rebuilt.rows.push(Row { alive: true, ..r });
-            rebuilt.vectors.extend_from_slice(v);
+            rebuilt.vectors.extend_from_slice(&v);
             rebuilt.by_seq.insert(r.seq, idx);
             rebuilt.live += 1;
             if !r.alive {
@@ -837,18 +861,18 @@ impl NamespaceIndex {
         let fetch = (wanted + graph.dead).min(graph.len);
         let ef = self.config.ef_search.max(fetch);
         let mut top = TopK::new(k);
-        let at = |i: usize| self.vec(i);
         if fetch > 0 {
-            for n in graph.hnsw.search(query, fetch, ef) {
+            for n in graph.hnsw.search(&to_f16(query), fetch, ef) {
                 let idx = n.d_id;
                 // Positions past `len` are being inserted; the tail scan has them.
                 if idx < graph.len
                     && let Some(r) = self.rows.get(idx)
                     && filter.matches(r)
                 {
-                    // Exact scores (DistDot clamps at 0 and loses the sign).
+                    // f32 query · f16 point (the graph's distance clamps at 0
+                    // and loses the sign).
                     top.push(Scored {
-                        score: dot(query, at(idx)),
+                        score: self.score(query, idx),
                         seq: r.seq,
                     });
                 }
@@ -858,7 +882,7 @@ impl NamespaceIndex {
         for idx in graph.len..self.rows.len() {
             if filter.matches(&self.rows[idx]) {
                 top.push(Scored {
-                    score: dot(query, at(idx)),
+                    score: self.score(query, idx),
                     seq: self.rows[idx].seq,
                 });
             }
@@ -891,7 +915,7 @@ impl NamespaceIndex {
     /// (`None` for unknown or deleted rows).
     pub fn similarity(&self, query: &[f32], seq: u64) -> Option<f32> {
         let &i = self.by_seq.get(&seq)?;
-        Some(dot(query, self.vec(i)))
+        Some(self.score(query, i))
     }
 
     fn exact(&self, query: &[f32], k: usize, filter: &RowFilter) -> Vec<Scored> {
@@ -899,7 +923,7 @@ impl NamespaceIndex {
         for (i, r) in self.rows.iter().enumerate() {
             if filter.matches(r) {
                 top.push(Scored {
-                    score: dot(query, self.vec(i)),
+                    score: self.score(query, i),
                     seq: r.seq,
                 });
             }

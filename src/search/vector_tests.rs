@@ -357,3 +357,38 @@ fn a_dump_that_does_not_fit_is_refused() {
     assert!(!changed.has_graph());
     assert_eq!(changed.search(&vs[3], 5, &all(), false), before);
 }
+
+/// Rows in the graph are scored from its f16 points (f32 query · f16 vector),
+/// within 5e-4 of the f32 cosine; tail rows (not yet in the graph) from their
+/// f32 copy, exactly.
+#[test]
+fn graph_rows_score_against_their_f16_point_and_tail_rows_exactly() {
+    use crate::simd::{dot, dot_f16, to_f16};
+    let (idx, vs) = build(1000, 500);
+    let mut g = NamespaceIndex::rebuilt_from(&idx.snapshot());
+    assert!(g.has_graph());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let late = unit(&mut rng, 32);
+    g.push(9_999, &msg(0), &late);
+    let q = unit(&mut rng, 32);
+    let mut rounded = 0;
+    for (i, v) in vs.iter().enumerate() {
+        let got = g.similarity(&q, i as u64 + 1).unwrap();
+        assert_eq!(
+            got,
+            dot_f16(&q, &to_f16(v)),
+            "row {i} is scored from its f16 point"
+        );
+        assert!((got - dot(&q, v)).abs() < 5e-4);
+        rounded += usize::from(got != dot(&q, v));
+    }
+    assert!(
+        rounded > 500,
+        "only {rounded} of 1000 scores differ from f32: points are not f16"
+    );
+    assert_eq!(
+        g.similarity(&q, 9_999).unwrap(),
+        dot(&q, &late),
+        "the tail is f32"
+    );
+}
