@@ -21,6 +21,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use memoryd::server::{self, AppState, ServerConfig};
 use memoryd::summarize::LlmConfig;
+
+/// mimalloc instead of the system allocator. An HNSW graph is millions of
+/// small allocations (hnsw_rs holds each neighbour link in an `Arc` of 32
+/// bytes, which glibc's malloc pads to 48); mimalloc's size classes carry no
+/// per-allocation header. Measured with `cargo bench --bench scale` (README,
+/// "One node at scale"). `--features system-alloc` keeps the system allocator.
+#[cfg(not(feature = "system-alloc"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use memoryd::{
     Access, Engine, EngineConfig, HybridParams, IndexConfig, Limits, ModelConfig, NewMessage,
     SearchMode, SearchRequest, SummarizeConfig,
@@ -680,6 +689,8 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
             Ok(())
         }
         Command::Stats => {
+            // The graph reloads that open started, so their counts are final.
+            engine.wait_graph_reloads().await;
             println!("{}", serde_json::to_string_pretty(&engine.stats())?);
             Ok(())
         }

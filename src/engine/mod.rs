@@ -271,27 +271,31 @@ impl Engine {
         let engine = Engine { inner };
         let states: Vec<Arc<NamespaceState>> =
             engine.inner.namespaces.read().values().cloned().collect();
-        restore_graphs(&engine.inner, &states);
-        // Graph builds and tail inserts run on one background thread, namespace
-        // after namespace: open never waits for a graph; until a namespace has
-        // one, it is served by an exact scan (correct, slower).
-        let pending: Vec<Arc<NamespaceState>> = states
-            .into_iter()
-            .filter(|ns| ns.index.needs_maintenance())
-            .collect();
-        if !pending.is_empty() {
-            let spawned = std::thread::Builder::new()
-                .name("memoryd-index-open".into())
-                .spawn(move || {
-                    for ns in pending {
-                        if !ns.deleted.load(std::sync::atomic::Ordering::Acquire) {
-                            ns.index.maintain();
-                        }
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start the index maintenance thread");
+        // Graph dumps are reloaded, then graph builds and tail inserts run, on one
+        // background thread, namespace after namespace: open waits for neither
+        // (a reload reads ~1 GB at 1M vectors). Until a namespace has its graph
+        // it is served by an exact scan (correct, slower); a claimed namespace's
+        // maintenance waits for its reload instead of building from scratch.
+        let claimed = claim_graphs(&engine.inner, &states);
+        let inner = Arc::clone(&engine.inner);
+        let work = move || {
+            restore_graphs(&inner, &claimed);
+            for ns in states {
+                if !ns.deleted.load(std::sync::atomic::Ordering::Acquire)
+                    && ns.index.needs_maintenance()
+                {
+                    ns.index.maintain();
+                }
             }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("memoryd-index-open".into())
+            .spawn(work)
+        {
+            // Without the thread claimed namespaces would keep their claim (and
+            // no graph) for good.
+            tracing::error!(error = %e, "cannot start the index maintenance thread");
+            return Err(Error::Io(e));
         }
         let mut jobs: Vec<Box<dyn Job<Inner>>> = vec![Box::new(RetentionJob {
             last: Mutex::new(None),
@@ -538,20 +542,22 @@ async fn load_records(inner: &Arc<Inner>) -> Result<usize> {
 /// Reloads the graph dumps of the namespaces large enough for a graph and
 /// deletes dump directories no loaded namespace owns (deleted namespaces, or a
 /// crash between a namespace's deletion and its dump's removal).
-fn restore_graphs(inner: &Arc<Inner>, states: &[Arc<NamespaceState>]) {
+/// Claims the namespaces whose graph dump will be reloaded
+/// ([`crate::search::SearchIndex::claim_restore`]) and deletes the dump
+/// directories of namespaces that no longer exist. Returns the claimed ones.
+fn claim_graphs(inner: &Arc<Inner>, states: &[Arc<NamespaceState>]) -> Vec<Arc<NamespaceState>> {
     let Some(root) = inner.graph_root() else {
-        return;
+        return Vec::new();
     };
-    let started = Instant::now();
     let mut owned = std::collections::HashSet::new();
-    let mut reloaded = 0;
+    let mut claimed = Vec::new();
     for ns in states {
         owned.insert(crate::search::persist::namespace_dir(
             &root,
             ns.name.as_str(),
         ));
-        if ns.index.restore() {
-            reloaded += 1;
+        if ns.index.claim_restore() {
+            claimed.push(Arc::clone(ns));
         }
     }
     if let Ok(entries) = std::fs::read_dir(&root) {
@@ -561,9 +567,22 @@ fn restore_graphs(inner: &Arc<Inner>, states: &[Arc<NamespaceState>]) {
             }
         }
     }
-    inner
-        .graphs_reloaded
-        .store(reloaded, std::sync::atomic::Ordering::Relaxed);
+    claimed
+}
+
+/// Reloads the claimed namespaces' graph dumps, one after another (on the
+/// open's background thread), counting them in [`Stats::graphs_reloaded`].
+fn restore_graphs(inner: &Arc<Inner>, claimed: &[Arc<NamespaceState>]) {
+    let started = Instant::now();
+    let mut reloaded = 0;
+    for ns in claimed {
+        if ns.index.restore() {
+            reloaded += 1;
+            inner
+                .graphs_reloaded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     if reloaded > 0 {
         tracing::info!(
             graphs = reloaded,

@@ -174,6 +174,9 @@ pub struct IndexCounts {
     pub graph_tail: usize,
     /// Graph positions covered by the newest dump on disk (0: none).
     pub graph_dumped: usize,
+    /// A graph dump is being reloaded in the background after open (the
+    /// namespace is served by an exact scan until it is in).
+    pub graph_reloading: bool,
 }
 
 /// The search side of one namespace. Implementations are internally
@@ -209,9 +212,18 @@ pub trait SearchIndex: Send + Sync {
     /// Does that work (seconds at 100k); call it on a background thread. Searches
     /// keep being served meanwhile.
     fn maintain(&self);
-    /// Adopts what an earlier process persisted for this namespace (a graph dump),
-    /// after the records were inserted on open. Returns whether anything was
-    /// adopted; blocking (reads files). Default: nothing is persisted.
+    /// Claims the namespace for [`SearchIndex::restore`], on open after the
+    /// records were inserted and before the engine serves: until the reload
+    /// ends, maintenance leaves the namespace alone instead of building a graph
+    /// from scratch. Returns whether there may be something to reload (then
+    /// `restore` must follow). Default: nothing is persisted.
+    fn claim_restore(&self) -> bool {
+        false
+    }
+    /// Adopts what an earlier process persisted for this namespace (a graph
+    /// dump) and ends a claim. Returns whether anything was adopted; blocking
+    /// (reads files: ~1 GB at 1M vectors), so the engine runs it on a
+    /// background thread while searches are served. Default: nothing.
     fn restore(&self) -> bool {
         false
     }
@@ -245,8 +257,11 @@ pub struct InProcessIndex {
     config: IndexConfig,
     vector: RwLock<NamespaceIndex>,
     lexical: RwLock<LexicalIndex>,
-    /// Held (true) by the one maintenance thread of the namespace.
+    /// Held (true) by the one maintenance thread of the namespace, or by a
+    /// claimed reload ([`SearchIndex::claim_restore`]).
     rebuilding: AtomicBool,
+    /// A claimed reload has not ended.
+    restoring: AtomicBool,
     /// Where this namespace's graph dumps go ([`persist`]); `None`: not persisted.
     dumps: Option<PathBuf>,
     /// Set by [`SearchIndex::discard`]: no more dumps.
@@ -270,6 +285,7 @@ impl InProcessIndex {
             config,
             lexical: RwLock::new(LexicalIndex::new()),
             rebuilding: AtomicBool::new(false),
+            restoring: AtomicBool::new(false),
             dumps,
             discarded: AtomicBool::new(false),
         }
@@ -439,6 +455,7 @@ impl SearchIndex for InProcessIndex {
             graph: idx.has_graph(),
             graph_tail: idx.tail_len(),
             graph_dumped: idx.dumped(),
+            graph_reloading: self.restoring.load(Ordering::Acquire),
         }
     }
 
@@ -488,12 +505,34 @@ impl SearchIndex for InProcessIndex {
         }
     }
 
-    fn restore(&self) -> bool {
+    fn claim_restore(&self) -> bool {
         let Some(dir) = &self.dumps else { return false };
-        let live = self.vector.read().len();
-        if live < self.config.exact_threshold {
-            // Not deleted: an engine opened with another threshold (say `memoryd
-            // check` without the server's flags) must not cost the server its dump.
+        // Below the threshold nothing is reloaded. Not deleted either: an engine
+        // opened with another threshold (say `memoryd check` without the
+        // server's flags) must not cost the server its dump.
+        if !dir.exists() || self.vector.read().len() < self.config.exact_threshold {
+            return false;
+        }
+        if self.rebuilding.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.restoring.store(true, Ordering::Release);
+        true
+    }
+
+    fn restore(&self) -> bool {
+        /// Ends the claim however the reload ends.
+        struct Release<'a>(&'a InProcessIndex);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                if self.0.restoring.swap(false, Ordering::AcqRel) {
+                    self.0.rebuilding.store(false, Ordering::Release);
+                }
+            }
+        }
+        let _release = Release(self);
+        let Some(dir) = &self.dumps else { return false };
+        if self.vector.read().len() < self.config.exact_threshold {
             return false;
         }
         let started = Instant::now();
@@ -610,5 +649,88 @@ mod tests {
             .map(|(i, s)| (*i, s.seq))
             .collect();
         assert_eq!(order, [(1, 10), (0, 1), (1, 11), (0, 2)]);
+    }
+
+    /// A namespace claimed for a reload on open is left alone by maintenance (a
+    /// write must not start a build from scratch while the dump is read), is
+    /// served by an exact scan meanwhile, and gets the dump's graph from
+    /// `restore`, which ends the claim.
+    #[test]
+    fn a_claimed_namespace_waits_for_its_reload_instead_of_building() {
+        use crate::core::types::{Message, Role};
+        let dir = tempfile::tempdir().unwrap();
+        let config = IndexConfig {
+            exact_threshold: 200,
+            ..IndexConfig::default()
+        };
+        let msg = |i: usize| Message {
+            id: String::new(),
+            namespace: "t".into(),
+            role: Role::User,
+            name: None,
+            content: format!("m{i}"),
+            timestamp: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            agent_id: None,
+            session_id: None,
+            exchange_id: None,
+            metadata: Default::default(),
+        };
+        let vectors: Vec<Vec<f32>> = (0..300)
+            .map(|i| {
+                let mut v: Vec<f32> = (0..16)
+                    .map(|j| ((i * 31 + j * 7) % 17) as f32 - 8.0)
+                    .collect();
+                crate::embed::l2_normalize(&mut v);
+                v
+            })
+            .collect();
+        let messages: Vec<Message> = (0..300).map(msg).collect();
+        let fill = |index: &InProcessIndex| {
+            let docs: Vec<IndexDoc<'_>> = (0..300)
+                .map(|i| IndexDoc::Message {
+                    row: i as u64 + 1,
+                    message: &messages[i],
+                    vector: &vectors[i],
+                })
+                .collect();
+            index.insert(&docs);
+        };
+        // A first process builds the graph and dumps it.
+        let first = InProcessIndex::new("t", 16, config.clone(), Some(dir.path().to_path_buf()));
+        fill(&first);
+        first.maintain();
+        assert!(first.counts().graph && first.counts().graph_dumped == 300);
+        drop(first);
+
+        // The next open: records inserted, the namespace claimed.
+        let next = InProcessIndex::new("t", 16, config, Some(dir.path().to_path_buf()));
+        fill(&next);
+        assert!(next.claim_restore());
+        assert!(next.counts().graph_reloading);
+        assert!(!next.needs_maintenance(), "claimed: no build from scratch");
+        next.maintain();
+        assert!(
+            !next.counts().graph,
+            "maintenance built a graph during the claim"
+        );
+        let q = RankQuery {
+            text: None,
+            vector: Some(&vectors[5]),
+            mode: SearchMode::Dense,
+            params: HybridParams::default(),
+        };
+        let hits = next
+            .rank(&q, 1, 1, &Filter::default(), &[])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            hits.candidates[0].seq, 6,
+            "served by the exact scan meanwhile"
+        );
+
+        assert!(next.restore(), "the dump is reloaded");
+        let c = next.counts();
+        assert!(c.graph && !c.graph_reloading && c.graph_tail == 0);
+        assert!(!next.needs_maintenance());
     }
 }

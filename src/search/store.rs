@@ -377,6 +377,7 @@ impl SearchIndex for StoreIndex {
             graph: self.graph.load(Ordering::Acquire),
             graph_tail: 0,
             graph_dumped: 0,
+            graph_reloading: false,
         }
     }
 

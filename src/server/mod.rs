@@ -671,6 +671,7 @@ async fn metrics_text(State(s): State<AppState>, Caller(me): Caller) -> Response
         metrics::gauge!("memoryd_disk_bytes").set(stats.disk_bytes as f64);
         metrics::gauge!("memoryd_graph_tail_rows").set(stats.graph_tail_rows as f64);
         metrics::gauge!("memoryd_graph_namespaces").set(stats.graph_namespaces as f64);
+        metrics::gauge!("memoryd_graphs_reloading").set(stats.graphs_reloading as f64);
     }
     match &s.metrics {
         Some(h) => {

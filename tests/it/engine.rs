@@ -693,10 +693,11 @@ fn large_namespace_switches_to_graph() {
         .collect();
     let before = rt.block_on(async {
         let e = memoryd::Engine::open_with_embedder(cfg.clone(), embedder()).unwrap();
-        // Reloaded from its dump, not rebuilt: the graph serves from the first
-        // search (a build would run on a background thread after open).
+        // Reloaded from its dump (in the background after open), not rebuilt.
+        e.wait_graph_reloads().await;
         let stats = e.stats();
         assert_eq!(stats.graphs_reloaded, 1);
+        assert_eq!(stats.graphs_reloading, 0);
         assert_eq!(stats.graph_namespaces, 1);
         assert_eq!(stats.messages, 399);
         let mut out = Vec::new();
@@ -736,6 +737,7 @@ fn large_namespace_switches_to_graph() {
     });
     rt.block_on(async {
         let e = memoryd::Engine::open_with_embedder(cfg.clone(), embedder()).unwrap();
+        e.wait_graph_reloads().await;
         assert_eq!(e.stats().graphs_reloaded, 1);
         e.delete_namespace(&Access::full(), "big").await.unwrap();
         // Deleted by a thread of its own, off the commit.
