@@ -49,9 +49,9 @@
 mod common;
 
 /// The allocator the `memoryd` binary runs with (src/main.rs), so the restarted
-/// processes' RSS is a server's; `--features system-alloc` keeps glibc's for a
-/// comparison.
-#[cfg(not(feature = "system-alloc"))]
+/// processes' RSS is a server's; `--no-default-features` keeps the system's for
+/// a comparison.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -26,8 +26,9 @@ use memoryd::summarize::LlmConfig;
 /// small allocations (hnsw_rs holds each neighbour link in an `Arc` of 32
 /// bytes, which glibc's malloc pads to 48); mimalloc's size classes carry no
 /// per-allocation header. Measured with `cargo bench --bench scale` (README,
-/// "One node at scale"). `--features system-alloc` keeps the system allocator.
-#[cfg(not(feature = "system-alloc"))]
+/// "One node at scale"). Feature `mimalloc` (default); without it the system
+/// allocator.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use memoryd::{
@@ -696,6 +697,8 @@ async fn run(engine: Engine, command: Command) -> Result<()> {
         }
         Command::Audit { command } => audit_cli::run(&engine, command).await,
         Command::Check => {
+            // Check the index as the server will serve it: reloaded graphs included.
+            engine.wait_graph_reloads().await;
             let report = engine.check(&me).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if !report.is_ok() {

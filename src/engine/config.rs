@@ -129,8 +129,8 @@ pub struct EngineConfig {
     /// ... and for this long, `gone`. Default 20 min (10× the timeout).
     pub agent_gone_after: Duration,
     /// Save each namespace's HNSW graph under `<data_dir>/graphs` after it is
-    /// built and as it grows, and reload it on open instead of rebuilding it
-    /// (`search::persist`). Default true.
+    /// built and as it grows, and reload it after open (in the background; exact
+    /// scans meanwhile) instead of rebuilding it (`search::persist`). Default true.
     pub persist_graphs: bool,
     /// Where the state lives: `None` (default) for the embedded sled store in
     /// `<data_dir>/sled`, or a PostgreSQL URL (`postgres://user@host:port/db`,

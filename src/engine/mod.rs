@@ -88,8 +88,11 @@ pub(crate) struct Inner {
     /// When this engine opened: after a restart every agent gets one timeout to
     /// send a heartbeat before it is judged unhealthy.
     opened_at: chrono::DateTime<chrono::Utc>,
-    /// Graphs reloaded from dumps on open ([`Stats::graphs_reloaded`]).
+    /// Graphs reloaded from dumps after open ([`Stats::graphs_reloaded`]).
     graphs_reloaded: std::sync::atomic::AtomicUsize,
+    /// Claimed graph reloads not yet ended ([`Stats::graphs_reloading`]);
+    /// decremented after `graphs_reloaded` is counted.
+    reloads_pending: std::sync::atomic::AtomicUsize,
 }
 
 /// The memory engine. Cheap to clone (an `Arc`); every clone is the same engine.
@@ -244,6 +247,7 @@ impl Engine {
             agent_seen: Mutex::new(Default::default()),
             opened_at: chrono::Utc::now(),
             graphs_reloaded: Default::default(),
+            reloads_pending: Default::default(),
         });
         {
             let stored = inner.store.api_keys().await?;
@@ -277,7 +281,10 @@ impl Engine {
         // it is served by an exact scan (correct, slower); a claimed namespace's
         // maintenance waits for its reload instead of building from scratch.
         let claimed = claim_graphs(&engine.inner, &states);
-        let inner = Arc::clone(&engine.inner);
+        // Weak: dropping the engine must release the store (a reopen of the
+        // same directory in this process waits for sled's lock), not wait for
+        // this thread's reloads and builds.
+        let inner = Arc::downgrade(&engine.inner);
         let work = move || {
             restore_graphs(&inner, &claimed);
             for ns in states {
@@ -539,12 +546,11 @@ async fn load_records(inner: &Arc<Inner>) -> Result<usize> {
     Ok(count)
 }
 
-/// Reloads the graph dumps of the namespaces large enough for a graph and
-/// deletes dump directories no loaded namespace owns (deleted namespaces, or a
-/// crash between a namespace's deletion and its dump's removal).
-/// Claims the namespaces whose graph dump will be reloaded
-/// ([`crate::search::SearchIndex::claim_restore`]) and deletes the dump
-/// directories of namespaces that no longer exist. Returns the claimed ones.
+/// Claims the namespaces large enough for a graph whose dump will be reloaded
+/// ([`crate::search::SearchIndex::claim_restore`]), counting them in
+/// [`Stats::graphs_reloading`], and deletes dump directories no loaded
+/// namespace owns (deleted namespaces, or a crash between a namespace's
+/// deletion and its dump's removal). Returns the claimed ones.
 fn claim_graphs(inner: &Arc<Inner>, states: &[Arc<NamespaceState>]) -> Vec<Arc<NamespaceState>> {
     let Some(root) = inner.graph_root() else {
         return Vec::new();
@@ -560,6 +566,9 @@ fn claim_graphs(inner: &Arc<Inner>, states: &[Arc<NamespaceState>]) -> Vec<Arc<N
             claimed.push(Arc::clone(ns));
         }
     }
+    inner
+        .reloads_pending
+        .store(claimed.len(), std::sync::atomic::Ordering::Release);
     if let Ok(entries) = std::fs::read_dir(&root) {
         for e in entries.flatten() {
             if !owned.contains(&e.path()) {
@@ -572,16 +581,31 @@ fn claim_graphs(inner: &Arc<Inner>, states: &[Arc<NamespaceState>]) -> Vec<Arc<N
 
 /// Reloads the claimed namespaces' graph dumps, one after another (on the
 /// open's background thread), counting them in [`Stats::graphs_reloaded`].
-fn restore_graphs(inner: &Arc<Inner>, claimed: &[Arc<NamespaceState>]) {
+/// Every claim ends: a reload that panics is logged and its namespace keeps
+/// its exact scan until maintenance builds a graph; once the engine is dropped
+/// the remaining claims are ended without reading their dumps.
+fn restore_graphs(inner: &std::sync::Weak<Inner>, claimed: &[Arc<NamespaceState>]) {
+    use std::sync::atomic::Ordering;
     let started = Instant::now();
     let mut reloaded = 0;
     for ns in claimed {
-        if ns.index.restore() {
+        let Some(engine) = inner.upgrade() else {
+            // Nobody can search any more; end the claim cheaply.
+            ns.index.discard_claim();
+            continue;
+        };
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ns.index.restore()))
+            .unwrap_or_else(|_| {
+                tracing::error!(namespace = %ns.name, "graph reload panicked; the graph will be rebuilt");
+                ns.index.discard_claim();
+                false
+            });
+        if ok {
             reloaded += 1;
-            inner
-                .graphs_reloaded
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            engine.graphs_reloaded.fetch_add(1, Ordering::AcqRel);
         }
+        // After the count, so a caller that sees no reload pending sees it.
+        engine.reloads_pending.fetch_sub(1, Ordering::AcqRel);
     }
     if reloaded > 0 {
         tracing::info!(

@@ -221,12 +221,18 @@ pub trait SearchIndex: Send + Sync {
         false
     }
     /// Adopts what an earlier process persisted for this namespace (a graph
-    /// dump) and ends a claim. Returns whether anything was adopted; blocking
-    /// (reads files: ~1 GB at 1M vectors), so the engine runs it on a
-    /// background thread while searches are served. Default: nothing.
+    /// dump) and ends a claim, if one is held (it may also be called without
+    /// one, e.g. by a follower's rebuild, and then leaves maintenance alone).
+    /// Returns whether anything was adopted; blocking (reads files: ~1 GB at
+    /// 1M vectors), so the engine runs it on a background thread while
+    /// searches are served. A deleted namespace's dump is not read. Default:
+    /// nothing.
     fn restore(&self) -> bool {
         false
     }
+    /// Ends a claim without reloading anything (the engine is gone, or the
+    /// reload failed); maintenance may then build. Default: nothing.
+    fn discard_claim(&self) {}
     /// The namespace was deleted: drop what is persisted for it. Default: nothing.
     fn discard(&self) {}
 }
@@ -525,14 +531,16 @@ impl SearchIndex for InProcessIndex {
         struct Release<'a>(&'a InProcessIndex);
         impl Drop for Release<'_> {
             fn drop(&mut self) {
-                if self.0.restoring.swap(false, Ordering::AcqRel) {
-                    self.0.rebuilding.store(false, Ordering::Release);
-                }
+                self.0.discard_claim();
             }
         }
         let _release = Release(self);
         let Some(dir) = &self.dumps else { return false };
-        if self.vector.read().len() < self.config.exact_threshold {
+        // Deleted (its dump directory may already belong to a new namespace of
+        // the same name), or too small for a graph.
+        if self.discarded.load(Ordering::Acquire)
+            || self.vector.read().len() < self.config.exact_threshold
+        {
             return false;
         }
         let started = Instant::now();
@@ -558,9 +566,17 @@ impl SearchIndex for InProcessIndex {
             }
             Err(e) => {
                 tracing::warn!(namespace = %self.name, error = %e, "graph dump does not fit; discarded");
-                persist::remove(dir);
+                if !self.discarded.load(Ordering::Acquire) {
+                    persist::remove(dir);
+                }
                 false
             }
+        }
+    }
+
+    fn discard_claim(&self) {
+        if self.restoring.swap(false, Ordering::AcqRel) {
+            self.rebuilding.store(false, Ordering::Release);
         }
     }
 
@@ -675,16 +691,16 @@ mod tests {
             exchange_id: None,
             metadata: Default::default(),
         };
-        let vectors: Vec<Vec<f32>> = (0..300)
-            .map(|i| {
-                let mut v: Vec<f32> = (0..16)
-                    .map(|j| ((i * 31 + j * 7) % 17) as f32 - 8.0)
-                    .collect();
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let vectors: Vec<Vec<f32>> = (0..301)
+            .map(|_| {
+                let mut v: Vec<f32> = (0..16).map(|_| rng.random_range(-1.0..1.0)).collect();
                 crate::embed::l2_normalize(&mut v);
                 v
             })
             .collect();
-        let messages: Vec<Message> = (0..300).map(msg).collect();
+        let messages: Vec<Message> = (0..301).map(msg).collect();
         let fill = |index: &InProcessIndex| {
             let docs: Vec<IndexDoc<'_>> = (0..300)
                 .map(|i| IndexDoc::Message {
@@ -728,9 +744,81 @@ mod tests {
             "served by the exact scan meanwhile"
         );
 
+        // A write and a delete during the claim: after the reload the new row
+        // is the tail and the deleted one stays deleted.
+        next.insert(&[IndexDoc::Message {
+            row: 301,
+            message: &messages[300],
+            vector: &vectors[300],
+        }]);
+        next.remove(&[7]);
         assert!(next.restore(), "the dump is reloaded");
         let c = next.counts();
-        assert!(c.graph && !c.graph_reloading && c.graph_tail == 0);
-        assert!(!next.needs_maintenance());
+        assert!(c.graph && !c.graph_reloading);
+        assert_eq!((c.messages, c.graph_tail), (300, 1));
+        let q = RankQuery {
+            vector: Some(&vectors[6]),
+            ..q
+        };
+        let hits = next
+            .rank(&q, 1, 1, &Filter::default(), &[])
+            .unwrap()
+            .unwrap();
+        assert_ne!(
+            hits.candidates[0].seq, 7,
+            "a row deleted during the claim is found"
+        );
+        assert!(next.needs_maintenance(), "the tail is left to maintenance");
+        next.maintain();
+        assert_eq!(next.counts().graph_tail, 0);
+    }
+
+    /// A claim whose reload finds no usable dump ends, and maintenance then
+    /// builds the graph.
+    #[test]
+    fn a_failed_reload_ends_the_claim_and_maintenance_builds() {
+        use crate::core::types::{Message, Role};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("g-1")).unwrap(); // no manifest
+        let config = IndexConfig {
+            exact_threshold: 50,
+            ..IndexConfig::default()
+        };
+        let index = InProcessIndex::new("t", 4, config, Some(dir.path().to_path_buf()));
+        let m = Message {
+            id: String::new(),
+            namespace: "t".into(),
+            role: Role::User,
+            name: None,
+            content: "m".into(),
+            timestamp: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            agent_id: None,
+            session_id: None,
+            exchange_id: None,
+            metadata: Default::default(),
+        };
+        let vectors: Vec<[f32; 4]> = (0..60)
+            .map(|i| {
+                let a = i as f32 * 0.1;
+                [a.cos() * 0.6, a.sin() * 0.6, 0.8, 0.0]
+            })
+            .collect();
+        let docs: Vec<IndexDoc<'_>> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| IndexDoc::Message {
+                row: i as u64 + 1,
+                message: &m,
+                vector: v,
+            })
+            .collect();
+        index.insert(&docs);
+        assert!(index.claim_restore());
+        assert!(!index.needs_maintenance());
+        assert!(!index.restore(), "nothing whole to reload");
+        assert!(!index.counts().graph_reloading);
+        assert!(index.needs_maintenance(), "the claim ended");
+        index.maintain();
+        assert!(index.counts().graph, "maintenance built the graph");
     }
 }

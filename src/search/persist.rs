@@ -69,7 +69,7 @@ struct Manifest {
 
 /// A reloaded graph and the row of each of its positions (`seqs[p]` for `p`).
 pub struct Loaded {
-    /// The graph; hnsw_rs's own copy of the vectors included.
+    /// The graph; hnsw_rs's own copy of the vectors included, as f16.
     pub hnsw: GraphF16,
     /// Row of every position, `len` entries.
     pub seqs: Vec<u64>,

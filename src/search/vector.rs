@@ -710,7 +710,9 @@ impl NamespaceIndex {
         }
         let mut tail = Vec::new();
         for (i, r) in self.rows.iter().enumerate() {
-            if !placed[i] {
+            // Rows deleted before the reload and not in the dump are dropped,
+            // not carried into the graph as tombstones.
+            if !placed[i] && r.alive {
                 rows.push(*r);
                 tail.extend_from_slice(&self.vec_f32(i));
             }
