@@ -109,56 +109,43 @@ fn widen(h: u16) -> f32 {
 
 /// Portable [`dot_f16`] (eight accumulators, like [`dot_portable`]).
 pub fn dot_f16_portable(a: &[f32], b: &[u16]) -> f32 {
-    let n = a.len().min(b.len());
-    let mut acc = [0f32; 8];
-    let mut i = 0;
-    while i + 8 <= n {
-        for j in 0..8 {
-            acc[j] += a[i + j] * widen(b[i + j]);
-        }
-        i += 8;
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for j in i..n {
-        sum += a[j] * widen(b[j]);
-    }
-    sum
+    portable_dot(a, b, |x| x, widen)
 }
 
 /// Portable [`dot_f16_f16`].
 pub fn dot_f16_f16_portable(a: &[u16], b: &[u16]) -> f32 {
-    let n = a.len().min(b.len());
-    let mut acc = [0f32; 8];
-    let mut i = 0;
-    while i + 8 <= n {
-        for j in 0..8 {
-            acc[j] += widen(a[i + j]) * widen(b[i + j]);
-        }
-        i += 8;
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for j in i..n {
-        sum += widen(a[j]) * widen(b[j]);
-    }
-    sum
+    portable_dot(a, b, widen, widen)
 }
 
-/// Portable dot product with eight independent accumulators (auto-vectorizes to SSE2).
-pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+/// The portable kernels' one loop: `a · b` over the shorter length, elements
+/// widened to f32 by `wa` / `wb`, eight independent accumulators
+/// (auto-vectorizes to SSE2), then the tail.
+#[inline(always)]
+fn portable_dot<A: Copy, B: Copy>(
+    a: &[A],
+    b: &[B],
+    wa: impl Fn(A) -> f32,
+    wb: impl Fn(B) -> f32,
+) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; 8];
     let chunks = n / 8;
     for i in 0..chunks {
         for j in 0..8 {
-            acc[j] += a[i * 8 + j] * b[i * 8 + j];
+            acc[j] += wa(a[i * 8 + j]) * wb(b[i * 8 + j]);
         }
     }
     let mut sum: f32 = acc.iter().sum();
     for i in chunks * 8..n {
-        sum += a[i] * b[i];
+        sum += wa(a[i]) * wb(b[i]);
     }
     sum
+}
+
+/// Portable dot product with eight independent accumulators (auto-vectorizes to SSE2).
+pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    portable_dot(a, b, |x| x, |x| x)
 }
 
 #[cfg(target_arch = "x86_64")]
