@@ -24,6 +24,9 @@ use crate::server::Server;
 const NS: &str = "crash";
 /// Server flags of the crash loop.
 const GRAPH: &[&str] = &["--exact-threshold", "64"];
+/// Messages the first cycle adds before its writer starts: past the threshold
+/// of [`GRAPH`] with room for the deletes of the first cycles.
+const PAST_THRESHOLD: usize = 96;
 
 const WORDS: &[&str] = &[
     "harbor", "violin", "glacier", "pepper", "lantern", "orchid", "canyon", "velvet", "compass",
@@ -483,11 +486,14 @@ fn crash_loop(backend: &str, default_cycles: usize, store: &[&str]) {
     let mut model = Model::default();
     let started = std::time::Instant::now();
     for cycle in 0..cycles {
-        // A low graph threshold: the namespace gets an HNSW graph after a few
-        // cycles, rebuilt (and dumped) as deletes pile up, so kills also land
+        // A low graph threshold: the namespace gets an HNSW graph in the first
+        // cycle, rebuilt (and dumped) as deletes pile up, so kills also land
         // during builds and dumps and restarts reload dumps.
         let server = Server::start_with(dir.path(), flags);
         verify(&server, &mut model, &mut rng, cycle);
+        if cycle == 0 {
+            past_the_threshold(&server, &mut model, dir.path(), store);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let client = {
             let (base, stop, seed) = (server.base.clone(), stop.clone(), rng.random());
@@ -533,8 +539,8 @@ fn crash_loop(backend: &str, default_cycles: usize, store: &[&str]) {
     }
     server.signal("-KILL");
     if !in_store {
-        // The namespace outgrew the threshold early on, so its graph was dumped
-        // and the restarts reloaded it (not only rebuilt it).
+        // The namespace passed the threshold in the first cycle and its graph
+        // was dumped, so the restarts reloaded it (not only rebuilt it).
         let stats = stats(dir.path(), flags);
         assert_eq!(stats["graphs_reloaded"], 1, "{backend}: {stats}");
     }
@@ -554,6 +560,72 @@ fn crash_loop(backend: &str, default_cycles: usize, store: &[&str]) {
         model.context_writes,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Adds [`PAST_THRESHOLD`] messages (acknowledged, so the model holds them) and
+/// waits until the namespace has its graph: a dump in the data directory for
+/// the in-memory index, the store's valid HNSW index otherwise. Without this,
+/// whether the loop's own writes pass the threshold depended on the machine's
+/// speed and the seed, and the final checks (a reload from a dump, the store's
+/// index) could not hold.
+fn past_the_threshold(server: &Server, model: &mut Model, dir: &std::path::Path, store: &[&str]) {
+    let c = client();
+    for chunk in 0..PAST_THRESHOLD / 8 {
+        let contents: Vec<String> = (0..8)
+            .map(|i| {
+                format!(
+                    "seed {chunk} part {i}: {}",
+                    WORDS[(chunk * 8 + i) % WORDS.len()]
+                )
+            })
+            .collect();
+        let msgs: Vec<Value> = contents
+            .iter()
+            .map(|t| json!({"role": "user", "content": t, "session_id": "seed"}))
+            .collect();
+        let (status, v) = send(
+            &c,
+            reqwest::Method::POST,
+            format!("{}/v1/namespaces/{NS}/messages", server.base),
+            Some(json!({"messages": msgs})),
+        )
+        .expect("the server answers");
+        assert_eq!(status, 201, "{v}");
+        for (id, t) in v["ids"].as_array().expect("ids").iter().zip(contents) {
+            model.live.insert(id.as_str().unwrap().to_owned(), t);
+        }
+        model.ops += 1;
+        model.acknowledged += 1;
+    }
+    let in_store = store.contains(&"--store") && !store.contains(&"--in-memory-index");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = if in_store {
+            let text = reqwest::blocking::get(format!("{}/metrics", server.base))
+                .unwrap()
+                .text()
+                .unwrap();
+            text.lines().any(|l| l == "memoryd_graph_namespaces 1")
+        } else {
+            // A generation counts once its manifest is in place (persist.rs).
+            std::fs::read_dir(dir.join("graphs"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|ns| std::fs::read_dir(ns.path()).ok())
+                .flatten()
+                .flatten()
+                .any(|g| g.path().join("manifest.json").exists())
+        };
+        if ready {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the namespace's graph was not built (and dumped) within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `kill -9` while a graph dump is being written (held, every file written and
