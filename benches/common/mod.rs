@@ -8,6 +8,8 @@ use std::sync::Arc;
 use memoryd::{Embedder, ModelConfig};
 use rand::{Rng, SeedableRng};
 
+pub mod scale_data;
+
 pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }

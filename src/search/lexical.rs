@@ -91,15 +91,69 @@ const NONE: u32 = u32::MAX;
 #[derive(Debug, Clone)]
 struct Doc {
     seq: u64,
-    /// Terms in the document.
+    /// Where its (term, frequency) entries start in [`LexicalIndex::fwd_terms`]
+    /// and [`LexicalIndex::fwd_tf`]; they end where the next document's start.
+    start: usize,
+    /// Terms in the document (BM25's document length).
     len: u32,
-    alive: bool,
-    /// (term id, frequency), sorted by term id.
-    terms: Box<[(u32, u32)]>,
     /// Session chain (interned session id) or NONE for summaries.
     chain: u32,
     prev: u32,
     next: u32,
+    alive: bool,
+}
+
+/// Appends one posting: the gap to the term's previous document shifted left
+/// by one, its low bit set when the frequency is 1 (most are), otherwise a
+/// frequency byte after it, as LEB128 (7 bits a byte, low bits first): one
+/// byte when the gap is under 64 and the frequency 1 (most postings of a common
+/// term), at most six.
+fn put_posting(out: &mut Vec<u8>, gap: u32, tf: u8) {
+    // Gaps are document positions, < 2^32; u64 keeps the shift lossless.
+    let mut v = (u64::from(gap) << 1) | u64::from(tf == 1);
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    if tf != 1 {
+        out.push(tf);
+    }
+}
+
+/// The postings of one term, decoded in order: (document position, frequency).
+struct Postings<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    doc: u64,
+}
+
+impl Iterator for Postings<'_> {
+    type Item = (u32, u32);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u32, u32)> {
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let b = *self.bytes.get(self.at)?;
+            self.at += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                break;
+            }
+            shift += 7;
+        }
+        self.doc += v >> 1;
+        let tf = if v & 1 == 1 {
+            1
+        } else {
+            let tf = *self.bytes.get(self.at)?;
+            self.at += 1;
+            u32::from(tf)
+        };
+        Some((self.doc as u32, tf))
+    }
 }
 
 /// A query analyzed against one namespace: (term id, idf) of its distinct terms
@@ -119,14 +173,28 @@ impl LexicalQuery {
 }
 
 /// BM25 postings of one namespace, append-only with tombstones.
+///
+/// Memory, per document of `t` distinct terms (measured by `cargo bench --bench
+/// memory`): the postings, delta- and varint-coded (most often one byte a
+/// posting, at most six; the layout of `put_posting`), a forward list of
+/// its terms (`t` × 5 bytes: term id and frequency, for deletes, compaction and
+/// scoring a given document), a 40-byte record and its entry in the seq map.
+/// A term repeated more than 255 times in one document counts 255 times (its
+/// length still counts every term).
 #[derive(Debug, Default)]
 pub struct LexicalIndex {
-    term_ids: HashMap<String, u32>,
-    /// Per term: (doc, frequency), docs ascending.
-    postings: Vec<Vec<(u32, u32)>>,
+    term_ids: HashMap<Box<str>, u32>,
+    /// Per term: its postings, documents ascending (`put_posting`).
+    postings: Vec<Vec<u8>>,
+    /// Per term: the last document in its postings (the base of the next gap).
+    last_doc: Vec<u32>,
     /// Per term: live documents containing it.
     df: Vec<u32>,
     docs: Vec<Doc>,
+    /// Every document's distinct term ids, sorted, one document after another.
+    fwd_terms: Vec<u32>,
+    /// The frequency of each entry of `fwd_terms` (saturating at 255).
+    fwd_tf: Vec<u8>,
     by_seq: HashMap<u64, u32>,
     live: usize,
     live_len: u64,
@@ -180,30 +248,40 @@ impl LexicalIndex {
     }
 
     fn push(&mut self, seq: u64, terms: &[String], chain: u32) {
-        let doc = self.docs.len() as u32;
         let mut counts: HashMap<u32, u32> = HashMap::new();
         for t in terms {
-            let id = match self.term_ids.get(t) {
+            let id = match self.term_ids.get(t.as_str()) {
                 Some(&id) => id,
                 None => {
                     let id = self.postings.len() as u32;
-                    self.term_ids.insert(t.clone(), id);
+                    self.term_ids.insert(t.as_str().into(), id);
                     self.postings.push(Vec::new());
+                    self.last_doc.push(0);
                     self.df.push(0);
                     id
                 }
             };
             *counts.entry(id).or_default() += 1;
         }
-        let mut tf: Vec<(u32, u32)> = counts.into_iter().collect();
+        let mut tf: Vec<(u32, u8)> = counts
+            .into_iter()
+            .map(|(t, f)| (t, u8::try_from(f).unwrap_or(u8::MAX)))
+            .collect();
         tf.sort_unstable();
-        self.push_doc(seq, tf.into_boxed_slice(), terms.len() as u32, chain, doc);
+        self.push_doc(seq, tf.into_iter(), terms.len() as u32, chain);
     }
 
-    fn push_doc(&mut self, seq: u64, terms: Box<[(u32, u32)]>, len: u32, chain: u32, doc: u32) {
-        for &(t, f) in terms.iter() {
-            self.postings[t as usize].push((doc, f));
-            self.df[t as usize] += 1;
+    /// Appends a document with its distinct `terms` (term id ascending, frequency).
+    fn push_doc(&mut self, seq: u64, terms: impl Iterator<Item = (u32, u8)>, len: u32, chain: u32) {
+        let doc = self.docs.len() as u32;
+        let start = self.fwd_terms.len();
+        for (t, f) in terms {
+            let i = t as usize;
+            put_posting(&mut self.postings[i], doc - self.last_doc[i], f);
+            self.last_doc[i] = doc;
+            self.df[i] += 1;
+            self.fwd_terms.push(t);
+            self.fwd_tf.push(f);
         }
         let mut prev = NONE;
         if chain != NONE {
@@ -215,16 +293,35 @@ impl LexicalIndex {
         }
         self.docs.push(Doc {
             seq,
+            start,
             len,
-            alive: true,
-            terms,
             chain,
             prev,
             next: NONE,
+            alive: true,
         });
         self.by_seq.insert(seq, doc);
         self.live += 1;
         self.live_len += u64::from(len);
+    }
+
+    /// The range of `doc`'s entries in `fwd_terms` and `fwd_tf`.
+    fn fwd_range(&self, doc: u32) -> std::ops::Range<usize> {
+        let start = self.docs[doc as usize].start;
+        let end = self
+            .docs
+            .get(doc as usize + 1)
+            .map_or(self.fwd_terms.len(), |d| d.start);
+        start..end
+    }
+
+    /// The postings of term `t`, decoded.
+    fn decode(&self, t: u32) -> Postings<'_> {
+        Postings {
+            bytes: &self.postings[t as usize],
+            at: 0,
+            doc: 0,
+        }
     }
 
     /// Marks `seq` deleted; its terms stop counting in the statistics at once.
@@ -238,8 +335,8 @@ impl LexicalIndex {
         d.alive = false;
         self.live -= 1;
         self.live_len -= u64::from(d.len);
-        for &(t, _) in d.terms.iter() {
-            self.df[t as usize] -= 1;
+        for i in self.fwd_range(doc) {
+            self.df[self.fwd_terms[i] as usize] -= 1;
         }
         let dead = self.docs.len() - self.live;
         if dead > 256 && dead > self.live {
@@ -250,22 +347,26 @@ impl LexicalIndex {
 
     /// Drops tombstones: re-indexes the live documents in order (no re-analysis).
     fn compact(&mut self) {
-        let docs = std::mem::take(&mut self.docs);
-        let chains = std::mem::take(&mut self.chains);
-        let n_terms = self.postings.len();
-        let term_ids = std::mem::take(&mut self.term_ids);
-        let tails_len = self.tails.len();
+        let mut old = std::mem::take(self);
+        let n_terms = old.postings.len();
         *self = LexicalIndex {
-            term_ids,
             postings: vec![Vec::new(); n_terms],
+            last_doc: vec![0; n_terms],
             df: vec![0; n_terms],
-            chains,
-            tails: vec![NONE; tails_len],
+            tails: vec![NONE; old.tails.len()],
+            term_ids: std::mem::take(&mut old.term_ids),
+            chains: std::mem::take(&mut old.chains),
             ..LexicalIndex::default()
         };
-        for d in docs.into_iter().filter(|d| d.alive) {
-            let doc = self.docs.len() as u32;
-            self.push_doc(d.seq, d.terms, d.len, d.chain, doc);
+        for (doc, d) in old.docs.iter().enumerate() {
+            if d.alive {
+                let range = old.fwd_range(doc as u32);
+                let terms = old.fwd_terms[range.clone()]
+                    .iter()
+                    .copied()
+                    .zip(old.fwd_tf[range].iter().copied());
+                self.push_doc(d.seq, terms, d.len, d.chain);
+            }
         }
     }
 
@@ -278,7 +379,7 @@ impl LexicalIndex {
             if !seen.insert(t.clone()) {
                 continue;
             }
-            if let Some(&id) = self.term_ids.get(&t) {
+            if let Some(&id) = self.term_ids.get(t.as_str()) {
                 let df = self.df[id as usize] as f32;
                 if df > 0.0 {
                     // Lucene's BM25 idf: always positive.
@@ -309,12 +410,14 @@ impl LexicalIndex {
         let Some(&doc) = self.by_seq.get(&seq) else {
             return 0.0;
         };
-        let d = &self.docs[doc as usize];
+        let len = self.docs[doc as usize].len;
+        let range = self.fwd_range(doc);
+        let (terms, tfs) = (&self.fwd_terms[range.clone()], &self.fwd_tf[range]);
         q.terms
             .iter()
             .filter_map(|&(t, idf)| {
-                let i = d.terms.binary_search_by_key(&t, |&(id, _)| id).ok()?;
-                Some(Self::term_score(q, idf, d.terms[i].1, d.len))
+                let i = terms.binary_search(&t).ok()?;
+                Some(Self::term_score(q, idf, u32::from(tfs[i]), len))
             })
             .sum()
     }
@@ -330,7 +433,7 @@ impl LexicalIndex {
         let mut acc = vec![0f32; self.docs.len()];
         let mut touched: Vec<u32> = Vec::new();
         for &(t, idf) in &q.terms {
-            for &(doc, tf) in &self.postings[t as usize] {
+            for (doc, tf) in self.decode(t) {
                 let d = &self.docs[doc as usize];
                 if d.alive {
                     let a = &mut acc[doc as usize];
@@ -473,6 +576,65 @@ mod tests {
             expected.truncate(n);
             proptest::prop_assert_eq!(idx.top(&q, n, accept), expected);
         }
+    }
+
+    proptest::proptest! {
+        /// Postings decode to what was appended: ascending positions from any
+        /// gap (one to five bytes, from 1 to 2^32 - 1) and every frequency 1..=255.
+        #[test]
+        fn postings_round_trip(
+            entries in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![1u32..64, 64u32..1 << 14, 1u32 << 14..1 << 28, 1u32 << 28..=u32::MAX],
+                    proptest::prop_oneof![proptest::strategy::Just(1u8), 2u8..=255],
+                ),
+                0..200,
+            ),
+            first in proptest::prop_oneof![0u32..64, 0u32..=u32::MAX],
+        ) {
+            let mut bytes = Vec::new();
+            let mut docs = Vec::new();
+            let (mut last, mut doc) = (0u32, first);
+            for &(gap, tf) in &entries {
+                put_posting(&mut bytes, doc - last, tf);
+                docs.push((doc, u32::from(tf)));
+                last = doc;
+                doc = doc.saturating_add(gap);
+                if doc == last {
+                    break;
+                }
+            }
+            let decoded: Vec<(u32, u32)> = Postings { bytes: &bytes, at: 0, doc: 0 }.collect();
+            proptest::prop_assert_eq!(decoded, docs);
+        }
+    }
+
+    #[test]
+    fn a_frequency_past_255_counts_255_and_the_length_counts_all() {
+        let mut idx = LexicalIndex::new();
+        idx.push_text(1, &"echo ".repeat(300));
+        idx.push_text(
+            2,
+            &format!("{}{}", "echo ".repeat(255), "delta ".repeat(45)),
+        );
+        idx.push_text(
+            3,
+            &format!("{}{}", "echo ".repeat(254), "delta ".repeat(46)),
+        );
+        let q = idx.query("echo", Bm25Params::default());
+        assert_eq!(idx.doc_len(1), 300);
+        // All are 300 terms long; the first two count "echo" 255 times, the
+        // third 254 (so the cap is 255, not lower).
+        assert_eq!(idx.score(&q, 1), idx.score(&q, 2));
+        assert!(idx.score(&q, 3) < idx.score(&q, 2));
+        assert_eq!(
+            idx.top(&q, 3, |_| true),
+            [
+                (1, idx.score(&q, 1)),
+                (2, idx.score(&q, 2)),
+                (3, idx.score(&q, 3))
+            ]
+        );
     }
 
     #[test]
