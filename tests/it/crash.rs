@@ -521,14 +521,7 @@ fn crash_loop(backend: &str, default_cycles: usize, store: &[&str]) {
         // The store's HNSW index of the namespace becomes valid (built again if
         // a kill left it invalid) and searches still find every live message.
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let text = reqwest::blocking::get(format!("{}/metrics", server.base))
-                .unwrap()
-                .text()
-                .unwrap();
-            if text.lines().any(|l| l == "memoryd_graph_namespaces 1") {
-                break;
-            }
+        while let Err(text) = store_index_valid(&server.base) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "{backend}: the store's vector index never became valid:\n{text}"
@@ -560,6 +553,20 @@ fn crash_loop(backend: &str, default_cycles: usize, store: &[&str]) {
         model.context_writes,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Whether the store's HNSW index of the namespace is valid (the
+/// `memoryd_graph_namespaces` metric); the metrics text when it is not.
+fn store_index_valid(base: &str) -> Result<(), String> {
+    let text = reqwest::blocking::get(format!("{base}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    if text.lines().any(|l| l == "memoryd_graph_namespaces 1") {
+        Ok(())
+    } else {
+        Err(text)
+    }
 }
 
 /// Adds [`PAST_THRESHOLD`] messages (acknowledged, so the model holds them) and
@@ -601,11 +608,7 @@ fn past_the_threshold(server: &Server, model: &mut Model, dir: &std::path::Path,
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let ready = if in_store {
-            let text = reqwest::blocking::get(format!("{}/metrics", server.base))
-                .unwrap()
-                .text()
-                .unwrap();
-            text.lines().any(|l| l == "memoryd_graph_namespaces 1")
+            store_index_valid(&server.base).is_ok()
         } else {
             // A generation counts once its manifest is in place (persist.rs).
             std::fs::read_dir(dir.join("graphs"))
