@@ -1,6 +1,8 @@
 //! Index search on clustered synthetic 384-d unit vectors at N = 10k and 100k
 //! (and 1M with `MEMORYD_BENCH_1M=1`): exact scan vs HNSW at several
-//! ef_search, with recall@10 against the exact scan printed beside each.
+//! ef_search, with recall@10 against the exact scan printed beside each. Also
+//! the exact scan's kernel over 10k vectors held as f32 (`simd::dot`) and as
+//! f16 (`simd::dot_f16`, what the index holds since issue 19), same run.
 //!
 //! `cargo bench --bench index`
 
@@ -64,6 +66,34 @@ fn recall(got: &[Scored], truth: &[Scored]) -> f64 {
         / truth.len() as f64
 }
 
+/// One query against 10k vectors, all scores summed: f32 · f32 against
+/// f32 · f16 (the index's vectors are f16; this is what the halving cost or
+/// saved in scan time).
+fn kernels(c: &mut Criterion) {
+    let (vectors, queries) = data(10_000);
+    let halves = memoryd::simd::to_f16(&vectors);
+    let q = &queries[..DIM];
+    let mut g = c.benchmark_group("scan_kernel_n10000");
+    g.sample_size(30);
+    g.bench_function("f32", |b| {
+        b.iter(|| {
+            vectors
+                .chunks_exact(DIM)
+                .map(|v| memoryd::simd::dot(q, v))
+                .sum::<f32>()
+        })
+    });
+    g.bench_function("f16", |b| {
+        b.iter(|| {
+            halves
+                .chunks_exact(DIM)
+                .map(|v| memoryd::simd::dot_f16(q, v))
+                .sum::<f32>()
+        })
+    });
+    g.finish();
+}
+
 fn index(c: &mut Criterion) {
     let mut sizes = vec![10_000usize, 100_000];
     if std::env::var("MEMORYD_BENCH_1M").is_ok_and(|v| v == "1") {
@@ -106,5 +136,5 @@ fn index(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, index);
+criterion_group!(benches, kernels, index);
 criterion_main!(benches);

@@ -10,13 +10,16 @@
 //! 1. BM25: `LexicalIndex::push_message` of the N messages, in one namespace
 //!    and over namespaces of 100 messages (each with its own dictionary);
 //! 2. rows under the graph threshold: `NamespaceIndex::rebuilt_from` a snapshot
-//!    of the N messages with their f32 vectors (what an exact scan holds);
+//!    of the N messages with their vectors (what an exact scan holds: f16);
 //! 3. the same rows with a graph (`NamespaceIndex::rebuilt_from`, M 16,
-//!    ef_construction 100): f16 points in hnsw_rs, the rows, no f32 copies;
+//!    ef_construction 100): f16 points in hnsw_rs, the rows, no other copies;
 //! 4. the model, then a whole engine holding the N messages in one namespace,
 //!    reopened after its graph was dumped (what a restarted server holds but
 //!    the model; the rest over the parts above is sled, the change log,
-//!    caches and tasks).
+//!    caches and tasks);
+//! 5. the same N messages in namespaces of `MEMORYD_MEMORY_PER_NS` (default
+//!    100) in an engine reopened: what a namespace costs on its own
+//!    (`MEMORYD_MEMORY_PARTS=many` runs only this and parts 1, 2 and the model).
 //!
 //! Bytes are the heap bytes the allocator was asked for and not given back,
 //! counted by [`cap::Cap`] around the `memoryd` binary's allocator (mimalloc;
@@ -163,28 +166,63 @@ fn main() {
     }
     let snapshot = idx.snapshot();
     drop(idx);
-    // Rebuilt from a snapshot, as maintenance does: the f32 vectors in one
+    // Rebuilt from a snapshot, as maintenance does: the f16 vectors in one
     // allocation of their exact size (pushed one by one they sit in a Vec whose
     // unused capacity is allocated but mostly never touched, so not resident).
     let (exact, bytes, secs) = measured(|| NamespaceIndex::rebuilt_from(&snapshot));
     drop(snapshot);
-    let f32_bytes = (n * dim * 4) as isize;
-    row("rows, exact scan: f32 vectors and rows", bytes, n, secs);
+    let f16_bytes = (n * dim * 2) as isize;
+    row("rows, exact scan: f16 vectors and rows", bytes, n, secs);
     row(
-        "- of which f32 vectors (computed: dim × 4 B)",
-        f32_bytes,
+        "- of which f16 vectors (computed: dim × 2 B)",
+        f16_bytes,
         n,
         0.0,
     );
     row(
         "- of which rows (seq, kind, time, role, names, seq map)",
-        bytes - f32_bytes,
+        bytes - f16_bytes,
         n,
         0.0,
     );
-    let rows_bytes = (bytes - f32_bytes) as f64 / n as f64;
+    let rows_bytes = (bytes - f16_bytes) as f64 / n as f64;
     drop(exact);
 
+    // MEMORYD_MEMORY_PARTS=many: only the parts the many-namespace engine is
+    // compared with (no graph, no single-namespace engine).
+    let only_many = std::env::var("MEMORYD_MEMORY_PARTS").as_deref() == Ok("many");
+    if !only_many {
+        graph_part(&messages, &vecs, dim, graph_n, rows_bytes);
+    }
+    drop(lexical);
+    let new = messages_as_new(&turns, n);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (embedder, bytes, secs) = measured(common::embedder);
+    row(
+        "the model (all-MiniLM-L6-v2 weights and tokenizer)",
+        bytes,
+        n,
+        secs,
+    );
+    if !only_many {
+        engine(&rt, &embedder, &new, &vecs, dim);
+    }
+    many(&rt, &embedder, &new, &vecs, dim);
+}
+
+/// Rows with a graph: f16 points in hnsw_rs, the rows (`rows_bytes` a row,
+/// measured before), no other copies.
+fn graph_part(
+    messages: &[memoryd::Message],
+    vecs: &[f32],
+    dim: usize,
+    graph_n: usize,
+    rows_bytes: f64,
+) {
     let graph_config = IndexConfig {
         exact_threshold: 1,
         ..IndexConfig::default()
@@ -217,8 +255,6 @@ fn main() {
         0.0,
     );
     drop(graph);
-    drop(lexical);
-    engine(n, &messages_as_new(&turns, n), &vecs, dim);
 }
 
 fn messages_as_new(turns: &[String], n: usize) -> Vec<memoryd::NewMessage> {
@@ -229,20 +265,15 @@ fn messages_as_new(turns: &[String], n: usize) -> Vec<memoryd::NewMessage> {
 /// namespace, loaded, dumped, dropped and reopened (the graph reloaded from its
 /// dump, as after a restart, and the rows written after the dump inserted). Its live heap less the parts above is what the
 /// rest costs: sled (its page cache is 64 MiB), the change log, caches, tasks.
-fn engine(n: usize, messages: &[memoryd::NewMessage], vecs: &[f32], dim: usize) {
+fn engine(
+    rt: &tokio::runtime::Runtime,
+    embedder: &std::sync::Arc<dyn memoryd::Embedder>,
+    messages: &[memoryd::NewMessage],
+    vecs: &[f32],
+    dim: usize,
+) {
     use memoryd::{Access, Engine, EngineConfig, SummarizeConfig};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (embedder, bytes, secs) = measured(common::embedder);
-    row(
-        "the model (all-MiniLM-L6-v2 weights and tokenizer)",
-        bytes,
-        n,
-        secs,
-    );
+    let n = messages.len();
     let dir = tempfile::tempdir().unwrap();
     let config = || EngineConfig {
         model: common::model_config(),
@@ -328,5 +359,73 @@ fn engine(n: usize, messages: &[memoryd::NewMessage], vecs: &[f32], dim: usize) 
         n,
         secs,
     );
+    drop(e);
+}
+
+/// The same N messages in namespaces of `MEMORYD_MEMORY_PER_NS` (default 100)
+/// each, in an engine loaded, dropped and reopened: its live heap less the
+/// per-message parts measured above (rows, f16 vectors, BM25 over namespaces
+/// of that size) is what each namespace costs on its own.
+fn many(
+    rt: &tokio::runtime::Runtime,
+    embedder: &std::sync::Arc<dyn memoryd::Embedder>,
+    messages: &[memoryd::NewMessage],
+    vecs: &[f32],
+    dim: usize,
+) {
+    use memoryd::{Access, Engine, EngineConfig, SummarizeConfig};
+    let n = messages.len();
+    let per = env_usize("MEMORYD_MEMORY_PER_NS", 100).max(1);
+    let nss = n.div_ceil(per);
+    let dir = tempfile::tempdir().unwrap();
+    let config = || EngineConfig {
+        model: common::model_config(),
+        summarize: SummarizeConfig {
+            enabled: false,
+            ..SummarizeConfig::default()
+        },
+        ..EngineConfig::with_data_dir(dir.path())
+    };
+    let base = ALLOCATOR.allocated();
+    let e = Engine::open_with_embedder(config(), embedder.clone()).unwrap();
+    rt.block_on(async {
+        for (i, start) in (0..n).step_by(per).enumerate() {
+            let end = (start + per).min(n);
+            e.add_batch_with_embeddings(
+                &Access::full(),
+                &format!("ns-{i}"),
+                messages[start..end].to_vec(),
+                vecs[start * dim..end * dim].to_vec(),
+            )
+            .await
+            .unwrap();
+        }
+    });
+    drop(e);
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    while ALLOCATOR.allocated() > base + (32 << 20) && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    settle();
+    let (e, bytes, secs) = measured(|| {
+        let e = Engine::open_with_embedder(config(), embedder.clone()).unwrap();
+        settle();
+        e
+    });
+    row(
+        &format!("the engine reopened with {nss} namespaces of {per} (everything but the model)"),
+        bytes,
+        n,
+        secs,
+    );
+    println!(
+        "| - per namespace | {:.0} | | | |",
+        bytes as f64 / nss as f64
+    );
+    if std::env::var_os("MEMORYD_MEMORY_EXIT").is_some() {
+        // Under a heap profiler: what is live now is what the profiler reports
+        // as not freed.
+        std::process::exit(0);
+    }
     drop(e);
 }

@@ -13,13 +13,15 @@
 //! maintenance thread inserts the tail into the graph ([`NamespaceIndex::graph_tail`],
 //! [`NamespaceIndex::graph_extended`]): writers never wait for graph inserts, and a
 //! graph reloaded from a dump ([`NamespaceIndex::restore`]) serves at once with
-//! the rows written after the dump in its tail. Each vector is held once: rows in
-//! the graph are read from hnsw_rs's points, only the tail (and every row of a
-//! namespace without a graph) from this index's own contiguous array of f32.
-//! The graph's points are f16 (half the bytes: 768 B a vector at 384
-//! dimensions, the largest part of a message's memory at scale; issue 19), and
-//! rows in the graph are scored as f32 query · f16 vector ([`crate::simd::dot_f16`]:
-//! a cosine off by ~3e-5, at most ~5e-4). Deletes are tombstones; a graph over-fetches and drops them, and
+//! the rows written after the dump in its tail. Each vector is held once, as
+//! f16: rows in the graph are read from hnsw_rs's points, only the tail (and
+//! every row of a namespace without a graph) from this index's own contiguous
+//! array. f16 halves the bytes (768 B a vector at 384 dimensions, the largest
+//! part of a message's memory at scale; issue 19), and every row is scored as
+//! f32 query · f16 vector ([`crate::simd::dot_f16`]: a cosine off by ~3e-5,
+//! at most ~5e-4, against the f32 one; the same in the exact scan and the
+//! graph, so a row scores the same before and after it enters the graph). The
+//! store keeps the model's f32 vectors. Deletes are tombstones; a graph over-fetches and drops them, and
 //! [`NamespaceIndex::needs_rebuild`] asks for a rebuild once they pass
 //! [`IndexConfig::rebuild_dead_ratio`]. hnsw_rs has no delete, and its
 //! `search_filter` disables early stopping (63 ms instead of 1.2 ms at 100k with
@@ -36,7 +38,7 @@ use hnsw_rs::prelude::{Distance, Hnsw};
 
 use crate::core::params::IndexConfig;
 use crate::core::types::{Filter, HitKind, Message, Summary};
-use crate::simd::{dot, dot_f16, dot_f16_f16, from_f16, to_f16};
+use crate::simd::{dot_f16, dot_f16_f16, to_f16};
 
 /// Which way a search went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,10 +268,9 @@ pub fn set_graph_threads(threads: usize) -> bool {
     pool_of(threads).map(|p| p.current_num_threads()) == Some(resolve_threads(threads))
 }
 
-/// Inserts f32 vectors `[n · dim]` at positions `from..from + n`, rounded to
-/// f16, in parallel on [`graph_pool`] when there are enough of them.
-fn insert_all(hnsw: &GraphF16, vectors: &[f32], dim: usize, from: usize) {
-    let halves = to_f16(vectors);
+/// Inserts f16 vectors `[n · dim]` (bit patterns) at positions
+/// `from..from + n`, in parallel on [`graph_pool`] when there are enough of them.
+fn insert_all(hnsw: &GraphF16, halves: &[u16], dim: usize, from: usize) {
     let items: Vec<(&[u16], usize)> = halves
         .chunks_exact(dim)
         .enumerate()
@@ -305,8 +306,11 @@ pub struct NamespaceIndex {
     /// The vectors of positions `0..points.len()`, which the graph holds as f16:
     /// each vector is stored once, in hnsw_rs's point, not also here.
     points: Vec<Arc<Point<'static, u16>>>,
-    /// The vectors of positions `points.len()..`, row-major f32 `[n · dim]`.
-    vectors: Vec<f32>,
+    /// The vectors of positions `points.len()..`, row-major, rounded to f16
+    /// (bit patterns) `[n · dim]`: half the bytes of f32, and the same values
+    /// the graph's points hold, so a row scores the same before and after it
+    /// enters the graph (issue 19).
+    vectors: Vec<u16>,
     rows: Vec<Row>,
     by_seq: HashMap<u64, usize>,
     live: usize,
@@ -330,28 +334,22 @@ impl NamespaceIndex {
         }
     }
 
-    /// Cosine of position `i` to the unit vector `query` (f32 · f16 for rows
-    /// read from the graph's points).
+    /// Cosine of position `i` to the unit vector `query` (f32 · f16).
     #[inline]
     fn score(&self, query: &[f32], i: usize) -> f32 {
-        match self.points.get(i) {
-            Some(p) => dot_f16(query, p.get_v()),
-            None => dot(query, self.own(i)),
-        }
+        dot_f16(query, self.half(i))
     }
 
-    /// The f32 vector of position `i` `[dim]` when this index holds it (not a graph point).
+    /// The f16 vector (bit patterns) of position `i` `[dim]`: the graph's point,
+    /// or this index's copy past the graph.
     #[inline]
-    fn own(&self, i: usize) -> &[f32] {
-        let j = i - self.points.len();
-        &self.vectors[j * self.dim..(j + 1) * self.dim]
-    }
-
-    /// The vector of position `i` `[dim]` as f32 (widened from f16 for a graph point).
-    fn vec_f32(&self, i: usize) -> std::borrow::Cow<'_, [f32]> {
+    fn half(&self, i: usize) -> &[u16] {
         match self.points.get(i) {
-            Some(p) => std::borrow::Cow::Owned(from_f16(p.get_v())),
-            None => std::borrow::Cow::Borrowed(self.own(i)),
+            Some(p) => p.get_v(),
+            None => {
+                let j = i - self.points.len();
+                &self.vectors[j * self.dim..(j + 1) * self.dim]
+            }
         }
     }
 
@@ -503,7 +501,8 @@ impl NamespaceIndex {
         let seq = row.seq;
         let idx = self.rows.len();
         self.rows.push(row);
-        self.vectors.extend_from_slice(vector);
+        self.vectors
+            .extend(vector.iter().map(|&x| half::f16::from_f32(x).to_bits()));
         self.by_seq.insert(seq, idx);
         self.live += 1;
     }
@@ -614,8 +613,8 @@ impl NamespaceIndex {
     }
 
     /// Up to `max` tail rows to insert into the graph: the graph, the first tail
-    /// position and copies of the vectors from there (`[n · dim]`).
-    pub fn graph_tail(&self, max: usize) -> Option<(SharedGraph, usize, Vec<f32>)> {
+    /// position and copies of the f16 vectors from there (`[n · dim]`).
+    pub fn graph_tail(&self, max: usize) -> Option<(SharedGraph, usize, Vec<u16>)> {
         let g = self.graph.as_ref()?;
         let from = g.len;
         let to = self.rows.len().min(from.saturating_add(max));
@@ -624,7 +623,7 @@ impl NamespaceIndex {
         }
         let mut vectors = Vec::with_capacity((to - from) * self.dim);
         for i in from..to {
-            vectors.extend_from_slice(&self.vec_f32(i));
+            vectors.extend_from_slice(self.half(i));
         }
         Some((g.hnsw.clone(), from, vectors))
     }
@@ -633,7 +632,7 @@ impl NamespaceIndex {
     /// `from..`. Runs without the index's lock (hnsw_rs inserts through `&self`;
     /// searches ignore positions past the graph's `len` until
     /// [`Self::graph_extended`] moves it).
-    pub fn insert_tail(graph: &SharedGraph, from: usize, vectors: &[f32], dim: usize) {
+    pub fn insert_tail(graph: &SharedGraph, from: usize, vectors: &[u16], dim: usize) {
         insert_all(graph, vectors, dim, from);
     }
 
@@ -686,14 +685,7 @@ impl NamespaceIndex {
         for (point, &seq) in points.iter().zip(&seqs) {
             let stored = point.get_v();
             match self.by_seq.get(&seq) {
-                Some(&i)
-                    if !placed[i]
-                        && self
-                            .vec_f32(i)
-                            .iter()
-                            .zip(stored)
-                            .all(|(x, h)| half::f16::from_f32(*x).to_bits() == *h) =>
-                {
+                Some(&i) if !placed[i] && self.half(i) == stored => {
                     placed[i] = true;
                     rows.push(self.rows[i]);
                 }
@@ -714,7 +706,7 @@ impl NamespaceIndex {
             // not carried into the graph as tombstones.
             if !placed[i] && r.alive {
                 rows.push(*r);
-                tail.extend_from_slice(&self.vec_f32(i));
+                tail.extend_from_slice(self.half(i));
             }
         }
         self.by_seq = rows
@@ -743,7 +735,7 @@ impl NamespaceIndex {
         for (i, r) in self.rows.iter().enumerate() {
             if r.alive {
                 rows.push(*r);
-                vectors.extend_from_slice(&self.vec_f32(i));
+                vectors.extend_from_slice(self.half(i));
             }
         }
         Snapshot {
@@ -771,10 +763,9 @@ impl NamespaceIndex {
         }
         for i in snapshot_upto..self.rows.len() {
             let r = self.rows[i];
-            let v = self.vec_f32(i);
             let idx = rebuilt.rows.len();
             rebuilt.rows.push(Row { alive: true, ..r });
-            rebuilt.vectors.extend_from_slice(&v);
+            rebuilt.vectors.extend_from_slice(self.half(i));
             rebuilt.by_seq.insert(r.seq, idx);
             rebuilt.live += 1;
             if !r.alive {
@@ -939,7 +930,8 @@ pub struct Snapshot {
     dim: usize,
     config: IndexConfig,
     rows: Vec<Row>,
-    vectors: Vec<f32>,
+    /// f16 bit patterns `[rows · dim]`.
+    vectors: Vec<u16>,
     interner: HashMap<String, Sym>,
     /// Row count of the source index when the snapshot was taken.
     pub upto: usize,
