@@ -1,10 +1,12 @@
-//! Dot products on f32 vectors with run-time CPU dispatch (AVX-512F, AVX2+FMA,
-//! portable fallback). Used by the exact scan; the vectors are L2-normalized,
-//! so the dot product is the cosine similarity.
+//! Dot products with run-time CPU dispatch (AVX-512F, AVX2+FMA, portable
+//! fallback); the vectors are L2-normalized, so the dot product is the cosine
+//! similarity. f32 · f32 ([`dot`]: the extractive summarizer).
 //!
-//! Also dot products against f16 vectors (IEEE 754 binary16 held as its `u16`
-//! bit pattern, [`half::f16::to_bits`]): the HNSW graph stores its points that
-//! way (half the bytes; issue 19). Widened to f32 in registers (`vcvtph2ps`:
+//! f32 · f16 ([`dot_f16`]: every search score) and f16 · f16 ([`dot_f16_f16`]:
+//! the graph's distance) against f16 vectors (IEEE 754 binary16 held as its
+//! `u16` bit pattern, [`half::f16::to_bits`]): the search index holds every
+//! vector that way, in the graph's points and in its own array (half the
+//! bytes; issue 19). Widened to f32 in registers (`vcvtph2ps`:
 //! AVX-512F, or AVX2 + FMA + F16C); arithmetic and accumulation stay f32.
 //! Rounding a component of a unit vector to f16 moves it by at most 2^-11 of
 //! itself (at most 2^-25 for the subnormal ones, below 6.1e-5), so a cosine

@@ -399,6 +399,7 @@ fn every_row_scores_against_its_f16_vector_with_or_without_a_graph() {
     NamespaceIndex::insert_tail(&graph, from, &tail, 32);
     assert!(g.graph_extended(&graph, from, from + 1));
     assert_eq!(g.tail_len(), 0);
+    assert_eq!(g.vectors_held(), 0, "the row is read from its graph point");
     assert_eq!(
         g.similarity(&q, 9_999).unwrap(),
         in_tail,

@@ -418,7 +418,7 @@ fn change_log_retention_keeps_the_newest_entries() {
 /// scans): unfiltered and under a 25%-selective filter (the graph path,
 /// over-fetching) recall@10 against brute force stays ≥ 0.9, and a 2%-selective
 /// filter (scanned exactly) returns the brute-force top 10 of its rows (ranks
-/// compared by score within 1e-3: sled scores graph rows from f16 points).
+/// compared by score within 1e-3: sled scores every row from its f16 vector).
 /// On PostgreSQL the index's own scan count shows the searches used it.
 #[test]
 fn dense_search_past_the_graph_threshold_matches_brute_force_with_filters() {
@@ -515,7 +515,7 @@ fn dense_search_past_the_graph_threshold_matches_brute_force_with_filters() {
                     .iter()
                     .filter(|i| common.contains(i))
                     .count();
-                // Exact over its rows, to the f16 precision of the graph's points
+                // Exact over its rows, to the f16 precision of the index's vectors
                 // (sled): the j-th hit scores as the brute-force j-th, within 1e-3.
                 let rare = search(q.clone(), Some("rare")).await;
                 let want = brute(q, Some("rare"));
