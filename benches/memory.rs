@@ -263,6 +263,56 @@ fn graph_part(
     drop(graph);
 }
 
+/// The engine both engine parts open: the bench's model, no summaries.
+fn engine_config(dir: &std::path::Path) -> memoryd::EngineConfig {
+    memoryd::EngineConfig {
+        model: common::model_config(),
+        summarize: memoryd::SummarizeConfig {
+            enabled: false,
+            ..memoryd::SummarizeConfig::default()
+        },
+        ..memoryd::EngineConfig::with_data_dir(dir)
+    }
+}
+
+/// Writes `messages` with their vectors `[n · dim]` into `e`, `chunk` a batch,
+/// the i-th batch into namespace `namespace(i)`.
+fn load(
+    rt: &tokio::runtime::Runtime,
+    e: &memoryd::Engine,
+    messages: &[memoryd::NewMessage],
+    vecs: &[f32],
+    dim: usize,
+    chunk: usize,
+    namespace: impl Fn(usize) -> String,
+) {
+    let n = messages.len();
+    rt.block_on(async {
+        for (i, start) in (0..n).step_by(chunk).enumerate() {
+            let end = (start + chunk).min(n);
+            e.add_batch_with_embeddings(
+                &memoryd::Access::full(),
+                &namespace(i),
+                messages[start..end].to_vec(),
+                vecs[start * dim..end * dim].to_vec(),
+            )
+            .await
+            .unwrap();
+        }
+    });
+}
+
+/// After an engine is dropped: a background thread (a dump in progress) may
+/// hold it a while, so waits (up to 5 min) until the live heap is back within
+/// 32 MiB of `base`, then for quiet.
+fn wait_released(base: usize) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    while ALLOCATOR.allocated() > base + (32 << 20) && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    settle();
+}
+
 fn messages_as_new(turns: &[String], n: usize) -> Vec<memoryd::NewMessage> {
     (0..n).map(|i| message(turns, i)).collect()
 }
@@ -278,32 +328,13 @@ fn engine(
     vecs: &[f32],
     dim: usize,
 ) {
-    use memoryd::{Access, Engine, EngineConfig, SummarizeConfig};
+    use memoryd::Engine;
     let n = messages.len();
     let dir = tempfile::tempdir().unwrap();
-    let config = || EngineConfig {
-        model: common::model_config(),
-        summarize: SummarizeConfig {
-            enabled: false,
-            ..SummarizeConfig::default()
-        },
-        ..EngineConfig::with_data_dir(dir.path())
-    };
+    let config = || engine_config(dir.path());
     let base = ALLOCATOR.allocated();
     let e = Engine::open_with_embedder(config(), embedder.clone()).unwrap();
-    rt.block_on(async {
-        for start in (0..n).step_by(1000) {
-            let end = (start + 1000).min(n);
-            e.add_batch_with_embeddings(
-                &Access::full(),
-                "big",
-                messages[start..end].to_vec(),
-                vecs[start * dim..end * dim].to_vec(),
-            )
-            .await
-            .unwrap();
-        }
-    });
+    load(rt, &e, messages, vecs, dim, 1000, |_| "big".into());
     // A dump is in place once its manifest is.
     let has_dump = || {
         std::fs::read_dir(dir.path().join("graphs"))
@@ -324,13 +355,7 @@ fn engine(
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     drop(e);
-    // A background thread (a dump in progress) may hold the engine a while
-    // after the drop: wait until its memory is back, then for quiet.
-    let deadline = Instant::now() + std::time::Duration::from_secs(300);
-    while ALLOCATOR.allocated() > base + (32 << 20) && Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    settle();
+    wait_released(base);
     eprintln!(
         "engine dropped: {:.1} MiB live over the heap before it",
         (ALLOCATOR.allocated() as f64 - base as f64) / MIB
@@ -383,40 +408,17 @@ fn many(
     vecs: &[f32],
     dim: usize,
 ) {
-    use memoryd::{Access, Engine, EngineConfig, SummarizeConfig};
+    use memoryd::Engine;
     let n = messages.len();
     let per = env_usize("MEMORYD_MEMORY_PER_NS", 100).max(1);
     let nss = n.div_ceil(per);
     let dir = tempfile::tempdir().unwrap();
-    let config = || EngineConfig {
-        model: common::model_config(),
-        summarize: SummarizeConfig {
-            enabled: false,
-            ..SummarizeConfig::default()
-        },
-        ..EngineConfig::with_data_dir(dir.path())
-    };
+    let config = || engine_config(dir.path());
     let base = ALLOCATOR.allocated();
     let e = Engine::open_with_embedder(config(), embedder.clone()).unwrap();
-    rt.block_on(async {
-        for (i, start) in (0..n).step_by(per).enumerate() {
-            let end = (start + per).min(n);
-            e.add_batch_with_embeddings(
-                &Access::full(),
-                &format!("ns-{i}"),
-                messages[start..end].to_vec(),
-                vecs[start * dim..end * dim].to_vec(),
-            )
-            .await
-            .unwrap();
-        }
-    });
+    load(rt, &e, messages, vecs, dim, per, |i| format!("ns-{i}"));
     drop(e);
-    let deadline = Instant::now() + std::time::Duration::from_secs(300);
-    while ALLOCATOR.allocated() > base + (32 << 20) && Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    settle();
+    wait_released(base);
     let (e, bytes, secs) = measured(|| {
         let e = Engine::open_with_embedder(config(), embedder.clone()).unwrap();
         settle();
@@ -432,10 +434,5 @@ fn many(
         "| - the same per namespace (all parts) | | {:.3} | | |",
         bytes as f64 / nss as f64 / MIB
     );
-    if std::env::var_os("MEMORYD_MEMORY_EXIT").is_some() {
-        // Under a heap profiler: what is live now is what the profiler reports
-        // as not freed.
-        std::process::exit(0);
-    }
     drop(e);
 }

@@ -502,8 +502,9 @@ impl NamespaceIndex {
         let seq = row.seq;
         let idx = self.rows.len();
         self.rows.push(row);
-        self.vectors
-            .extend(vector.iter().map(|&x| half::f16::from_f32(x).to_bits()));
+        // The same rounding as the graph's points (`to_f16`), so a dump's
+        // points match these bit for bit on reload.
+        self.vectors.extend_from_slice(&to_f16(vector));
         self.by_seq.insert(seq, idx);
         self.live += 1;
     }
