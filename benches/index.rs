@@ -4,7 +4,13 @@
 //! the exact scan's kernel over 10k vectors held as f32 (`simd::dot`) and as
 //! f16 (`simd::dot_f16`, what the index holds since issue 19), same run.
 //!
-//! `cargo bench --bench index`
+//! BM25's top 50 for LoCoMo questions over namespaces of LoCoMo turns either
+//! side of `POSTINGS_FROM` (1,024 documents: below it a query reads every
+//! document's term list, from it postings; 1,023 against 1,024 compares the
+//! two at one size).
+//!
+//! `cargo bench --bench index`; `MEMORYD_BENCH_SIZES=15000,30000,50000` replaces
+//! the sizes (where the exact scan and the graph cross: `exact_threshold`).
 
 mod common;
 
@@ -99,6 +105,16 @@ fn index(c: &mut Criterion) {
     if std::env::var("MEMORYD_BENCH_1M").is_ok_and(|v| v == "1") {
         sizes.push(1_000_000);
     }
+    if let Ok(list) = std::env::var("MEMORYD_BENCH_SIZES") {
+        sizes = list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .expect("MEMORYD_BENCH_SIZES: numbers, comma-separated")
+            })
+            .collect();
+    }
     for n in sizes {
         let (vectors, queries) = data(n);
         let mut idx = build(&vectors, true);
@@ -136,5 +152,29 @@ fn index(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, kernels, index);
+/// BM25 query analysis and top 50 (what the lexical channel of a hybrid search
+/// costs) in one namespace of `n` LoCoMo turns, questions taken in turn.
+fn lexical(c: &mut Criterion) {
+    let turns = common::locomo_turns();
+    let questions = common::locomo_questions();
+    let mut g = c.benchmark_group("lexical_top50");
+    g.sample_size(30);
+    for n in [100usize, 1_023, 1_024, 5_000] {
+        let mut idx = memoryd::search::lexical::LexicalIndex::new();
+        for (i, t) in turns.iter().cycle().take(n).enumerate() {
+            idx.push_text(i as u64, t);
+        }
+        let mut qi = 0;
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                qi = (qi + 1) % questions.len();
+                let q = idx.query(&questions[qi], memoryd::Bm25Params::default());
+                idx.top(&q, 50, |_| true)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, kernels, lexical, index);
 criterion_main!(benches);

@@ -8,7 +8,10 @@
 //! with varied speakers and dates, real-model vectors, perturbed copies past the
 //! cache). Each part is built alone, in this order, and kept:
 //! 1. BM25: `LexicalIndex::push_message` of the N messages, in one namespace
-//!    and over namespaces of 100 messages (each with its own dictionary);
+//!    and over namespaces of `MEMORYD_MEMORY_PER_NS` messages (the terms' text
+//!    is in the process-wide dictionary, which the one namespace's index,
+//!    still alive, already counted: the second row is what more namespaces
+//!    add; under 1,024 documents a namespace keeps no postings);
 //! 2. rows under the graph threshold: `NamespaceIndex::rebuilt_from` a snapshot
 //!    of the N messages with their vectors (what an exact scan holds: f16);
 //! 3. the same rows with a graph (`NamespaceIndex::rebuilt_from`, M 16,
@@ -139,7 +142,7 @@ fn main() {
     );
 
     // The same messages over namespaces of `per` (the `many` layout): each has
-    // its own term dictionary and statistics.
+    // its own statistics; the terms' text is in the shared dictionary.
     let per = env_usize("MEMORYD_MEMORY_PER_NS", 100).max(1);
     let (spread, bytes, secs) = measured(|| {
         messages

@@ -3,9 +3,11 @@
 //! Each namespace has its own [`LexicalIndex`] with its own term statistics (document
 //! frequencies, average length): a namespace is one conversation or user, and
 //! statistics pooled across tenants would skew their rankings and leak which words
-//! other tenants use. Like the vector index it lives in memory and is rebuilt from the
-//! store on open, so it is exactly as durable as the store's records and never
-//! disagrees with them after a crash.
+//! other tenants use. Only the terms' text is shared: an index keys its terms by
+//! their id in the process-wide [`dictionary`](super::dictionary), so a term that
+//! 10,000 namespaces use is held once, not 10,000 times. Like the vector index it
+//! lives in memory and is rebuilt from the store on open, so it is exactly as
+//! durable as the store's records and never disagrees with them after a crash.
 //!
 //! Why not tantivy: its statistics are index-wide, so per-namespace BM25 would need
 //! one tantivy index (directory, writer, commit cycle) per namespace, a second durable
@@ -27,6 +29,9 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use rust_stemmers::{Algorithm, Stemmer};
+use smallvec::SmallVec;
+
+use super::dictionary;
 
 use crate::core::params::Bm25Params;
 use crate::core::types::{Message, Summary};
@@ -88,6 +93,13 @@ pub fn summary_text(s: &Summary) -> String {
 
 const NONE: u32 = u32::MAX;
 
+/// One term's postings (`put_posting`'s bytes): up to 16 bytes inline, in the
+/// 24 bytes a `Vec` header takes anyway. In a namespace of 100 messages almost
+/// every term has one to three postings of one byte each, so most terms need
+/// no allocation of their own.
+type PostingBytes = SmallVec<[u8; 16]>;
+const _: () = assert!(std::mem::size_of::<PostingBytes>() == 24);
+
 #[derive(Debug, Clone)]
 struct Doc {
     seq: u64,
@@ -108,7 +120,7 @@ struct Doc {
 /// frequency byte after it, as LEB128 (7 bits a byte, low bits first): one
 /// byte when the gap is under 64 and the frequency 1 (most postings of a common
 /// term), at most six.
-fn put_posting(out: &mut Vec<u8>, gap: u32, tf: u8) {
+fn put_posting(out: &mut PostingBytes, gap: u32, tf: u8) {
     // Gaps are document positions, < 2^32; u64 keeps the shift lossless.
     let mut v = (u64::from(gap) << 1) | u64::from(tf == 1);
     while v >= 0x80 {
@@ -156,8 +168,9 @@ impl Iterator for Postings<'_> {
     }
 }
 
-/// A query analyzed against one namespace: (term id, idf) of its distinct terms
-/// that occur in the namespace.
+/// A query analyzed against one namespace: (dictionary id, idf) of its distinct
+/// terms that occur in the namespace. Valid for the index that made it while
+/// that index is unchanged (the engine ranks under one read lock).
 #[derive(Debug, Clone, Default)]
 pub struct LexicalQuery {
     terms: Vec<(u32, f32)>,
@@ -172,26 +185,47 @@ impl LexicalQuery {
     }
 }
 
-/// BM25 postings of one namespace, append-only with tombstones.
+/// One term's postings in a namespace that keeps them.
+#[derive(Debug, Clone, Default)]
+struct TermPostings {
+    /// Documents ascending (`put_posting`).
+    bytes: PostingBytes,
+    /// The last document in `bytes` (the base of the next gap).
+    last_doc: u32,
+    /// Live documents containing the term.
+    df: u32,
+}
+
+/// Documents (live and tombstoned) from which a namespace keeps postings.
+/// Below it a query reads every live document's term list instead: at 1,024
+/// documents of ~12 distinct terms that is ~12k sorted entries, a few tens of
+/// µs, and a small namespace then holds no state per term at all. Per term,
+/// postings cost ~60 bytes (map entry, inline bytes, statistics): in
+/// namespaces of 100 LoCoMo-like messages (~600 distinct terms each) that was
+/// most of BM25's 495 bytes a message, against 220 in one large namespace
+/// (`cargo bench --bench memory`).
+const POSTINGS_FROM: usize = 1024;
+
+/// BM25 over one namespace, append-only with tombstones.
 ///
-/// Memory, per document of `t` distinct terms (measured by `cargo bench --bench
-/// memory`): the postings, delta- and varint-coded (most often one byte a
-/// posting, at most six; the layout of `put_posting`), a forward list of
-/// its terms (`t` × 5 bytes: term id and frequency, for deletes, compaction and
-/// scoring a given document), a 40-byte record and its entry in the seq map.
+/// Every document keeps a forward list of its distinct terms (`t` × 5 bytes:
+/// the term's id in the shared [`dictionary`] and its frequency; sorted, for
+/// scoring a given document, deletes and compaction), a 40-byte record and its
+/// entry in the seq map. Past [`POSTINGS_FROM`] documents the index also keeps
+/// postings per term, delta- and varint-coded (most often one byte a posting,
+/// at most six; the layout of `put_posting`; inline up to 16 bytes), with the
+/// term's document frequency. The terms' text is in the dictionary, once for
+/// every namespace; each forward-list entry holds one reference to its term
+/// there, given back when the entry goes (compaction) or the index is dropped.
 /// A term repeated more than 255 times in one document counts 255 times (its
 /// length still counts every term).
 #[derive(Debug, Default)]
 pub struct LexicalIndex {
-    term_ids: HashMap<Box<str>, u32>,
-    /// Per term: its postings, documents ascending (`put_posting`).
-    postings: Vec<Vec<u8>>,
-    /// Per term: the last document in its postings (the base of the next gap).
-    last_doc: Vec<u32>,
-    /// Per term: live documents containing it.
-    df: Vec<u32>,
+    /// Dictionary id → postings; `None` below [`POSTINGS_FROM`] documents.
+    postings: Option<HashMap<u32, TermPostings>>,
     docs: Vec<Doc>,
-    /// Every document's distinct term ids, sorted, one document after another.
+    /// Every document's distinct terms (dictionary ids, ascending), one document
+    /// after another.
     fwd_terms: Vec<u32>,
     /// The frequency of each entry of `fwd_terms` (saturating at 255).
     fwd_tf: Vec<u8>,
@@ -248,38 +282,38 @@ impl LexicalIndex {
     }
 
     fn push(&mut self, seq: u64, terms: &[String], chain: u32) {
-        let mut counts: HashMap<u32, u32> = HashMap::new();
-        for t in terms {
-            let id = match self.term_ids.get(t.as_str()) {
-                Some(&id) => id,
-                None => {
-                    let id = self.postings.len() as u32;
-                    self.term_ids.insert(t.as_str().into(), id);
-                    self.postings.push(Vec::new());
-                    self.last_doc.push(0);
-                    self.df.push(0);
-                    id
-                }
-            };
-            *counts.entry(id).or_default() += 1;
+        // Distinct terms with their frequencies.
+        let mut sorted: Vec<&str> = terms.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        let mut distinct: Vec<&str> = Vec::new();
+        let mut freq: Vec<u32> = Vec::new();
+        for t in sorted {
+            if distinct.last() == Some(&t) {
+                *freq.last_mut().expect("one per distinct term") += 1;
+            } else {
+                distinct.push(t);
+                freq.push(1);
+            }
         }
-        let mut tf: Vec<(u32, u8)> = counts
+        let ids = dictionary::shared().write().intern(&distinct);
+        let mut tf: Vec<(u32, u8)> = ids
             .into_iter()
-            .map(|(t, f)| (t, u8::try_from(f).unwrap_or(u8::MAX)))
+            .zip(freq)
+            .map(|(id, f)| (id, u8::try_from(f).unwrap_or(u8::MAX)))
             .collect();
         tf.sort_unstable();
         self.push_doc(seq, tf.into_iter(), terms.len() as u32, chain);
     }
 
-    /// Appends a document with its distinct `terms` (term id ascending, frequency).
+    /// Appends a document with its distinct `terms` (dictionary id ascending,
+    /// frequency), whose references it takes over.
     fn push_doc(&mut self, seq: u64, terms: impl Iterator<Item = (u32, u8)>, len: u32, chain: u32) {
         let doc = self.docs.len() as u32;
         let start = self.fwd_terms.len();
         for (t, f) in terms {
-            let i = t as usize;
-            put_posting(&mut self.postings[i], doc - self.last_doc[i], f);
-            self.last_doc[i] = doc;
-            self.df[i] += 1;
+            if let Some(postings) = &mut self.postings {
+                postings.entry(t).or_default().add(doc, f);
+            }
             self.fwd_terms.push(t);
             self.fwd_tf.push(f);
         }
@@ -303,6 +337,23 @@ impl LexicalIndex {
         self.by_seq.insert(seq, doc);
         self.live += 1;
         self.live_len += u64::from(len);
+        if self.postings.is_none() && self.docs.len() >= POSTINGS_FROM {
+            self.build_postings();
+        }
+    }
+
+    /// Postings of the live documents, from their term lists.
+    fn build_postings(&mut self) {
+        let mut postings: HashMap<u32, TermPostings> = HashMap::new();
+        for (doc, d) in self.docs.iter().enumerate() {
+            if d.alive {
+                let (terms, tfs) = self.doc_terms(doc as u32);
+                for (&t, &f) in terms.iter().zip(tfs) {
+                    postings.entry(t).or_default().add(doc as u32, f);
+                }
+            }
+        }
+        self.postings = Some(postings);
     }
 
     /// The range of `doc`'s entries in `fwd_terms` and `fwd_tf`.
@@ -315,13 +366,10 @@ impl LexicalIndex {
         start..end
     }
 
-    /// The postings of term `t`, decoded.
-    fn decode(&self, t: u32) -> Postings<'_> {
-        Postings {
-            bytes: &self.postings[t as usize],
-            at: 0,
-            doc: 0,
-        }
+    /// `doc`'s distinct terms (ascending) and their frequencies.
+    fn doc_terms(&self, doc: u32) -> (&[u32], &[u8]) {
+        let range = self.fwd_range(doc);
+        (&self.fwd_terms[range.clone()], &self.fwd_tf[range])
     }
 
     /// Marks `seq` deleted; its terms stop counting in the statistics at once.
@@ -335,8 +383,17 @@ impl LexicalIndex {
         d.alive = false;
         self.live -= 1;
         self.live_len -= u64::from(d.len);
-        for i in self.fwd_range(doc) {
-            self.df[self.fwd_terms[i] as usize] -= 1;
+        if let Some(postings) = &mut self.postings {
+            let range = self.docs[doc as usize].start
+                ..self
+                    .docs
+                    .get(doc as usize + 1)
+                    .map_or(self.fwd_terms.len(), |d| d.start);
+            for t in &self.fwd_terms[range] {
+                if let Some(p) = postings.get_mut(t) {
+                    p.df -= 1;
+                }
+            }
         }
         let dead = self.docs.len() - self.live;
         if dead > 256 && dead > self.live {
@@ -345,48 +402,58 @@ impl LexicalIndex {
         true
     }
 
-    /// Drops tombstones: re-indexes the live documents in order (no re-analysis).
+    /// Drops tombstones: re-indexes the live documents in order (no re-analysis;
+    /// postings are rebuilt, or not kept, by the live count). The tombstones'
+    /// references to their terms are given back, so a term no live document uses
+    /// any more leaves the dictionary when no other index holds it.
     fn compact(&mut self) {
         let mut old = std::mem::take(self);
-        let n_terms = old.postings.len();
-        *self = LexicalIndex {
-            postings: vec![Vec::new(); n_terms],
-            last_doc: vec![0; n_terms],
-            df: vec![0; n_terms],
-            tails: vec![NONE; old.tails.len()],
-            term_ids: std::mem::take(&mut old.term_ids),
-            chains: std::mem::take(&mut old.chains),
-            ..LexicalIndex::default()
-        };
+        self.tails = vec![NONE; old.tails.len()];
+        self.chains = std::mem::take(&mut old.chains);
+        let mut dead_terms = Vec::new();
         for (doc, d) in old.docs.iter().enumerate() {
+            let (terms, tfs) = old.doc_terms(doc as u32);
             if d.alive {
-                let range = old.fwd_range(doc as u32);
-                let terms = old.fwd_terms[range.clone()]
-                    .iter()
-                    .copied()
-                    .zip(old.fwd_tf[range].iter().copied());
-                self.push_doc(d.seq, terms, d.len, d.chain);
+                self.push_doc(
+                    d.seq,
+                    terms.iter().copied().zip(tfs.iter().copied()),
+                    d.len,
+                    d.chain,
+                );
+            } else {
+                dead_terms.extend_from_slice(terms);
             }
         }
+        // The live documents' references moved to `self`; `old`'s drop gives
+        // back the tombstones' ones.
+        old.fwd_terms = dead_terms;
     }
 
     /// Analyzes `text` against this namespace's statistics.
     pub fn query(&self, text: &str, params: Bm25Params) -> LexicalQuery {
         let n = self.live as f32;
+        let mut analyzed = Analyzer::english().terms(text);
         let mut seen = HashSet::new();
-        let mut terms = Vec::new();
-        for t in Analyzer::english().terms(text) {
-            if !seen.insert(t.clone()) {
-                continue;
-            }
-            if let Some(&id) = self.term_ids.get(t.as_str()) {
-                let df = self.df[id as usize] as f32;
-                if df > 0.0 {
-                    // Lucene's BM25 idf: always positive.
-                    terms.push((id, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()));
-                }
-            }
-        }
+        analyzed.retain(|t| seen.insert(t.clone()));
+        // Dictionary ids under one read lock. An id this index holds cannot be
+        // freed or reused meanwhile (`&self`: nothing here is given back), and an
+        // id it does not hold matches none of its documents.
+        let ids: Vec<Option<u32>> = {
+            let dict = dictionary::shared().read();
+            analyzed.iter().map(|t| dict.get(t)).collect()
+        };
+        let terms = ids
+            .into_iter()
+            .flatten()
+            .filter_map(|id| {
+                let df = match &self.postings {
+                    Some(postings) => postings.get(&id).map_or(0, |p| p.df),
+                    None => self.count_live_with(id),
+                } as f32;
+                // Lucene's BM25 idf: always positive.
+                (df > 0.0).then(|| (id, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()))
+            })
+            .collect();
         LexicalQuery {
             terms,
             avg_len: if self.live == 0 {
@@ -398,6 +465,16 @@ impl LexicalIndex {
         }
     }
 
+    /// Live documents containing term `id`, by reading every term list (an
+    /// index without postings is small).
+    fn count_live_with(&self, id: u32) -> u32 {
+        (0..self.docs.len() as u32)
+            .filter(|&doc| {
+                self.docs[doc as usize].alive && self.doc_terms(doc).0.binary_search(&id).is_ok()
+            })
+            .count() as u32
+    }
+
     #[inline]
     fn term_score(q: &LexicalQuery, idf: f32, tf: u32, len: u32) -> f32 {
         let tf = tf as f32;
@@ -407,12 +484,16 @@ impl LexicalIndex {
 
     /// BM25 score of the document `seq` (0 when it is unknown or matches no term).
     pub fn score(&self, q: &LexicalQuery, seq: u64) -> f32 {
-        let Some(&doc) = self.by_seq.get(&seq) else {
-            return 0.0;
-        };
+        match self.by_seq.get(&seq) {
+            Some(&doc) => self.doc_score(q, doc),
+            None => 0.0,
+        }
+    }
+
+    /// BM25 score of document `doc` from its term list.
+    fn doc_score(&self, q: &LexicalQuery, doc: u32) -> f32 {
         let len = self.docs[doc as usize].len;
-        let range = self.fwd_range(doc);
-        let (terms, tfs) = (&self.fwd_terms[range.clone()], &self.fwd_tf[range]);
+        let (terms, tfs) = self.doc_terms(doc);
         q.terms
             .iter()
             .filter_map(|&(t, idf)| {
@@ -428,23 +509,34 @@ impl LexicalIndex {
         if n == 0 {
             return Vec::new();
         }
-        // Term-at-a-time accumulation into a dense array (every BM25 term score is
-        // positive, so 0 means "not touched").
-        let mut acc = vec![0f32; self.docs.len()];
-        let mut touched: Vec<u32> = Vec::new();
-        for &(t, idf) in &q.terms {
-            for (doc, tf) in self.decode(t) {
-                let d = &self.docs[doc as usize];
-                if d.alive {
-                    let a = &mut acc[doc as usize];
-                    if *a == 0.0 {
-                        touched.push(doc);
+        let mut scored: Vec<(u32, f32)> = match &self.postings {
+            // Term-at-a-time accumulation into a dense array (every BM25 term
+            // score is positive, so 0 means "not touched").
+            Some(postings) => {
+                let mut acc = vec![0f32; self.docs.len()];
+                let mut touched: Vec<u32> = Vec::new();
+                for &(t, idf) in &q.terms {
+                    let Some(p) = postings.get(&t) else { continue };
+                    for (doc, tf) in p.decode() {
+                        let d = &self.docs[doc as usize];
+                        if d.alive {
+                            let a = &mut acc[doc as usize];
+                            if *a == 0.0 {
+                                touched.push(doc);
+                            }
+                            *a += Self::term_score(q, idf, tf, d.len);
+                        }
                     }
-                    *a += Self::term_score(q, idf, tf, d.len);
                 }
+                touched.iter().map(|&d| (d, acc[d as usize])).collect()
             }
-        }
-        let mut scored: Vec<(u32, f32)> = touched.iter().map(|&d| (d, acc[d as usize])).collect();
+            // Small: every live document's term list.
+            None => (0..self.docs.len() as u32)
+                .filter(|&doc| self.docs[doc as usize].alive)
+                .map(|doc| (doc, self.doc_score(q, doc)))
+                .filter(|&(_, score)| score > 0.0)
+                .collect(),
+        };
         let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         // Best first in chunks: `accept` (a filter, often a hash lookup) runs only
         // on documents that can still make the top n.
@@ -505,6 +597,35 @@ impl LexicalIndex {
         };
         let d = &self.docs[doc as usize];
         [walk(d.prev, |d| d.prev), walk(d.next, |d| d.next)]
+    }
+}
+
+impl TermPostings {
+    /// Appends `doc` (after every document already here) with frequency `tf`.
+    fn add(&mut self, doc: u32, tf: u8) {
+        put_posting(&mut self.bytes, doc - self.last_doc, tf);
+        self.last_doc = doc;
+        self.df += 1;
+    }
+
+    /// The postings, decoded.
+    fn decode(&self) -> Postings<'_> {
+        Postings {
+            bytes: &self.bytes,
+            at: 0,
+            doc: 0,
+        }
+    }
+}
+
+impl Drop for LexicalIndex {
+    /// Gives back every forward-list entry's reference to its term.
+    fn drop(&mut self) {
+        if !self.fwd_terms.is_empty() {
+            dictionary::shared()
+                .write()
+                .release(self.fwd_terms.iter().copied());
+        }
     }
 }
 
@@ -592,7 +713,7 @@ mod tests {
             ),
             first in proptest::prop_oneof![0u32..64, 0u32..=u32::MAX],
         ) {
-            let mut bytes = Vec::new();
+            let mut bytes = PostingBytes::new();
             let mut docs = Vec::new();
             let (mut last, mut doc) = (0u32, first);
             for &(gap, tf) in &entries {
@@ -672,6 +793,127 @@ mod tests {
         let q = idx.query("gamma", Bm25Params::default());
         assert!(q.is_empty());
         assert!(idx.top(&q, 10, |_| true).is_empty());
+    }
+
+    /// References held in the dictionary to the analyzed form of `word` (one
+    /// per document containing it, in every index).
+    fn references(word: &str) -> u32 {
+        let term = &Analyzer::english().terms(word)[0];
+        dictionary::shared().read().references(term)
+    }
+
+    #[test]
+    fn indexes_share_a_term_and_the_last_one_dropped_releases_it() {
+        // Words no other test uses: the dictionary is process-wide.
+        let mut a = LexicalIndex::new();
+        a.push_text(1, "quibblefrond marrowgast");
+        let mut b = LexicalIndex::new();
+        b.push_text(1, "quibblefrond quibblefrond");
+        b.push_text(2, "quibblefrond");
+        assert_eq!(
+            [references("quibblefrond"), references("marrowgast")],
+            [3, 1]
+        );
+        // Statistics stay per index: a has one document with the term, b two.
+        let (qa, qb) = (
+            a.query("quibblefrond", Bm25Params::default()),
+            b.query("quibblefrond", Bm25Params::default()),
+        );
+        assert_eq!(a.top(&qa, 10, |_| true).len(), 1);
+        assert_eq!(b.top(&qb, 10, |_| true).len(), 2);
+        drop(a);
+        assert_eq!(
+            [references("quibblefrond"), references("marrowgast")],
+            [2, 0]
+        );
+        // b still finds its documents after a's terms went.
+        let qb = b.query("quibblefrond marrowgast", Bm25Params::default());
+        assert_eq!(b.top(&qb, 10, |_| true).len(), 2);
+        drop(b);
+        assert_eq!(references("quibblefrond"), 0);
+    }
+
+    #[test]
+    fn compaction_gives_back_the_tombstones_terms() {
+        let mut idx = LexicalIndex::new();
+        for i in 0..400u64 {
+            idx.push_text(i, "gorplewick everywhere");
+        }
+        for i in 400..1000u64 {
+            idx.push_text(i, "everywhere");
+        }
+        assert_eq!(
+            [references("gorplewick"), references("everywhere")],
+            [400, 1000]
+        );
+        // Compaction runs at the 501st delete (tombstones past 256 and past
+        // the live documents), when no live document has "gorplewick" left.
+        for i in 0..700u64 {
+            assert!(idx.remove(i));
+        }
+        assert!(idx.docs.len() < 1000, "compacted");
+        assert_eq!(references("gorplewick"), 0, "given back at compaction");
+        // The 499 left by compaction; the 199 tombstones since still hold theirs.
+        assert_eq!(references("everywhere"), 499);
+        let q = idx.query("everywhere", Bm25Params::default());
+        assert_eq!(idx.top(&q, 1000, |_| true).len(), 300);
+        assert!(idx.query("gorplewick", Bm25Params::default()).is_empty());
+    }
+
+    proptest::proptest! {
+        /// An index that keeps postings (past `POSTINGS_FROM` documents) and one
+        /// that reads term lists rank alike: the same documents and deletes in
+        /// an index reading term lists, one keeping postings from the start and
+        /// one that builds them halfway (as at `POSTINGS_FROM`) give the same
+        /// scores and order.
+        #[test]
+        fn small_and_large_indexes_rank_alike(
+            docs in proptest::collection::vec(proptest::collection::vec(0usize..12, 1..8), 1..60),
+            deleted in proptest::collection::vec(proptest::bool::weighted(0.2), 60),
+            query in proptest::collection::vec(0usize..12, 1..5),
+        ) {
+            const WORDS: [&str; 12] = [
+                "puppy", "garden", "violin", "paint", "river", "camera",
+                "rocket", "lemon", "castle", "guitar", "forest", "pencil",
+            ];
+            let text = |ws: &[usize]| ws.iter().map(|&w| WORDS[w]).collect::<Vec<_>>().join(" ");
+            let mut small = LexicalIndex::new();
+            let mut large = LexicalIndex::new();
+            large.postings = Some(HashMap::new());
+            let mut built = LexicalIndex::new();
+            for (i, ws) in docs.iter().enumerate() {
+                if i == docs.len() / 2 {
+                    built.build_postings();
+                }
+                for idx in [&mut small, &mut large, &mut built] {
+                    idx.push_message(i as u64, &msg("s", &text(ws)));
+                }
+                if deleted[i] && i % 2 == 0 {
+                    // Some deletes before the postings are built.
+                    for idx in [&mut small, &mut large, &mut built] {
+                        idx.remove(i as u64);
+                    }
+                }
+            }
+            for (i, &gone) in deleted.iter().take(docs.len()).enumerate() {
+                if gone && i % 2 == 1 {
+                    for idx in [&mut small, &mut large, &mut built] {
+                        idx.remove(i as u64);
+                    }
+                }
+            }
+            proptest::prop_assert!(small.postings.is_none());
+            proptest::prop_assert!(large.postings.is_some() && built.postings.is_some());
+            let q = text(&query);
+            let (qs, ql, qb) = (
+                small.query(&q, Bm25Params::default()),
+                large.query(&q, Bm25Params::default()),
+                built.query(&q, Bm25Params::default()),
+            );
+            let ts = small.top(&qs, 100, |_| true);
+            proptest::prop_assert_eq!(&ts, &large.top(&ql, 100, |_| true));
+            proptest::prop_assert_eq!(&ts, &built.top(&qb, 100, |_| true));
+        }
     }
 
     #[test]

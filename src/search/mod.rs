@@ -9,6 +9,7 @@
 //! holds record text it would have to keep in step with the store, only what it
 //! ranks by.
 
+pub mod dictionary;
 pub mod hybrid;
 pub mod lexical;
 pub mod persist;
