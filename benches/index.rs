@@ -126,12 +126,24 @@ fn index(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("index_search_n{n}"));
         g.sample_size(30);
         let mut qi = 0;
+        // Exact over the graph's points (what `exact: true` costs once a graph
+        // exists) and over the contiguous f16 array of an index without one
+        // (a namespace under `exact_threshold`).
         g.bench_function("exact", |b| {
             b.iter(|| {
                 qi = (qi + 1) % QUERIES;
                 idx.search(&queries[qi * DIM..(qi + 1) * DIM], 10, &all, true)
             })
         });
+        let flat = build(&vectors, false);
+        let flat_all = flat.compile(&Filter::default()).unwrap();
+        g.bench_function("exact_no_graph", |b| {
+            b.iter(|| {
+                qi = (qi + 1) % QUERIES;
+                flat.search(&queries[qi * DIM..(qi + 1) * DIM], 10, &flat_all, true)
+            })
+        });
+        drop(flat);
         for ef in [16usize, 32, 64, 128, 256] {
             idx.set_ef_search(ef);
             let r: f64 = queries

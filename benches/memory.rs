@@ -8,10 +8,9 @@
 //! with varied speakers and dates, real-model vectors, perturbed copies past the
 //! cache). Each part is built alone, in this order, and kept:
 //! 1. BM25: `LexicalIndex::push_message` of the N messages, in one namespace
-//!    and over namespaces of `MEMORYD_MEMORY_PER_NS` messages (the terms' text
-//!    is in the process-wide dictionary, which the one namespace's index,
-//!    still alive, already counted: the second row is what more namespaces
-//!    add; under 1,024 documents a namespace keeps no postings);
+//!    and over namespaces of `MEMORYD_MEMORY_PER_NS` messages (each row with
+//!    the process-wide dictionary of the terms' text; under 1,024 documents a
+//!    namespace keeps no postings);
 //! 2. rows under the graph threshold: `NamespaceIndex::rebuilt_from` a snapshot
 //!    of the N messages with their vectors (what an exact scan holds: f16);
 //! 3. the same rows with a graph (`NamespaceIndex::rebuilt_from`, M 16,
@@ -140,6 +139,9 @@ fn main() {
         n,
         secs,
     );
+    // Dropped before the next part, which then pays for the dictionary's text
+    // too (it is shared by every index alive).
+    drop(lexical);
 
     // The same messages over namespaces of `per` (the `many` layout): each has
     // its own statistics; the terms' text is in the shared dictionary.
@@ -203,7 +205,6 @@ fn main() {
     if !only_many {
         graph_part(&messages, &vecs, dim, graph_n, rows_bytes);
     }
-    drop(lexical);
     let new = messages_as_new(&turns, n);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,10 +1,9 @@
 //! The term dictionary every namespace's BM25 index shares (issue 19).
 //!
-//! A namespace's [`LexicalIndex`](super::lexical::LexicalIndex) numbers the terms
-//! it holds with dense ids of its own (its postings, document frequencies and
-//! lengths stay its own: BM25 statistics are never pooled across namespaces), but
-//! it finds a term's id through this process-wide dictionary instead of holding the
-//! term's text: 10,000 namespaces that all say "yesterday" hold the string once.
+//! A namespace's [`LexicalIndex`](super::lexical::LexicalIndex) refers to each
+//! term by its id here instead of holding the term's text (its postings, document
+//! frequencies and lengths stay its own: BM25 statistics are never pooled across
+//! namespaces): 10,000 namespaces that all say "yesterday" hold the string once.
 //! Before it, each namespace's own map of strings was most of what a small
 //! namespace cost on its own (`cargo bench --bench memory`, README "What a message
 //! costs in memory").
@@ -18,7 +17,9 @@
 //! One lock guards it. An index takes it once per document it adds (to find or
 //! create the document's distinct terms and count them), once per query (to look
 //! the query's terms up, shared), at compaction and when it is dropped (to give its
-//! references back); each holds it for well under a microsecond a term.
+//! references back, counted per term before the lock is taken, so it is held for
+//! the distinct terms, not every document's). Each holds it well under a
+//! microsecond a term.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -41,7 +42,7 @@ pub struct Dictionary {
 static SHARED: LazyLock<RwLock<Dictionary>> = LazyLock::new(Default::default);
 
 /// The process-wide dictionary the lexical indexes share.
-pub fn shared() -> &'static RwLock<Dictionary> {
+pub(crate) fn shared() -> &'static RwLock<Dictionary> {
     &SHARED
 }
 
@@ -51,7 +52,7 @@ impl Dictionary {
     /// must [`release`] it as often.
     ///
     /// [`release`]: Dictionary::release
-    pub fn intern<S: AsRef<str>>(&mut self, terms: &[S]) -> Vec<u32> {
+    pub(crate) fn intern<S: AsRef<str>>(&mut self, terms: &[S]) -> Vec<u32> {
         terms
             .iter()
             .map(|t| {
@@ -60,7 +61,10 @@ impl Dictionary {
                     Some(&id) => id,
                     None => self.create(t),
                 };
-                self.refs[id as usize] += 1;
+                let refs = &mut self.refs[id as usize];
+                *refs = refs
+                    .checked_add(1)
+                    .expect("fewer than 2^32 references to a term");
                 id
             })
             .collect()
@@ -89,16 +93,17 @@ impl Dictionary {
         self.ids.get(term).copied()
     }
 
-    /// Lets go of one reference to each of `ids`; an id nobody holds any more is
-    /// freed. Releasing an id that is not held is a caller's bug (debug builds
-    /// panic; release builds ignore it).
-    pub fn release(&mut self, ids: impl IntoIterator<Item = u32>) {
-        for id in ids {
+    /// Lets go of `n` references to `id` for each `(id, n)`; an id nobody holds
+    /// any more is freed. Releasing more than is held is a caller's bug (debug
+    /// builds panic; release builds free the id).
+    pub(crate) fn release(&mut self, ids: impl IntoIterator<Item = (u32, u32)>) {
+        for (id, n) in ids {
             let Some(refs) = self.refs.get_mut(id as usize).filter(|r| **r > 0) else {
                 debug_assert!(false, "released term id {id} is not held");
                 continue;
             };
-            *refs -= 1;
+            debug_assert!(*refs >= n, "term id {id}: {n} released, {refs} held");
+            *refs = refs.saturating_sub(n);
             if *refs == 0
                 && let Some(term) = self.terms[id as usize].take()
             {
@@ -137,7 +142,7 @@ mod tests {
         assert_eq!(a[0], b[0]);
         assert_eq!([d.references("cat"), d.references("dog")], [2, 1]);
 
-        d.release(a.clone());
+        d.release(a.iter().map(|&id| (id, 1)));
         assert_eq!([d.references("cat"), d.references("dog")], [1, 0]);
         assert_eq!(d.get("dog"), None, "nobody holds it any more");
         assert_eq!(d.len(), 1);
@@ -146,8 +151,7 @@ mod tests {
         assert_eq!(c[0], a[1]);
         assert_eq!(d.get("emu"), Some(a[1]));
 
-        d.release(b);
-        d.release(c);
+        d.release([(b[0], 1), (c[0], 1)]);
         assert!(d.is_empty());
         assert_eq!(d.references("cat"), 0);
     }

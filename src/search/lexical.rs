@@ -94,9 +94,9 @@ pub fn summary_text(s: &Summary) -> String {
 const NONE: u32 = u32::MAX;
 
 /// One term's postings (`put_posting`'s bytes): up to 16 bytes inline, in the
-/// 24 bytes a `Vec` header takes anyway. In a namespace of 100 messages almost
-/// every term has one to three postings of one byte each, so most terms need
-/// no allocation of their own.
+/// 24 bytes a `Vec` header takes anyway. Most terms of a natural-language
+/// vocabulary are rare (one to a few postings of a byte or two each), so most
+/// need no allocation of their own.
 type PostingBytes = SmallVec<[u8; 16]>;
 const _: () = assert!(std::mem::size_of::<PostingBytes>() == 24);
 
@@ -173,7 +173,11 @@ impl Iterator for Postings<'_> {
 /// that index is unchanged (the engine ranks under one read lock).
 #[derive(Debug, Clone, Default)]
 pub struct LexicalQuery {
+    /// (dictionary id, idf), in the query's order: scores sum in this order.
     terms: Vec<(u32, f32)>,
+    /// Position in `terms` by dictionary id: a document's term list is
+    /// matched against it term by term.
+    by_id: IdSet,
     avg_len: f32,
     params: Bm25Params,
 }
@@ -182,6 +186,38 @@ impl LexicalQuery {
     /// True when no query term occurs in the namespace (every score is 0).
     pub fn is_empty(&self) -> bool {
         self.terms.is_empty()
+    }
+}
+
+/// A set of dictionary ids, each with a value: sorted pairs behind a 256-bit
+/// mask of `id mod 256` (ids are dense small numbers), so the test for an id
+/// not in a short set (most terms of most documents) is one load and a bit
+/// test; the binary search runs only on a mask hit.
+#[derive(Debug, Clone, Default)]
+struct IdSet {
+    mask: [u64; 4],
+    sorted: Vec<(u32, u32)>,
+}
+
+impl IdSet {
+    fn new(pairs: impl IntoIterator<Item = (u32, u32)>) -> IdSet {
+        let mut sorted: Vec<(u32, u32)> = pairs.into_iter().collect();
+        sorted.sort_unstable();
+        let mut mask = [0u64; 4];
+        for &(id, _) in &sorted {
+            mask[(id as usize >> 6) & 3] |= 1 << (id & 63);
+        }
+        IdSet { mask, sorted }
+    }
+
+    /// The value of `id`, if it is in the set.
+    #[inline]
+    fn get(&self, id: u32) -> Option<u32> {
+        if self.mask[(id as usize >> 6) & 3] & (1 << (id & 63)) == 0 {
+            return None;
+        }
+        let i = self.sorted.binary_search_by_key(&id, |&(k, _)| k).ok()?;
+        Some(self.sorted[i].1)
     }
 }
 
@@ -196,14 +232,17 @@ struct TermPostings {
     df: u32,
 }
 
-/// Documents (live and tombstoned) from which a namespace keeps postings.
-/// Below it a query reads every live document's term list instead: at 1,024
-/// documents of ~12 distinct terms that is ~12k sorted entries, a few tens of
-/// µs, and a small namespace then holds no state per term at all. Per term,
-/// postings cost ~60 bytes (map entry, inline bytes, statistics): in
-/// namespaces of 100 LoCoMo-like messages (~600 distinct terms each) that was
-/// most of BM25's 495 bytes a message, against 220 in one large namespace
-/// (`cargo bench --bench memory`).
+/// Documents, live and tombstoned, from which a namespace keeps postings (so a
+/// namespace with tombstones not compacted yet may keep them with fewer live
+/// documents). Below it a query reads every live document's term list instead,
+/// once for the statistics and once for the scores: at 1,023 documents of ~12
+/// distinct terms that is ~12k entries each time, ~78 µs for a LoCoMo
+/// question's top 50 against ~9 µs with postings (`cargo bench --bench index
+/// -- lexical_top50`), and a small namespace holds no state per term at all.
+/// Per term, postings cost ~60 bytes (map entry, inline bytes, statistics): in
+/// namespaces of 100 LoCoMo-like messages that was most of what each added,
+/// 495 bytes a message for BM25 against 183 without (`cargo bench --bench
+/// memory`, `MEMORYD_MEMORY_PARTS=many`).
 const POSTINGS_FROM: usize = 1024;
 
 /// BM25 over one namespace, append-only with tombstones.
@@ -438,24 +477,46 @@ impl LexicalIndex {
         // Dictionary ids under one read lock. An id this index holds cannot be
         // freed or reused meanwhile (`&self`: nothing here is given back), and an
         // id it does not hold matches none of its documents.
-        let ids: Vec<Option<u32>> = {
+        let ids: Vec<u32> = {
             let dict = dictionary::shared().read();
-            analyzed.iter().map(|t| dict.get(t)).collect()
+            analyzed.iter().filter_map(|t| dict.get(t)).collect()
         };
-        let terms = ids
+        let df: Vec<u32> = match &self.postings {
+            Some(postings) => ids
+                .iter()
+                .map(|id| postings.get(id).map_or(0, |p| p.df))
+                .collect(),
+            // Without postings: one pass over every live document's term list,
+            // however long the query.
+            None => {
+                let slots = IdSet::new(ids.iter().enumerate().map(|(i, &id)| (id, i as u32)));
+                let mut df = vec![0u32; ids.len()];
+                for doc in 0..self.docs.len() as u32 {
+                    if self.docs[doc as usize].alive {
+                        for &t in self.doc_terms(doc).0 {
+                            if let Some(slot) = slots.get(t) {
+                                df[slot as usize] += 1;
+                            }
+                        }
+                    }
+                }
+                df
+            }
+        };
+        let terms: Vec<(u32, f32)> = ids
             .into_iter()
-            .flatten()
-            .filter_map(|id| {
-                let df = match &self.postings {
-                    Some(postings) => postings.get(&id).map_or(0, |p| p.df),
-                    None => self.count_live_with(id),
-                } as f32;
+            .zip(df)
+            .filter(|&(_, df)| df > 0)
+            .map(|(id, df)| {
+                let df = df as f32;
                 // Lucene's BM25 idf: always positive.
-                (df > 0.0).then(|| (id, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()))
+                (id, (1.0 + (n - df + 0.5) / (df + 0.5)).ln())
             })
             .collect();
+        let by_id = IdSet::new(terms.iter().enumerate().map(|(i, &(id, _))| (id, i as u32)));
         LexicalQuery {
             terms,
+            by_id,
             avg_len: if self.live == 0 {
                 1.0
             } else {
@@ -463,16 +524,6 @@ impl LexicalIndex {
             },
             params,
         }
-    }
-
-    /// Live documents containing term `id`, by reading every term list (an
-    /// index without postings is small).
-    fn count_live_with(&self, id: u32) -> u32 {
-        (0..self.docs.len() as u32)
-            .filter(|&doc| {
-                self.docs[doc as usize].alive && self.doc_terms(doc).0.binary_search(&id).is_ok()
-            })
-            .count() as u32
     }
 
     #[inline]
@@ -490,17 +541,25 @@ impl LexicalIndex {
         }
     }
 
-    /// BM25 score of document `doc` from its term list.
+    /// BM25 score of document `doc` from its term list: each of its terms looked
+    /// up among the query's, the matches summed in the query's order (as the
+    /// postings path sums them, so both give the same bits).
     fn doc_score(&self, q: &LexicalQuery, doc: u32) -> f32 {
         let len = self.docs[doc as usize].len;
         let (terms, tfs) = self.doc_terms(doc);
-        q.terms
+        let mut matched: SmallVec<[(u32, f32); 8]> = terms
             .iter()
-            .filter_map(|&(t, idf)| {
-                let i = terms.binary_search(&t).ok()?;
-                Some(Self::term_score(q, idf, u32::from(tfs[i]), len))
+            .zip(tfs)
+            .filter_map(|(&t, &tf)| {
+                let slot = q.by_id.get(t)?;
+                let idf = q.terms[slot as usize].1;
+                Some((slot, Self::term_score(q, idf, u32::from(tf), len)))
             })
-            .sum()
+            .collect();
+        if matched.len() > 1 {
+            matched.sort_unstable_by_key(|&(slot, _)| slot);
+        }
+        matched.iter().map(|&(_, score)| score).sum()
     }
 
     /// The `n` best live documents with a positive score that `accept` admits, best
@@ -618,14 +677,28 @@ impl TermPostings {
     }
 }
 
+/// Gives back one reference to the dictionary per entry of `ids`, counted per
+/// id first so that the shared lock is held for the distinct ids only (a large
+/// namespace has millions of entries over tens of thousands of terms).
+fn release_all(mut ids: Vec<u32>) {
+    if ids.is_empty() {
+        return;
+    }
+    ids.sort_unstable();
+    let mut counted: Vec<(u32, u32)> = Vec::new();
+    for id in ids {
+        match counted.last_mut() {
+            Some((last, n)) if *last == id => *n += 1,
+            _ => counted.push((id, 1)),
+        }
+    }
+    dictionary::shared().write().release(counted);
+}
+
 impl Drop for LexicalIndex {
     /// Gives back every forward-list entry's reference to its term.
     fn drop(&mut self) {
-        if !self.fwd_terms.is_empty() {
-            dictionary::shared()
-                .write()
-                .release(self.fwd_terms.iter().copied());
-        }
+        release_all(std::mem::take(&mut self.fwd_terms));
     }
 }
 
@@ -676,26 +749,31 @@ mod tests {
                 "rocket", "lemon", "castle", "guitar", "forest", "pencil",
             ];
             let text = |ws: &[usize]| ws.iter().map(|&w| WORDS[w]).collect::<Vec<_>>().join(" ");
-            let mut idx = LexicalIndex::new();
-            for (i, ws) in docs.iter().enumerate() {
-                idx.push_message(i as u64, &msg("s", &text(ws)));
-            }
-            for (i, &gone) in deleted.iter().take(docs.len()).enumerate() {
-                if gone {
-                    idx.remove(i as u64);
+            // Once reading term lists (a small index), once with postings.
+            let mut with_postings = LexicalIndex::new();
+            with_postings.postings = Some(HashMap::new());
+            for idx in [LexicalIndex::new(), with_postings] {
+                let mut idx = idx;
+                for (i, ws) in docs.iter().enumerate() {
+                    idx.push_message(i as u64, &msg("s", &text(ws)));
                 }
+                for (i, &gone) in deleted.iter().take(docs.len()).enumerate() {
+                    if gone {
+                        idx.remove(i as u64);
+                    }
+                }
+                let q = idx.query(&text(&query), Bm25Params::default());
+                let accept = |seq: u64| seq % modulus != 1;
+                let mut expected: Vec<(u64, f32)> = (0..docs.len() as u64)
+                    .filter(|&seq| idx.by_seq.contains_key(&seq) && accept(seq))
+                    .filter(|&seq| idx.docs[idx.by_seq[&seq] as usize].alive)
+                    .map(|seq| (seq, idx.score(&q, seq)))
+                    .filter(|&(_, s)| s > 0.0)
+                    .collect();
+                expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                expected.truncate(n);
+                proptest::prop_assert_eq!(idx.top(&q, n, accept), expected);
             }
-            let q = idx.query(&text(&query), Bm25Params::default());
-            let accept = |seq: u64| seq % modulus != 1;
-            let mut expected: Vec<(u64, f32)> = (0..docs.len() as u64)
-                .filter(|&seq| idx.by_seq.contains_key(&seq) && accept(seq))
-                .filter(|&seq| idx.docs[idx.by_seq[&seq] as usize].alive)
-                .map(|seq| (seq, idx.score(&q, seq)))
-                .filter(|&(_, s)| s > 0.0)
-                .collect();
-            expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            expected.truncate(n);
-            proptest::prop_assert_eq!(idx.top(&q, n, accept), expected);
         }
     }
 
@@ -837,13 +915,13 @@ mod tests {
     fn compaction_gives_back_the_tombstones_terms() {
         let mut idx = LexicalIndex::new();
         for i in 0..400u64 {
-            idx.push_text(i, "gorplewick everywhere");
+            idx.push_text(i, "gorplewick ubiquathorn");
         }
         for i in 400..1000u64 {
-            idx.push_text(i, "everywhere");
+            idx.push_text(i, "ubiquathorn");
         }
         assert_eq!(
-            [references("gorplewick"), references("everywhere")],
+            [references("gorplewick"), references("ubiquathorn")],
             [400, 1000]
         );
         // Compaction runs at the 501st delete (tombstones past 256 and past
@@ -854,8 +932,8 @@ mod tests {
         assert!(idx.docs.len() < 1000, "compacted");
         assert_eq!(references("gorplewick"), 0, "given back at compaction");
         // The 499 left by compaction; the 199 tombstones since still hold theirs.
-        assert_eq!(references("everywhere"), 499);
-        let q = idx.query("everywhere", Bm25Params::default());
+        assert_eq!(references("ubiquathorn"), 499);
+        let q = idx.query("ubiquathorn", Bm25Params::default());
         assert_eq!(idx.top(&q, 1000, |_| true).len(), 300);
         assert!(idx.query("gorplewick", Bm25Params::default()).is_empty());
     }
@@ -919,24 +997,40 @@ mod tests {
     #[test]
     fn compaction_keeps_scores_and_chains() {
         let mut idx = LexicalIndex::new();
-        for i in 0..1000u64 {
+        for i in 0..2000u64 {
             idx.push_message(i, &msg("s", &format!("word{} common", i % 7)));
+            // Postings from the 1,024th document on.
+            assert_eq!(idx.postings.is_some(), i + 1 >= POSTINGS_FROM as u64);
         }
         let q0 = idx.query("word3 common", Bm25Params::default());
-        let before = idx.score(&q0, 997);
-        for i in 0..600u64 {
+        let before = idx.score(&q0, 1997);
+        // Compaction at the 1,001st delete (tombstones past the live 999), which
+        // leaves too few documents for postings.
+        for i in 0..1200u64 {
             assert!(idx.remove(i));
         }
         assert!(idx.docs.len() < 1000, "compacted");
-        assert_eq!(idx.len(), 400);
-        assert_eq!(idx.neighbors(600), [None, Some(601)]);
-        assert_eq!(idx.neighbors(999), [Some(998), None]);
+        assert!(idx.postings.is_none());
+        assert_eq!(idx.len(), 800);
+        assert_eq!(idx.neighbors(1200), [None, Some(1201)]);
+        assert_eq!(idx.neighbors(1999), [Some(1998), None]);
         let q = idx.query("word3 common", Bm25Params::default());
-        let top = idx.top(&q, 1000, |_| true);
-        assert_eq!(top.len(), 400);
-        assert!(top.iter().take(57).all(|&(s, _)| s % 7 == 3));
-        // Statistics now count 400 documents instead of 1000.
-        assert!((idx.score(&q, 997) - before).abs() > 1e-4);
+        let top = idx.top(&q, 2000, |_| true);
+        assert_eq!(top.len(), 800);
+        assert!(top.iter().take(114).all(|&(s, _)| s % 7 == 3));
+        // Statistics now count 800 documents instead of 2000.
+        assert!((idx.score(&q, 1997) - before).abs() > 1e-4);
+        // Back past 1,024 documents, postings again; the chain goes on.
+        for i in 2000..2300u64 {
+            idx.push_message(i, &msg("s", &format!("word{} common", i % 7)));
+        }
+        assert!(idx.postings.is_some());
+        assert_eq!(idx.neighbors(2000), [Some(1999), Some(2001)]);
+        let q = idx.query("word3 common", Bm25Params::default());
+        let top = idx.top(&q, 2000, |_| true);
+        assert_eq!(top.len(), 1100);
+        assert!(top.iter().take(157).all(|&(s, _)| s % 7 == 3));
+        assert_eq!(top[0].1, idx.score(&q, top[0].0));
     }
 
     #[test]
